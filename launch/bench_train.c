@@ -1,0 +1,165 @@
+/* bench_train.c: `dltrain bench train` — training-step throughput of a model
+ * on a fixed batch (data loading excluded, as in the PyTorch peer script
+ * scripts/bench_torch.py), after warm-up steps.  Prints images/s, the time
+ * per phase and the achieved GFLOP/s. */
+#include <omp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../models/models.h"
+#include "../runtime/data.h"
+#include "../runtime/optim.h"
+#include "bench.h"
+#include "context.h"
+#include "options.h"
+
+typedef struct bench_opts {
+    char model[32], data[512], json[512];
+    int batch, steps, warmup, threads, repeats;
+    long seed;
+} bench_opts;
+
+#define O(f) offsetof(bench_opts, f)
+#define S(f) sizeof(((bench_opts *)0)->f)
+
+static const dl_option bench_train_options[] = {
+    {"model", DL_OPT_STRING, O(model), S(model), "NAME", 0, 0, "lenet (default), resnet20, resnet50"},
+    {"data", DL_OPT_STRING, O(data), S(data), "SPEC", 0, 0,
+     "synthetic:CxHxW[:classes] (default synthetic:1x28x28:10) or an IDX directory"},
+    {"batch", DL_OPT_INT, O(batch), 0, "N", 1, 1 << 20, "batch size (default 128)"},
+    {"steps", DL_OPT_INT, O(steps), 0, "N", 1, 1e9, "timed steps per repeat (default 20)"},
+    {"warmup", DL_OPT_INT, O(warmup), 0, "N", 0, 1e9, "untimed warm-up steps (default 3)"},
+    {"repeats", DL_OPT_INT, O(repeats), 0, "N", 1, 1000, "timed repeats; the median is reported (default 3)"},
+    {"threads", DL_OPT_INT, O(threads), 0, "N", 0, 1024, "CPU threads (default: all cores)"},
+    {"seed", DL_OPT_LONG, O(seed), 0, "N", 0, 9.0e15, "random seed (default 1)"},
+    {"json", DL_OPT_STRING, O(json), S(json), "FILE", 0, 0, "also write the result as JSON"},
+    DL_OPT_END,
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void run_steps(dl_net *net, dl_sgd *opt, int steps, double phase[3])
+{
+    for (int s = 0; s < steps; s++) {
+        double t0 = dl_now();
+        dl_net_forward(net, 1);
+        double loss;
+        int correct;
+        dl_net_loss(net, &loss, &correct);
+        double t1 = dl_now();
+        dl_net_backward(net);
+        double t2 = dl_now();
+        dl_sgd_step(opt, net->params, net->grads, 0.01f);
+        double t3 = dl_now();
+        phase[0] += t1 - t0, phase[1] += t2 - t1, phase[2] += t3 - t2;
+    }
+}
+
+/* Fill one batch from the data set and upload it once. */
+static dl_status load_fixed_batch(dl_net *net, const dl_dataset *ds, int batch)
+{
+    size_t per = (size_t)ds->c * ds->h * ds->w;
+    float *x = dl_alloc(sizeof(float) * per * batch, "bench batch");
+    int32_t *y = dl_alloc(sizeof(int32_t) * batch, "bench labels");
+    if (!x || !y) {
+        free(x), free(y);
+        return DL_ERR_OOM;
+    }
+    for (int i = 0; i < batch; i++)
+        dl_dataset_sample(ds, (size_t)i % ds->n, x + per * i, &y[i], 0, NULL);
+    dl_net_set_batch(net, x, y, batch);
+    free(x), free(y);
+    return DL_OK;
+}
+
+static int report(const bench_opts *o, const dl_net *net, double *ips, double phase[3], long steps)
+{
+    qsort(ips, (size_t)o->repeats, sizeof *ips, cmp_double);
+    double median = ips[o->repeats / 2], gflops = median * 6.0 * dl_net_macs_per_sample(net) * 1e-9;
+    printf("bench train: model %s, data %dx%dx%d, batch %d, threads %d, device %s\n", o->model,
+           net->in_c, net->in_h, net->in_w, o->batch, o->threads, net->dev->name);
+    printf("  %.1f images/s (median of %d; min %.1f, max %.1f), %.2f ms/step, %.1f GFLOP/s\n",
+           median, o->repeats, ips[0], ips[o->repeats - 1], 1e3 * o->batch / median, gflops);
+    printf("  per step (ms): forward %.2f  backward %.2f  optimizer %.2f\n",
+           1e3 * phase[0] / steps, 1e3 * phase[1] / steps, 1e3 * phase[2] / steps);
+    if (o->json[0]) {
+        FILE *f = fopen(o->json, "w");
+        if (!f) {
+            fprintf(stderr, "dltrain bench: cannot write %s\n", o->json);
+            return DL_EXIT_ERROR;
+        }
+        fprintf(f, "{\"bench\":\"train\",\"model\":\"%s\",\"batch\":%d,\"threads\":%d,"
+                   "\"images_per_s\":%.2f,\"min\":%.2f,\"max\":%.2f,\"gflops\":%.2f}\n",
+                o->model, o->batch, o->threads, median, ips[0], ips[o->repeats - 1], gflops);
+        fclose(f);
+    }
+    return DL_EXIT_OK;
+}
+
+static int bench_train(int argc, char **argv)
+{
+    bench_opts o = {.model = "lenet", .data = "synthetic:1x28x28:10", .batch = 128, .steps = 20,
+                    .warmup = 3, .repeats = 3, .seed = 1};
+    int r = dl_options_parse(bench_train_options, &o, argc, argv, "bench train",
+                             "Training-step throughput on a fixed batch (compare: scripts/bench_cpu.sh).");
+    if (r)
+        return r == 1 ? 0 : r;
+    const dl_model *m = dl_model_find(o.model);
+    if (!m) {
+        fprintf(stderr, "dltrain bench: unknown model '%s' (choose from %s)\n", o.model, dl_model_names());
+        return DL_EXIT_USAGE;
+    }
+    dl_dataset train, test;
+    dl_net net;
+    dl_sgd opt;
+    memset(&net, 0, sizeof net);
+    memset(&opt, 0, sizeof opt);
+    dl_device *dev = dl_device_cpu(o.threads);
+    o.threads = omp_get_max_threads();
+    dl_status st = dl_data_open(o.data, (uint64_t)o.seed, &train, &test);
+    if (st == DL_OK)
+        st = dl_model_build(m, &net, train.c, train.h, train.w, train.classes);
+    if (st == DL_OK)
+        st = dl_net_finalize(&net, dev, o.batch, (uint64_t)o.seed);
+    if (st == DL_OK)
+        st = dl_sgd_init(&opt, dev, net.n_params, 0.9f, 5e-4f, 0);
+    if (st == DL_OK)
+        st = load_fixed_batch(&net, &train, o.batch);
+    if (st != DL_OK) {
+        fprintf(stderr, "dltrain bench: %s\n", dl_error_message());
+        return DL_EXIT_ERROR;
+    }
+    double phase[3] = {0, 0, 0}, ips[1000];
+    run_steps(&net, &opt, o.warmup, phase);
+    memset(phase, 0, sizeof phase);
+    for (int i = 0; i < o.repeats; i++) {
+        double t0 = dl_now();
+        run_steps(&net, &opt, o.steps, phase);
+        ips[i] = (double)o.steps * o.batch / (dl_now() - t0);
+    }
+    int rc = report(&o, &net, ips, phase, (long)o.steps * o.repeats);
+    dl_sgd_free(&opt);
+    dl_net_free(&net);
+    dl_dataset_free(&train);
+    dl_dataset_free(&test);
+    return rc;
+}
+
+int dl_cmd_bench(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        printf("usage: dltrain bench train [options]   training-step throughput\n"
+               "(more benchmarks arrive with the communication backends)\n");
+        return argc < 2 ? DL_EXIT_USAGE : DL_EXIT_OK;
+    }
+    if (strcmp(argv[1], "train") == 0)
+        return bench_train(argc - 1, argv + 1);
+    fprintf(stderr, "dltrain bench: unknown benchmark '%s' (try: train)\n", argv[1]);
+    return DL_EXIT_USAGE;
+}

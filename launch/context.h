@@ -1,0 +1,23 @@
+/* context.h: the one per-process context: who we are in the job, which
+ * device and communicator we use.  No other global mutable state. */
+#ifndef DL_CONTEXT_H
+#define DL_CONTEXT_H
+
+#include <stdio.h>
+
+#include "../comm/comm.h"
+#include "../runtime/device.h"
+
+typedef struct dl_ctx {
+    int rank, world, local_rank;
+    dl_device *dev;
+    dl_comm *comm;
+    int is_tty;   /* rank 0's stderr is a terminal: draw a live progress line */
+    int verbose;  /* this rank prints (rank 0, or every rank with --log-all) */
+} dl_ctx;
+
+/* Exit statuses, shared by every subcommand. */
+enum { DL_EXIT_OK = 0, DL_EXIT_ERROR = 1, DL_EXIT_USAGE = 2, DL_EXIT_NUMERIC = 3,
+       DL_EXIT_INTERRUPTED = 130 };
+
+#endif

@@ -1,0 +1,94 @@
+/* main.c: the dltrain command.  `dltrain` alone (as under a bare
+ * `mpirun -np 4 dltrain`) trains the default model on the default data. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../runtime/device.h"
+#include "bench.h"
+#ifdef DLTRAIN_HAVE_TOPO
+#include "cmd_topo.h"
+#endif
+#include "context.h"
+#include "train.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: dltrain [COMMAND] [options]\n"
+            "\n"
+            "commands:\n"
+            "  train     train a model (the default: lenet on Fashion-MNIST)\n"
+            "  bench     benchmarks: 'dltrain bench train'\n"
+            "  topo      how each GPU is attached: PCIe lanes, generation, switches, NUMA, NVLink\n"
+            "\n"
+            "  dltrain COMMAND --help   options of a command\n"
+            "  dltrain --version        version and build configuration\n");
+}
+
+static void version(void)
+{
+    printf("dltrain %s (CPU%s%s%s)\n", DLTRAIN_VERSION,
+#ifdef DLTRAIN_HAVE_BLAS
+           " + OpenBLAS",
+#else
+           " with built-in GEMM",
+#endif
+#ifdef DLTRAIN_HAVE_MPI
+           ", MPI",
+#else
+           "",
+#endif
+#ifdef DLTRAIN_HAVE_CUDA
+           ", CUDA"
+#else
+           ""
+#endif
+    );
+}
+
+int dl_cmd_train(int argc, char **argv)
+{
+    dl_train_opts o;
+    dl_train_defaults(&o);
+    int rc = dl_train_parse(&o, argc, argv);
+    if (rc >= 0)
+        return rc;
+    dl_ctx ctx = {.rank = 0, .world = 1, .local_rank = 0, .verbose = 1};
+    ctx.dev = dl_device_cpu(o.threads);
+    ctx.comm = dl_comm_local();
+    ctx.is_tty = isatty(2);
+    return dl_train_run(&o, &ctx);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || argv[1][0] == '-') {
+        if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+            usage(stdout);
+            return 0;
+        }
+        if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
+            version();
+            return 0;
+        }
+        /* options without a command belong to train */
+        argv[0] = "train";
+        return dl_cmd_train(argc, argv);
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "train") == 0)
+        return dl_cmd_train(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0)
+        return dl_cmd_bench(argc - 1, argv + 1);
+#ifdef DLTRAIN_HAVE_TOPO
+    if (strcmp(cmd, "topo") == 0)
+        return dl_cmd_topo(argc - 1, argv + 1);
+#endif
+    if (strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "dltrain: unknown command '%s' (commands: train, bench, topo; see dltrain --help)\n", cmd);
+    return 2;
+}

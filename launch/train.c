@@ -1,0 +1,376 @@
+/* train.c: the training loop of `dltrain train`.
+ *
+ * One step: wait for the loader's next batch (prefetched on a thread while
+ * the previous step ran), upload it, forward, loss, backward (gradients
+ * land in the flat gradient buffer, last layer first), average gradients
+ * across ranks, SGD update of the flat parameter buffer. */
+#define _POSIX_C_SOURCE 200809L
+#include "train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../models/models.h"
+#include "../runtime/checkpoint.h"
+#include "../runtime/loader.h"
+#include "../runtime/optim.h"
+#include "metrics.h"
+
+/* Set from the signal handler; a signal can only reach the process as a
+ * whole, so this is the one process-wide flag dltrain keeps. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+typedef struct trainer {
+    const dl_train_opts *o;
+    dl_ctx *ctx;
+    const dl_model *model;
+    dl_dataset train, test;
+    dl_net net;
+    dl_sgd opt;
+    dl_schedule sched;
+    dl_loader train_ld, test_ld;
+    dl_progress prog;
+    dl_metrics metrics;
+    char ckpt_path[600];
+    long steps_per_epoch;
+    double last_lr;
+} trainer;
+
+static int fail(const trainer *t, int code)
+{
+    (void)t;
+    fprintf(stderr, "dltrain: %s\n", dl_error_message());
+    return code;
+}
+
+static dl_status make_schedule(trainer *t)
+{
+    const dl_train_opts *o = t->o;
+    dl_schedule *s = &t->sched;
+    memset(s, 0, sizeof *s);
+    dl_schedule_parse_kind(o->schedule, &s->kind);
+    s->base_lr = o->lr;
+    s->warmup_epochs = o->warmup_epochs;
+    s->total_epochs = o->epochs;
+    s->gamma = o->lr_gamma;
+    if (s->kind == DL_SCHED_STEP && !o->lr_steps[0]) {
+        s->n_milestones = 2;
+        s->milestones[0] = 0.5 * o->epochs;
+        s->milestones[1] = 0.75 * o->epochs;
+    } else if (o->lr_steps[0] && !dl_train_milestones(o->lr_steps, s)) {
+        return dl_fail(DL_ERR_ARG, "bad --lr-steps '%s'", o->lr_steps);
+    }
+    return DL_OK;
+}
+
+static dl_status make_out_dir(const char *dir)
+{
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return dl_fail(DL_ERR_IO, "cannot create output directory %s: %s", dir, strerror(errno));
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return dl_fail(DL_ERR_IO, "output path %s exists and is not a directory", dir);
+    return DL_OK;
+}
+
+static dl_status setup_data_and_model(trainer *t)
+{
+    const dl_train_opts *o = t->o;
+    dl_status st = dl_data_open(o->data, (uint64_t)o->seed, &t->train, &t->test);
+    if (st != DL_OK)
+        return st;
+    if (o->train_samples > 0 && (size_t)o->train_samples < t->train.n)
+        t->train.n = (size_t)o->train_samples;
+    t->model = dl_model_find(o->model);
+    st = dl_model_build(t->model, &t->net, t->train.c, t->train.h, t->train.w, t->train.classes);
+    if (st != DL_OK)
+        return st;
+    return dl_net_finalize(&t->net, t->ctx->dev, o->batch, (uint64_t)o->seed);
+}
+
+static dl_status resume_or_start(trainer *t)
+{
+    const dl_train_opts *o = t->o;
+    memset(&t->prog, 0, sizeof t->prog);
+    t->prog.seed = (uint64_t)o->seed;
+    if (!o->resume[0])
+        return DL_OK;
+    dl_status st = dl_checkpoint_load(o->resume, t->model->name, &t->net, t->opt.velocity, &t->prog);
+    if (st == DL_OK && t->ctx->verbose && t->prog.seed != (uint64_t)o->seed)
+        printf("note: continuing with the checkpoint's seed %llu for the data order\n",
+               (unsigned long long)t->prog.seed);
+    return st;
+}
+
+static dl_status setup(trainer *t)
+{
+    const dl_train_opts *o = t->o;
+    dl_status st = make_schedule(t);
+    if (st == DL_OK && t->ctx->rank == 0)
+        st = make_out_dir(o->out_dir);
+    if (st == DL_OK)
+        st = setup_data_and_model(t);
+    if (st == DL_OK)
+        st = dl_sgd_init(&t->opt, t->ctx->dev, t->net.n_params, (float)o->momentum,
+                         (float)o->weight_decay, o->nesterov);
+    if (st == DL_OK)
+        st = resume_or_start(t);
+    if (st != DL_OK)
+        return st;
+    snprintf(t->ckpt_path, sizeof t->ckpt_path, "%s/checkpoint.bin", o->out_dir);
+    int rank = t->ctx->rank, world = t->ctx->world;
+    st = dl_loader_init(&t->train_ld, &t->train, o->batch, rank, world, t->prog.seed, 1, o->augment);
+    if (st == DL_OK)
+        st = dl_loader_init(&t->test_ld, &t->test, o->eval_batch ? o->eval_batch : o->batch, rank,
+                            world, t->prog.seed, 0, 0);
+    t->steps_per_epoch = dl_loader_steps_per_epoch(&t->train_ld);
+    return st;
+}
+
+static void print_start(const trainer *t)
+{
+    const dl_train_opts *o = t->o;
+    const dl_net *net = &t->net;
+    if (!t->ctx->verbose)
+        return;
+    printf("dltrain %s: model %s on %s (%dx%dx%d, %d classes; %zu train, %zu test samples)\n",
+           DLTRAIN_VERSION, o->model, t->train.source, net->in_c, net->in_h, net->in_w,
+           net->classes, t->train.n, t->test.n);
+    printf("  device %s, %d rank(s), comm %s; batch %d per rank, %d global; %ld steps per epoch\n",
+           t->ctx->dev->name, t->ctx->world, t->ctx->comm->name, o->batch, o->batch * t->ctx->world,
+           t->steps_per_epoch);
+    printf("  %zu parameters (%.1f MB), %.1f MFLOP per sample per training step\n", net->n_params,
+           4e-6 * (double)net->n_params, 6e-6 * dl_net_macs_per_sample(net));
+    printf("  SGD lr %g momentum %g%s weight decay %g, %s schedule, warm-up %g epochs, seed %ld\n",
+           o->lr, o->momentum, o->nesterov ? " (Nesterov)" : "", o->weight_decay, o->schedule,
+           o->warmup_epochs, o->seed);
+    if (t->prog.step)
+        printf("  resuming from %s at epoch %lld, sample %llu (step %llu)\n", o->resume,
+               (long long)t->prog.epoch + 1, (unsigned long long)t->prog.epoch_pos,
+               (unsigned long long)t->prog.step);
+    fflush(stdout);
+}
+
+static dl_status save_checkpoint(trainer *t)
+{
+    if (t->ctx->rank != 0)
+        return DL_OK;
+    return dl_checkpoint_save(t->ckpt_path, t->model->name, &t->net, t->opt.velocity, &t->prog);
+}
+
+/* Test-set loss and accuracy, summed over every rank's shard. */
+static dl_status evaluate(trainer *t, double *loss, double *acc)
+{
+    double sums[3] = {0, 0, 0}; /* loss, correct, count */
+    dl_loader_start_epoch(&t->test_ld, 0, 0);
+    const dl_batch *b;
+    while ((b = dl_loader_next(&t->test_ld))) {
+        double l;
+        int correct;
+        dl_net_set_batch(&t->net, b->images, b->labels, b->n);
+        dl_net_forward(&t->net, 0);
+        dl_net_loss(&t->net, &l, &correct);
+        sums[0] += l, sums[1] += correct, sums[2] += b->n;
+    }
+    dl_status st = t->ctx->comm->allreduce_sum_f64(t->ctx->comm, sums, 3);
+    *loss = sums[2] > 0 ? sums[0] / sums[2] : NAN;
+    *acc = sums[2] > 0 ? sums[1] / sums[2] : NAN;
+    return st;
+}
+
+typedef enum { STEP_OK, STEP_NONFINITE, STEP_COMM_ERROR } step_result;
+
+/* One training step on batch b; adds its phase times to tm. */
+static step_result train_step(trainer *t, const dl_batch *b, dl_phase_times *tm, double *loss)
+{
+    dl_net *net = &t->net;
+    double t0 = dl_now(), l;
+    int correct;
+    dl_net_set_batch(net, b->images, b->labels, b->n);
+    dl_net_forward(net, 1);
+    dl_net_loss(net, &l, &correct);
+    *loss = l / b->n;
+    double t1 = dl_now();
+    tm->forward += t1 - t0;
+    if (!isfinite(*loss))
+        return STEP_NONFINITE;
+    dl_net_backward(net);
+    double t2 = dl_now();
+    tm->backward += t2 - t1;
+    dl_comm *comm = t->ctx->comm;
+    if (comm->world > 1) {
+        dl_status st = comm->allreduce_avg_start(comm, net->grads, net->n_params, 0);
+        if (st == DL_OK)
+            st = comm->allreduce_wait(comm, 0);
+        if (st != DL_OK)
+            return STEP_COMM_ERROR;
+    }
+    double t3 = dl_now();
+    tm->comm += t3 - t2;
+    tm->exposed_comm += t3 - t2;
+    double progress = (double)t->prog.epoch + (double)b->end_pos / (double)t->train.n;
+    t->last_lr = dl_schedule_lr(&t->sched, progress);
+    dl_sgd_step(&t->opt, net->params, net->grads, (float)t->last_lr);
+    tm->optimizer += dl_now() - t3;
+    t->prog.epoch_pos = b->end_pos;
+    t->prog.samples_seen += (uint64_t)b->n * (uint64_t)t->ctx->world;
+    t->prog.step++;
+    return STEP_OK;
+}
+
+typedef enum { EPOCH_DONE, EPOCH_STOPPED, EPOCH_NONFINITE, EPOCH_FAILED } epoch_result;
+
+static epoch_result report_nonfinite(trainer *t, double loss)
+{
+    fprintf(stderr,
+            "dltrain: loss became %s at epoch %lld step %llu (lr %g): stopping; the last good "
+            "checkpoint %s is left as it was\n",
+            isnan(loss) ? "NaN" : "infinite", (long long)t->prog.epoch + 1,
+            (unsigned long long)t->prog.step + 1, t->last_lr, t->ckpt_path);
+    return EPOCH_NONFINITE;
+}
+
+static epoch_result train_epoch(trainer *t, dl_epoch_summary *e)
+{
+    const dl_train_opts *o = t->o;
+    size_t global = (size_t)o->batch * t->ctx->world;
+    long first_step = (long)(t->prog.epoch_pos / global), step = first_step;
+    double start = dl_now(), loss_sum = 0.0, loss;
+    dl_loader_start_epoch(&t->train_ld, (int)t->prog.epoch, t->prog.epoch_pos);
+    for (;;) {
+        double w = dl_now();
+        const dl_batch *b = dl_loader_next(&t->train_ld);
+        e->t.data += dl_now() - w;
+        if (!b)
+            break;
+        step_result r = train_step(t, b, &e->t, &loss);
+        if (r == STEP_NONFINITE)
+            return report_nonfinite(t, loss);
+        if (r == STEP_COMM_ERROR)
+            return (fail(t, 1), EPOCH_FAILED);
+        loss_sum += loss;
+        step++;
+        if (t->ctx->verbose && (t->prog.step % (unsigned long)o->log_every == 0 || step == t->steps_per_epoch))
+            dl_metrics_step_json(&t->metrics, (int)t->prog.epoch, (long)t->prog.step, loss, t->last_lr);
+        double el = dl_now() - start, done = (double)(step - first_step);
+        if (t->ctx->verbose)
+            dl_metrics_progress(&t->metrics, (int)t->prog.epoch, step, t->steps_per_epoch, loss,
+                                done * global / el, el / done * (double)(t->steps_per_epoch - step));
+        int ckpt_due = o->checkpoint_every && t->prog.step % (unsigned long)o->checkpoint_every == 0;
+        int stop = stop_requested || (o->max_steps && (long)t->prog.step >= o->max_steps);
+        if ((ckpt_due || stop) && step < t->steps_per_epoch && save_checkpoint(t) != DL_OK)
+            return (fail(t, 1), EPOCH_FAILED);
+        if (stop && step < t->steps_per_epoch)
+            return EPOCH_STOPPED;
+    }
+    e->steps = step - first_step;
+    e->train_loss = e->steps ? loss_sum / (double)e->steps : NAN;
+    e->seconds = dl_now() - start;
+    e->images_per_s = (double)e->steps * global / e->seconds;
+    return EPOCH_DONE;
+}
+
+static int finish_epoch(trainer *t, dl_epoch_summary *e)
+{
+    double sums[1] = {e->train_loss};
+    if (t->ctx->comm->allreduce_sum_f64(t->ctx->comm, sums, 1) != DL_OK)
+        return fail(t, 1);
+    e->train_loss = sums[0] / t->ctx->world;
+    if (evaluate(t, &e->test_loss, &e->test_acc) != DL_OK)
+        return fail(t, 1);
+    e->epoch = (int)t->prog.epoch;
+    e->epochs = t->o->epochs;
+    e->lr = t->last_lr;
+    t->prog.epoch++;
+    t->prog.epoch_pos = 0;
+    if (t->ctx->verbose)
+        dl_metrics_epoch(&t->metrics, e);
+    if (save_checkpoint(t) != DL_OK)
+        return fail(t, 1);
+    return 0;
+}
+
+static int train_loop(trainer *t)
+{
+    const dl_train_opts *o = t->o;
+    double acc = NAN, test_loss = NAN;
+    while (t->prog.epoch < o->epochs) {
+        dl_epoch_summary e;
+        memset(&e, 0, sizeof e);
+        epoch_result r = train_epoch(t, &e);
+        if (r == EPOCH_NONFINITE)
+            return DL_EXIT_NUMERIC;
+        if (r == EPOCH_FAILED)
+            return DL_EXIT_ERROR;
+        if (r == EPOCH_STOPPED) {
+            if (t->ctx->verbose)
+                printf("stopped after step %llu%s; checkpoint %s (continue with --resume %s)\n",
+                       (unsigned long long)t->prog.step, stop_requested ? " on a signal" : "",
+                       t->ckpt_path, t->ckpt_path);
+            return stop_requested ? DL_EXIT_INTERRUPTED : DL_EXIT_OK;
+        }
+        int rc = finish_epoch(t, &e);
+        if (rc)
+            return rc;
+        acc = e.test_acc, test_loss = e.test_loss;
+        if (o->max_steps && (long)t->prog.step >= o->max_steps)
+            break;
+    }
+    if (isnan(acc) && evaluate(t, &test_loss, &acc) != DL_OK)
+        return fail(t, 1);
+    if (t->ctx->verbose) {
+        printf("final test accuracy %.2f%% (test loss %.4f) after %lld epochs, %llu steps\n",
+               100.0 * acc, test_loss, (long long)t->prog.epoch, (unsigned long long)t->prog.step);
+        char body[160];
+        snprintf(body, sizeof body, "\"type\":\"final\",\"test_acc\":%.6f,\"test_loss\":%.9g,\"steps\":%llu",
+                 acc, test_loss, (unsigned long long)t->prog.step);
+        dl_metrics_json_line(&t->metrics, body);
+    }
+    return DL_EXIT_OK;
+}
+
+static void teardown(trainer *t)
+{
+    dl_loader_free(&t->train_ld);
+    dl_loader_free(&t->test_ld);
+    dl_sgd_free(&t->opt);
+    dl_net_free(&t->net);
+    dl_dataset_free(&t->train);
+    dl_dataset_free(&t->test);
+    dl_metrics_close(&t->metrics);
+}
+
+int dl_train_run(const dl_train_opts *o, dl_ctx *ctx)
+{
+    trainer t;
+    memset(&t, 0, sizeof t);
+    t.o = o, t.ctx = ctx;
+    int rc;
+    dl_status st = setup(&t);
+    if (st != DL_OK) {
+        rc = fail(&t, st == DL_ERR_ARG ? DL_EXIT_USAGE : DL_EXIT_ERROR);
+    } else if (ctx->verbose && dl_metrics_open(&t.metrics, o->json, ctx->is_tty && !o->no_progress)) {
+        fprintf(stderr, "dltrain: cannot write metrics file %s: %s\n", o->json, strerror(errno));
+        rc = DL_EXIT_ERROR;
+    } else {
+        print_start(&t);
+        struct sigaction sa = {0};
+        sa.sa_handler = on_stop_signal;
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        rc = train_loop(&t);
+    }
+    teardown(&t);
+    return rc;
+}

@@ -1,0 +1,40 @@
+/* train.h: `dltrain train` — options and the training loop. */
+#ifndef DL_TRAIN_H
+#define DL_TRAIN_H
+
+#include "context.h"
+
+typedef struct dl_train_opts {
+    char model[32];
+    char data[512];
+    int epochs, batch, threads;
+    double lr, momentum, weight_decay;
+    int nesterov;
+    char schedule[16];
+    double warmup_epochs;
+    char lr_steps[128]; /* step schedule milestones in epochs: "30,60" */
+    double lr_gamma;
+    long seed;
+    char out_dir[512];
+    char resume[512];
+    char json[512];
+    int checkpoint_every; /* steps; 0 = only at the end of each epoch */
+    int augment;
+    long max_steps;       /* stop (with a checkpoint) after this many steps; 0 = no limit */
+    long train_samples;   /* use only the first N training samples; 0 = all */
+    int log_every;        /* JSON step records every N steps */
+    int eval_batch;
+    int no_progress;
+} dl_train_opts;
+
+void dl_train_defaults(dl_train_opts *o);
+/* Parse argv; returns -1 to continue, or an exit status (help, usage error). */
+int dl_train_parse(dl_train_opts *o, int argc, char **argv);
+/* Parse "30,60" into schedule milestones; returns 0 on a malformed list. */
+struct dl_schedule;
+int dl_train_milestones(const char *text, struct dl_schedule *s);
+int dl_train_run(const dl_train_opts *o, dl_ctx *ctx);
+/* `dltrain train` */
+int dl_cmd_train(int argc, char **argv);
+
+#endif

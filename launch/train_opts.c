@@ -1,0 +1,126 @@
+/* train_opts.c: the options of `dltrain train`, their defaults and checks. */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../models/models.h"
+#include "../runtime/data.h"
+#include "../runtime/optim.h"
+#include "options.h"
+#include "train.h"
+
+#define O(field) offsetof(dl_train_opts, field)
+#define S(field) sizeof(((dl_train_opts *)0)->field)
+
+static const dl_option train_options[] = {
+    {"model", DL_OPT_STRING, O(model), S(model), "NAME", 0, 0, "lenet (default), resnet20, resnet50"},
+    {"data", DL_OPT_STRING, O(data), S(data), "DIR|SPEC", 0, 0,
+     "IDX directory (default " DL_DEFAULT_DATA_DIR ") or synthetic:CxHxW[:classes]"},
+    {"epochs", DL_OPT_INT, O(epochs), 0, "N", 1, 100000, "epochs to train (default 5)"},
+    {"batch", DL_OPT_INT, O(batch), 0, "N", 1, 1 << 20, "per-rank batch size (default 128)"},
+    {"lr", DL_OPT_DOUBLE, O(lr), 0, "X", 1e-12, 1e6, "base learning rate (default 0.05)"},
+    {"momentum", DL_OPT_DOUBLE, O(momentum), 0, "X", 0, 0.999999, "SGD momentum (default 0.9)"},
+    {"nesterov", DL_OPT_FLAG, O(nesterov), 0, NULL, 0, 0, "use Nesterov momentum"},
+    {"weight-decay", DL_OPT_DOUBLE, O(weight_decay), 0, "X", 0, 1, "L2 weight decay (default 5e-4)"},
+    {"schedule", DL_OPT_STRING, O(schedule), S(schedule), "KIND", 0, 0,
+     "learning-rate schedule: constant, step, cosine (default)"},
+    {"warmup", DL_OPT_DOUBLE, O(warmup_epochs), 0, "EPOCHS", 0, 1e5,
+     "linear warm-up length in epochs, may be fractional (default 0)"},
+    {"lr-steps", DL_OPT_STRING, O(lr_steps), S(lr_steps), "E1,E2", 0, 0,
+     "step schedule milestones in epochs (default 50% and 75% of --epochs)"},
+    {"lr-gamma", DL_OPT_DOUBLE, O(lr_gamma), 0, "X", 1e-9, 1, "step schedule factor (default 0.1)"},
+    {"seed", DL_OPT_LONG, O(seed), 0, "N", 0, 9.0e15, "random seed (default 1)"},
+    {"threads", DL_OPT_INT, O(threads), 0, "N", 0, 1024, "CPU threads (default: all cores)"},
+    {"out", DL_OPT_STRING, O(out_dir), S(out_dir), "DIR", 0, 0,
+     "output directory for checkpoint.bin (default dltrain-run)"},
+    {"resume", DL_OPT_STRING, O(resume), S(resume), "FILE", 0, 0, "continue from a checkpoint"},
+    {"json", DL_OPT_STRING, O(json), S(json), "FILE", 0, 0, "write metrics as JSON lines"},
+    {"checkpoint-every", DL_OPT_INT, O(checkpoint_every), 0, "N", 0, 1e9,
+     "also checkpoint every N steps (default: end of each epoch only)"},
+    {"augment", DL_OPT_FLAG, O(augment), 0, NULL, 0, 0, "random crop and horizontal flip"},
+    {"max-steps", DL_OPT_LONG, O(max_steps), 0, "N", 0, 1e15,
+     "stop after N steps in total, saving a checkpoint"},
+    {"train-samples", DL_OPT_LONG, O(train_samples), 0, "N", 0, 1e12,
+     "train on the first N samples only (0 = all)"},
+    {"log-every", DL_OPT_INT, O(log_every), 0, "N", 1, 1e9, "JSON step record every N steps (default 50)"},
+    {"eval-batch", DL_OPT_INT, O(eval_batch), 0, "N", 1, 1 << 20, "evaluation batch (default: --batch)"},
+    {"no-progress", DL_OPT_FLAG, O(no_progress), 0, NULL, 0, 0, "no live progress line"},
+    DL_OPT_END,
+};
+
+void dl_train_defaults(dl_train_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    snprintf(o->model, sizeof o->model, "lenet");
+    snprintf(o->data, sizeof o->data, "%s", DL_DEFAULT_DATA_DIR);
+    snprintf(o->schedule, sizeof o->schedule, "cosine");
+    snprintf(o->out_dir, sizeof o->out_dir, "dltrain-run");
+    o->epochs = 5;
+    o->batch = 128;
+    o->lr = 0.05;
+    o->momentum = 0.9;
+    o->weight_decay = 5e-4;
+    o->lr_gamma = 0.1;
+    o->seed = 1;
+    o->log_every = 50;
+}
+
+/* Parse "30,60" into milestones; returns 0 on a malformed list. */
+int dl_train_milestones(const char *text, dl_schedule *s)
+{
+    s->n_milestones = 0;
+    const char *p = text;
+    while (*p) {
+        char *end;
+        double v = strtod(p, &end);
+        if (end == p || v <= 0 || s->n_milestones == DL_MAX_MILESTONES)
+            return 0;
+        s->milestones[s->n_milestones++] = v;
+        p = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',')
+            return 0;
+    }
+    return s->n_milestones > 0;
+}
+
+static int check_train_opts(const dl_train_opts *o)
+{
+    dl_schedule_kind kind;
+    if (!dl_model_find(o->model)) {
+        fprintf(stderr, "dltrain train: unknown model '%s' (choose from %s)\n", o->model,
+                dl_model_names());
+        return 2;
+    }
+    if (!dl_schedule_parse_kind(o->schedule, &kind)) {
+        fprintf(stderr, "dltrain train: unknown schedule '%s' (choose constant, step or cosine)\n",
+                o->schedule);
+        return 2;
+    }
+    dl_schedule milestones;
+    if (o->lr_steps[0] && !dl_train_milestones(o->lr_steps, &milestones)) {
+        fprintf(stderr, "dltrain train: --lr-steps '%s' is not a list of positive epochs like 30,60\n",
+                o->lr_steps);
+        return 2;
+    }
+    if (o->warmup_epochs > o->epochs) {
+        fprintf(stderr, "dltrain train: --warmup (%g epochs) is longer than --epochs (%d)\n",
+                o->warmup_epochs, o->epochs);
+        return 2;
+    }
+    return -1;
+}
+
+int dl_train_parse(dl_train_opts *o, int argc, char **argv)
+{
+    static const char usage[] =
+        "Train a model.  With no options: lenet on Fashion-MNIST for 5 epochs.\n"
+        "Under mpirun, each rank trains on its share of every global batch.";
+    int r = dl_options_parse(train_options, o, argc, argv, "train", usage);
+    if (r == 1)
+        return 0;
+    if (r)
+        return r;
+    return check_train_opts(o);
+}
+

@@ -1,0 +1,185 @@
+/* checkpoint.c: atomic, checksummed checkpoint files. */
+#define _POSIX_C_SOURCE 200809L
+#include "checkpoint.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define CKPT_MAGIC "DLTCKPT"
+#define CKPT_VERSION 1
+
+typedef struct ckpt_header {
+    char magic[8];
+    uint32_t version;
+    uint32_t header_bytes;
+    char model[32];
+    int32_t c, h, w, classes;
+    uint64_t n_params, n_buffers;
+    dl_progress progress;
+    uint32_t payload_crc;
+    uint32_t header_crc; /* over the header with this field zero */
+} ckpt_header;
+
+static uint32_t header_crc(ckpt_header h)
+{
+    h.header_crc = 0;
+    return (uint32_t)crc32(0L, (const Bytef *)&h, sizeof h);
+}
+
+static uint32_t crc_update(uint32_t crc, const void *p, size_t bytes)
+{
+    const Bytef *b = p;
+    while (bytes) { /* zlib takes uInt lengths */
+        uInt chunk = (uInt)DL_MIN(bytes, (size_t)1 << 30);
+        crc = (uint32_t)crc32(crc, b, chunk);
+        b += chunk, bytes -= chunk;
+    }
+    return crc;
+}
+
+/* Host copy of the payload: params, velocity, buffers. */
+static float *download_payload(const dl_net *net, const float *velocity, size_t *count)
+{
+    size_t np = net->n_params, nb = net->n_buffers;
+    float *host = dl_alloc(sizeof(float) * (2 * np + nb + 1), "checkpoint staging");
+    if (!host)
+        return NULL;
+    net->dev->download(net->dev, host, net->params, sizeof(float) * np);
+    net->dev->download(net->dev, host + np, velocity, sizeof(float) * np);
+    net->dev->download(net->dev, host + 2 * np, net->buffers, sizeof(float) * nb);
+    *count = 2 * np + nb;
+    return host;
+}
+
+static int write_all(int fd, const void *p, size_t bytes)
+{
+    const char *c = p;
+    while (bytes) {
+        ssize_t n = write(fd, c, bytes);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        c += n, bytes -= (size_t)n;
+    }
+    return 0;
+}
+
+static void fsync_dir_of(const char *path)
+{
+    char copy[4096];
+    snprintf(copy, sizeof copy, "%s", path);
+    int fd = open(dirname(copy), O_RDONLY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+dl_status dl_checkpoint_save(const char *path, const char *model, const dl_net *net,
+                             const float *velocity, const dl_progress *p)
+{
+    size_t count;
+    float *payload = download_payload(net, velocity, &count);
+    if (!payload)
+        return DL_ERR_OOM;
+    ckpt_header h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, CKPT_MAGIC, sizeof CKPT_MAGIC);
+    h.version = CKPT_VERSION;
+    h.header_bytes = sizeof h;
+    snprintf(h.model, sizeof h.model, "%s", model);
+    h.c = net->in_c, h.h = net->in_h, h.w = net->in_w, h.classes = net->classes;
+    h.n_params = net->n_params, h.n_buffers = net->n_buffers;
+    h.progress = *p;
+    h.payload_crc = crc_update(0, payload, sizeof(float) * count);
+    h.header_crc = header_crc(h);
+
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        free(payload);
+        return dl_fail(DL_ERR_IO, "cannot write checkpoint %s: %s", tmp, strerror(errno));
+    }
+    int bad = write_all(fd, &h, sizeof h) || write_all(fd, payload, sizeof(float) * count) ||
+              fsync(fd) != 0;
+    int err = errno;
+    bad |= close(fd) != 0;
+    free(payload);
+    if (bad || rename(tmp, path) != 0) {
+        err = err ? err : errno;
+        unlink(tmp);
+        return dl_fail(DL_ERR_IO, "cannot write checkpoint %s: %s (previous checkpoint kept)",
+                       path, strerror(err));
+    }
+    fsync_dir_of(path);
+    return DL_OK;
+}
+
+static dl_status check_header(const char *path, const ckpt_header *h, const char *model,
+                              const dl_net *net, long file_size)
+{
+    if (memcmp(h->magic, CKPT_MAGIC, sizeof CKPT_MAGIC) != 0)
+        return dl_fail(DL_ERR_FORMAT, "%s is not a dltrain checkpoint (bad magic)", path);
+    if (h->version != CKPT_VERSION || h->header_bytes != sizeof *h)
+        return dl_fail(DL_ERR_FORMAT, "%s: checkpoint version %u not supported (expected %d)",
+                       path, h->version, CKPT_VERSION);
+    if (h->header_crc != header_crc(*h))
+        return dl_fail(DL_ERR_FORMAT, "%s: checkpoint header is corrupt (checksum mismatch)", path);
+    if (strncmp(h->model, model, sizeof h->model) != 0)
+        return dl_fail(DL_ERR_ARG, "%s is a checkpoint of model '%.32s', not '%s'", path, h->model,
+                       model);
+    if (h->c != net->in_c || h->h != net->in_h || h->w != net->in_w || h->classes != net->classes ||
+        h->n_params != net->n_params || h->n_buffers != net->n_buffers)
+        return dl_fail(DL_ERR_ARG,
+                       "%s was saved for %dx%dx%d input with %d classes (%llu parameters); "
+                       "this run has %dx%dx%d, %d classes (%zu parameters)",
+                       path, h->c, h->h, h->w, h->classes, (unsigned long long)h->n_params,
+                       net->in_c, net->in_h, net->in_w, net->classes, net->n_params);
+    long expect = (long)(sizeof *h + sizeof(float) * (2 * h->n_params + h->n_buffers));
+    if (file_size != expect)
+        return dl_fail(DL_ERR_FORMAT, "%s: checkpoint is %s (%ld bytes, expected %ld)", path,
+                       file_size < expect ? "truncated" : "too long", file_size, expect);
+    return DL_OK;
+}
+
+dl_status dl_checkpoint_load(const char *path, const char *model, dl_net *net, float *velocity,
+                             dl_progress *p)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return dl_fail(DL_ERR_IO, "cannot open checkpoint %s: %s", path, strerror(errno));
+    struct stat sb;
+    ckpt_header h;
+    dl_status st = DL_OK;
+    if (fstat(fileno(f), &sb) != 0 || fread(&h, sizeof h, 1, f) != 1)
+        st = dl_fail(DL_ERR_FORMAT, "%s is not a dltrain checkpoint (too short)", path);
+    if (st == DL_OK)
+        st = check_header(path, &h, model, net, (long)sb.st_size);
+    size_t count = 2 * net->n_params + net->n_buffers;
+    float *payload = st == DL_OK ? dl_alloc(sizeof(float) * (count + 1), "checkpoint") : NULL;
+    if (st == DL_OK && !payload)
+        st = DL_ERR_OOM;
+    if (st == DL_OK && fread(payload, sizeof(float), count, f) != count)
+        st = dl_fail(DL_ERR_IO, "%s: read error", path);
+    if (st == DL_OK && crc_update(0, payload, sizeof(float) * count) != h.payload_crc)
+        st = dl_fail(DL_ERR_FORMAT, "%s: checkpoint data is corrupt (checksum mismatch)", path);
+    fclose(f);
+    if (st == DL_OK) {
+        size_t np = net->n_params;
+        net->dev->upload(net->dev, net->params, payload, sizeof(float) * np);
+        net->dev->upload(net->dev, velocity, payload + np, sizeof(float) * np);
+        net->dev->upload(net->dev, net->buffers, payload + 2 * np, sizeof(float) * net->n_buffers);
+        *p = h.progress;
+    }
+    free(payload);
+    return st;
+}

@@ -1,0 +1,34 @@
+/* checkpoint.h: one file holds everything needed to continue a run exactly:
+ * parameters, optimizer momentum, running statistics, and the position in
+ * training (epoch, samples consumed in it, total samples seen).  Random
+ * state is not stored because every random draw derives from the seed and
+ * the position (see rng.h).
+ *
+ * Layout: a fixed header (magic, version, model, shapes, sizes, progress,
+ * CRC-32 of the payload, CRC-32 of the header), then the payload
+ * params[n_params], velocity[n_params], buffers[n_buffers] as fp32.
+ *
+ * Saving writes a temporary file in the same directory, fsyncs it and
+ * renames it over the target, so a crash or kill at any moment leaves
+ * either the old checkpoint or the new one, never a mix. */
+#ifndef DL_CHECKPOINT_H
+#define DL_CHECKPOINT_H
+
+#include "net.h"
+
+typedef struct dl_progress {
+    int64_t epoch;          /* epoch in progress (0-based); 64-bit so the header has no padding */
+    uint64_t epoch_pos;     /* global samples consumed in that epoch */
+    uint64_t samples_seen;  /* global samples since the start of training */
+    uint64_t step;          /* optimizer steps taken */
+    uint64_t seed;
+} dl_progress;
+
+dl_status dl_checkpoint_save(const char *path, const char *model, const dl_net *net,
+                             const float *velocity, const dl_progress *p);
+/* Validates everything before touching the network; the message names the
+ * file and what is wrong (not a checkpoint, truncated, checksum, other model). */
+dl_status dl_checkpoint_load(const char *path, const char *model, dl_net *net, float *velocity,
+                             dl_progress *p);
+
+#endif

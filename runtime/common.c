@@ -1,0 +1,62 @@
+/* common.c: thread-local error message, checked allocation, clock, hash. */
+#define _POSIX_C_SOURCE 200809L
+#include "common.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static _Thread_local char error_message[512];
+
+dl_status dl_fail(dl_status status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(error_message, sizeof error_message, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+const char *dl_error_message(void)
+{
+    return error_message[0] ? error_message : "unknown error";
+}
+
+void dl_error_clear(void) { error_message[0] = '\0'; }
+
+void *dl_alloc(size_t bytes, const char *what)
+{
+    /* 64-byte alignment keeps every AVX-512 row load aligned. */
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    if (!p)
+        dl_fail(DL_ERR_OOM, "out of memory allocating %zu bytes for %s", bytes, what);
+    return p;
+}
+
+void *dl_alloc_zero(size_t bytes, const char *what)
+{
+    void *p = dl_alloc(bytes, what);
+    if (p)
+        memset(p, 0, bytes);
+    return p;
+}
+
+double dl_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+uint64_t dl_hash_bytes(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}

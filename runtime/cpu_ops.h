@@ -1,0 +1,48 @@
+/* cpu_ops.h: the CPU reference ops, shared between the files that implement
+ * them and device_cpu.c, which puts them in the table. */
+#ifndef DL_CPU_OPS_H
+#define DL_CPU_OPS_H
+
+#include "device.h"
+
+void cpu_gemm(dl_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
+              const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+void cpu_bias_add(dl_device *d, float *y, const float *b, int n, int c, int hw);
+void cpu_bias_grad(dl_device *d, const float *dy, float *db, int n, int c, int hw);
+
+size_t cpu_conv_workspace(dl_device *d, const dl_conv_desc *c);
+void cpu_conv_forward(dl_device *d, const dl_conv_desc *c, const float *x, const float *w,
+                      const float *bias, float *y, float *ws);
+void cpu_conv_backward(dl_device *d, const dl_conv_desc *c, const float *x, const float *w,
+                       const float *dy, float *dx, int acc, float *dw, float *db, float *ws);
+
+void cpu_maxpool_forward(dl_device *d, const dl_pool_desc *p, const float *x, float *y,
+                         int32_t *argmax);
+void cpu_maxpool_backward(dl_device *d, const dl_pool_desc *p, const float *dy,
+                          const int32_t *argmax, float *dx, int acc);
+void cpu_avgpool_forward(dl_device *d, const dl_pool_desc *p, const float *x, float *y);
+void cpu_avgpool_backward(dl_device *d, const dl_pool_desc *p, const float *dy, float *dx,
+                          int acc);
+
+void cpu_bn_forward_train(dl_device *d, const dl_bn_desc *b, const float *x, const float *gamma,
+                          const float *beta, float *y, float *mean, float *invstd,
+                          float *running_mean, float *running_var);
+void cpu_bn_forward_eval(dl_device *d, const dl_bn_desc *b, const float *x, const float *gamma,
+                         const float *beta, float *y, const float *running_mean,
+                         const float *running_var);
+void cpu_bn_backward(dl_device *d, const dl_bn_desc *b, const float *x, const float *gamma,
+                     const float *mean, const float *invstd, const float *dy, float *dx, int acc,
+                     float *dgamma, float *dbeta);
+
+void cpu_xent_forward(dl_device *d, const float *logits, const int32_t *labels, float *probs,
+                      float *loss, int n, int classes);
+void cpu_xent_backward(dl_device *d, const float *probs, const int32_t *labels, float *dlogits,
+                       int n, int classes);
+void cpu_sgd_update(dl_device *d, const dl_sgd_args *a, float *params, const float *grads,
+                    float *velocity, size_t n);
+
+/* Work below this many elements runs on one thread: waking the pool costs more. */
+#define CPU_PARALLEL_MIN 32768
+
+#endif

@@ -1,0 +1,85 @@
+/* net.h: a network = layers over tensors, one flat parameter buffer, one flat
+ * gradient buffer and one activation arena, all allocated by dl_net_finalize.
+ *
+ * Parameters are laid out in the order backward produces their gradients
+ * (last layer first), so "the gradients of the first K floats are final" is
+ * a single watermark that rises during backward, and all-reduce buckets are
+ * plain slices [off, off+len) of the gradient buffer.
+ *
+ * Building: the model calls dl_net_init, then builder functions that each
+ * return the id of the new output tensor (or -1 after the first error, which
+ * dl_net_finalize then reports), then dl_net_finalize. */
+#ifndef DL_NET_H
+#define DL_NET_H
+
+#include "device.h"
+#include "layer.h"
+
+#define DL_NET_MAX_LAYERS 256
+
+/* Called during backward: grads[0, ready) are final and will not change. */
+typedef void (*dl_grads_ready_fn)(void *user, size_t ready);
+
+struct dl_net {
+    dl_device *dev;
+    int in_c, in_h, in_w, classes;
+    dl_layer layers[DL_NET_MAX_LAYERS];
+    int n_layers;
+    dl_tensor tensors[DL_NET_MAX_LAYERS + 1];
+    int n_tensors;
+    int input, logits; /* tensor ids */
+    dl_status build_status;
+    char scope[40]; /* name prefix for layers being added */
+
+    size_t n_params, n_buffers;
+    float *params;  /* [n_params]  device */
+    float *grads;   /* [n_params]  device, same layout */
+    float *buffers; /* [n_buffers] device, running statistics */
+
+    int max_batch, batch; /* arena size; batch of the current step */
+    void *arena;
+    size_t arena_bytes;
+    float *workspace; /* [ws_floats] shared scratch (im2col) */
+    size_t ws_floats;
+    int32_t *labels; /* [max_batch] device */
+    float *probs;    /* [max_batch, classes] device */
+    float *loss;     /* [max_batch] device, per-sample loss */
+    float *host_out;      /* [max_batch * (classes + 1)] host copy of loss and probs */
+    int32_t *host_labels; /* [max_batch] */
+
+    dl_grads_ready_fn on_grads_ready;
+    void *on_grads_ready_user;
+};
+
+dl_status dl_net_init(dl_net *net, int c, int h, int w, int classes);
+int dl_net_conv(dl_net *net, int x, int cout, int k, int stride, int pad, int bias);
+int dl_net_fc(dl_net *net, int x, int out, int bias);
+int dl_net_maxpool(dl_net *net, int x, int k, int stride, int pad);
+int dl_net_avgpool(dl_net *net, int x, int k, int stride, int pad);
+int dl_net_gap(dl_net *net, int x);
+int dl_net_bn(dl_net *net, int x);
+int dl_net_relu(dl_net *net, int x);
+int dl_net_add(dl_net *net, int a, int b);
+/* Prefix for the names of layers added from now on ("stage2.block1."). */
+void dl_net_set_scope(dl_net *net, const char *scope);
+
+/* Lay out parameters, allocate everything on `dev` for batches up to
+ * max_batch, and initialise parameters from `seed`. */
+dl_status dl_net_finalize(dl_net *net, dl_device *dev, int max_batch, uint64_t seed);
+void dl_net_free(dl_net *net);
+
+/* One step.  set_batch uploads n images [n, c, h, w] and labels from host. */
+void dl_net_set_batch(dl_net *net, const float *images, const int32_t *labels, int n);
+void dl_net_forward(dl_net *net, int training);
+/* Downloads the per-sample losses and softmax: loss summed over the batch and
+ * the number of correct predictions (sums, so ranks can add them up). */
+void dl_net_loss(dl_net *net, double *loss_sum, int *correct);
+/* Zeroes the gradients and runs backward, calling on_grads_ready as layers finish. */
+void dl_net_backward(dl_net *net);
+
+/* Forward multiply-adds per sample (training costs about 3x this). */
+double dl_net_macs_per_sample(const dl_net *net);
+/* Print the layer table (name, output shape, parameters) to a stream. */
+void dl_net_print(const dl_net *net, void *stream);
+
+#endif

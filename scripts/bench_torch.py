@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""PyTorch peer for `dltrain bench train`: the same model (tests/torch_models.py),
+batch, thread count and step (forward, cross-entropy, backward, SGD with
+momentum 0.9 and weight decay 5e-4) on a fixed synthetic batch, after warm-up;
+prints images/s as the median of several timed repeats."""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+import torch  # noqa: E402
+import torch_models  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default="lenet")
+    p.add_argument("--shape", default="1x28x28", help="CxHxW")
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--json", default="")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(1)
+    c, h, w = (int(v) for v in a.shape.split("x"))
+    model = torch_models.MODELS[a.model](c, h, w, a.classes).to(a.device)
+    x = torch.randn(a.batch, c, h, w, device=a.device)
+    y = torch.randint(0, a.classes, (a.batch,), device=a.device)
+    if a.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def steps(n):
+        for _ in range(n):
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+            loss.item()  # dltrain reads the loss every step too
+        if a.device != "cpu":
+            torch.cuda.synchronize()
+
+    steps(a.warmup)
+    ips = []
+    for _ in range(a.repeats):
+        t0 = time.perf_counter()
+        steps(a.steps)
+        ips.append(a.steps * a.batch / (time.perf_counter() - t0))
+    med = statistics.median(ips)
+    print(f"torch train: model {a.model}, data {a.shape}, batch {a.batch}, threads {a.threads}, "
+          f"torch {torch.__version__}")
+    print(f"  {med:.1f} images/s (median of {a.repeats}; min {min(ips):.1f}, max {max(ips):.1f})")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"bench": "torch", "model": a.model, "batch": a.batch,
+                       "threads": a.threads, "images_per_s": med}, f)
+
+
+if __name__ == "__main__":
+    main()
