@@ -58,6 +58,15 @@ static void unknown_option(const dl_option *t, const char *cmd, const char *arg)
                 cmd);
 }
 
+static int is_abbreviation(const char *token, const char *name)
+{
+    if (strncmp(token, "--", 2) != 0)
+        return 0;
+    token += 2;
+    size_t len = strcspn(token, "=");
+    return len != strlen(name) || strncmp(token, name, len) != 0;
+}
+
 static int set_value(const dl_option *o, void *dst, const char *text, const char *cmd)
 {
     char *base = (char *)dst + o->offset, *end = NULL;
@@ -125,6 +134,12 @@ int dl_options_parse(const dl_option *table, void *dst, int argc, char **argv, c
             return 2;
         }
         const dl_option *o = &table[c - 1000];
+        if (is_abbreviation(argv[prev], o->name)) {
+            /* getopt_long accepts unique prefixes; a typo such as --epoch would silently
+             * become --epochs, so only exact names are taken. */
+            unknown_option(table, cmd, argv[prev]);
+            return 2;
+        }
         if (o->type == DL_OPT_FLAG)
             *(int *)((char *)dst + o->offset) = 1;
         else if (set_value(o, dst, optarg, cmd))

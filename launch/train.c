@@ -269,8 +269,11 @@ static epoch_result train_epoch(trainer *t, dl_epoch_summary *e)
                                 done * global / el, el / done * (double)(t->steps_per_epoch - step));
         int ckpt_due = o->checkpoint_every && t->prog.step % (unsigned long)o->checkpoint_every == 0;
         int stop = stop_requested || (o->max_steps && (long)t->prog.step >= o->max_steps);
-        if ((ckpt_due || stop) && step < t->steps_per_epoch && save_checkpoint(t) != DL_OK)
-            return (fail(t, 1), EPOCH_FAILED);
+        if ((ckpt_due || stop) && step < t->steps_per_epoch) {
+            dl_status st = save_checkpoint(t);
+            if (st != DL_OK)
+                return (fail(t, 1), st == DL_ERR_NUMERIC ? EPOCH_NONFINITE : EPOCH_FAILED);
+        }
         if (stop && step < t->steps_per_epoch)
             return EPOCH_STOPPED;
     }
@@ -296,8 +299,9 @@ static int finish_epoch(trainer *t, dl_epoch_summary *e)
     t->prog.epoch_pos = 0;
     if (t->ctx->verbose)
         dl_metrics_epoch(&t->metrics, e);
-    if (save_checkpoint(t) != DL_OK)
-        return fail(t, 1);
+    dl_status st = save_checkpoint(t);
+    if (st != DL_OK)
+        return fail(t, st == DL_ERR_NUMERIC ? DL_EXIT_NUMERIC : DL_EXIT_ERROR);
     return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,15 @@ dl_status dl_checkpoint_save(const char *path, const char *model, const dl_net *
     float *payload = download_payload(net, velocity, &count);
     if (!payload)
         return DL_ERR_OOM;
+    /* A finite loss does not prove the update after it was finite; a diverged model must
+     * never replace the last good checkpoint. */
+    for (size_t i = 0; i < count; i++)
+        if (!isfinite(payload[i])) {
+            free(payload);
+            return dl_fail(DL_ERR_NUMERIC, "parameters or optimizer state are no longer finite "
+                           "(step %llu): %s is left as it was",
+                           (unsigned long long)p->step, path);
+        }
     ckpt_header h;
     memset(&h, 0, sizeof h);
     memcpy(h.magic, CKPT_MAGIC, sizeof CKPT_MAGIC);

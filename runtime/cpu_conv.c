@@ -10,9 +10,9 @@
 
 #include <string.h>
 
-/* Workspace target per chunk, in floats (16 MiB): large enough for wide
+/* Workspace target per chunk, in floats (4 MiB): large enough for wide
  * GEMMs, small enough to stay near the last-level cache. */
-#define CONV_CHUNK_FLOATS (4u << 20)
+#define CONV_CHUNK_FLOATS (1u << 20)
 
 static int conv_chunk(const dl_conv_desc *c)
 {
@@ -32,36 +32,79 @@ size_t cpu_conv_workspace(dl_device *d, const dl_conv_desc *c)
     return nb * ((size_t)c->cin * c->k * c->k + (size_t)c->cout) * c->oh * c->ow;
 }
 
+/* Output columns ox whose input column ox*s - p + kj lies inside [0, w):
+ * [*lo, *hi).  Computed once per kernel column so the inner loops have no
+ * bounds checks and vectorise. */
+static void valid_range(int out, int in, int stride, int offset, int *lo, int *hi)
+{
+    int a = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+    int b = in - offset <= 0 ? 0 : (in - offset - 1) / stride + 1;
+    *lo = DL_MIN(a, out);
+    *hi = DL_MAX(*lo, DL_MIN(b, out));
+}
+
+/* One row of one image: out[oy*ow + ox] = plane[iy][ox*s - p + kj]. */
+static void im2col_plane(const dl_conv_desc *c, const float *plane, int ki, int kj, float *dst)
+{
+    int s = c->stride, xoff = kj - c->pad, lo, hi;
+    valid_range(c->ow, c->w, s, xoff, &lo, &hi);
+    for (int oy = 0; oy < c->oh; oy++) {
+        int iy = oy * s - c->pad + ki;
+        float *out = dst + (size_t)oy * c->ow;
+        if (iy < 0 || iy >= c->h) {
+            memset(out, 0, sizeof(float) * c->ow);
+            continue;
+        }
+        const float *in = plane + (size_t)iy * c->w + xoff;
+        /* edges are a pixel or two: plain loops beat memset calls */
+        for (int ox = 0; ox < lo; ox++)
+            out[ox] = 0.0f;
+        if (s == 1)
+            memcpy(out + lo, in + lo, sizeof(float) * (hi - lo));
+        else
+            for (int ox = lo; ox < hi; ox++)
+                out[ox] = in[ox * s];
+        for (int ox = hi; ox < c->ow; ox++)
+            out[ox] = 0.0f;
+    }
+}
+
 /* col[(ci*k + ki)*k + kj][j*ohw + oy*ow + ox] = x[j][ci][oy*s - p + ki][ox*s - p + kj] */
 static void im2col(const dl_conv_desc *c, const float *x, int nb, float *col)
 {
     int k = c->k, ohw = c->oh * c->ow, rows = c->cin * k * k;
-    size_t ld = (size_t)nb * ohw;
-#pragma omp parallel for schedule(static) if (ld * rows > CPU_PARALLEL_MIN)
-    for (int r = 0; r < rows; r++) {
-        int ci = r / (k * k), ki = (r / k) % k, kj = r % k;
+    size_t ld = (size_t)nb * ohw, plane_size = (size_t)c->h * c->w;
+#pragma omp parallel for collapse(2) schedule(static) if (ld * rows > CPU_PARALLEL_MIN)
+    for (int r = 0; r < rows; r++)
         for (int j = 0; j < nb; j++) {
-            const float *plane = x + ((size_t)j * c->cin + ci) * c->h * c->w;
-            float *dst = col + r * ld + (size_t)j * ohw;
-            for (int oy = 0; oy < c->oh; oy++) {
-                int iy = oy * c->stride - c->pad + ki;
-                float *out = dst + oy * c->ow;
-                if (iy < 0 || iy >= c->h) {
-                    memset(out, 0, sizeof(float) * c->ow);
-                    continue;
-                }
-                const float *in = plane + (size_t)iy * c->w;
-                for (int ox = 0; ox < c->ow; ox++) {
-                    int ix = ox * c->stride - c->pad + kj;
-                    out[ox] = (ix >= 0 && ix < c->w) ? in[ix] : 0.0f;
-                }
-            }
+            int ci = r / (k * k), ki = (r / k) % k, kj = r % k;
+            im2col_plane(c, x + ((size_t)j * c->cin + ci) * plane_size, ki, kj,
+                         col + r * ld + (size_t)j * ohw);
         }
+}
+
+/* The adjoint of im2col_plane: plane[iy][ox*s - p + kj] += src[oy*ow + ox]. */
+static void col2im_plane(const dl_conv_desc *c, const float *src, int ki, int kj, float *plane)
+{
+    int s = c->stride, xoff = kj - c->pad, lo, hi;
+    valid_range(c->ow, c->w, s, xoff, &lo, &hi);
+    for (int oy = 0; oy < c->oh; oy++) {
+        int iy = oy * s - c->pad + ki;
+        if (iy < 0 || iy >= c->h)
+            continue;
+        float *row = plane + (size_t)iy * c->w + xoff;
+        const float *in = src + (size_t)oy * c->ow;
+        if (s == 1)
+            for (int ox = lo; ox < hi; ox++)
+                row[ox] += in[ox];
+        else
+            for (int ox = lo; ox < hi; ox++)
+                row[ox * s] += in[ox];
     }
 }
 
-/* The adjoint of im2col: sums every column entry back into its input pixel.
- * Parallel over (image, channel) planes, which no two threads share. */
+/* Sums every column entry back into its input pixel.  Parallel over
+ * (image, channel) planes, which no two threads share. */
 static void col2im(const dl_conv_desc *c, const float *col, int nb, float *dx, int acc)
 {
     int k = c->k, ohw = c->oh * c->ow;
@@ -74,19 +117,8 @@ static void col2im(const dl_conv_desc *c, const float *col, int nb, float *dx, i
             memset(plane, 0, sizeof(float) * plane_size);
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
-                const float *src = col + ((size_t)(ci * k + ki) * k + kj) * ld + (size_t)j * ohw;
-                for (int oy = 0; oy < c->oh; oy++) {
-                    int iy = oy * c->stride - c->pad + ki;
-                    if (iy < 0 || iy >= c->h)
-                        continue;
-                    float *row = plane + (size_t)iy * c->w;
-                    const float *s = src + oy * c->ow;
-                    for (int ox = 0; ox < c->ow; ox++) {
-                        int ix = ox * c->stride - c->pad + kj;
-                        if (ix >= 0 && ix < c->w)
-                            row[ix] += s[ox];
-                    }
-                }
+                size_t r = (size_t)(ci * k + ki) * k + kj;
+                col2im_plane(c, col + r * ld + (size_t)j * ohw, ki, kj, plane);
             }
     }
 }
