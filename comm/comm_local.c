@@ -22,9 +22,11 @@ static dl_status local_avg_start(dl_comm *c, float *x, size_t n, int slot)
     return DL_OK;
 }
 
-static dl_status local_wait(dl_comm *c, int slot)
+static dl_status local_wait(dl_comm *c, int slot, double *done_at)
 {
     (void)c, (void)slot;
+    if (done_at)
+        *done_at = dl_now();
     return DL_OK;
 }
 
@@ -48,6 +50,8 @@ dl_comm *dl_comm_local(void)
         .name = "local",
         .rank = 0,
         .world = 1,
+        .local_rank = 0,
+        .local_size = 1,
         .broadcast = local_broadcast,
         .allreduce_sum_f64 = local_sum,
         .allreduce_avg_start = local_avg_start,
@@ -57,4 +61,22 @@ dl_comm *dl_comm_local(void)
         .free = local_free,
     };
     return &local;
+}
+
+dl_status dl_comm_agree(dl_comm *c, int failed, int *n_failed, int *first_failed)
+{
+    double *flags = calloc((size_t)c->world, sizeof *flags);
+    if (!flags)
+        return dl_fail(DL_ERR_OOM, "out of memory for %d rank flags", c->world);
+    flags[c->rank] = failed ? 1.0 : 0.0;
+    dl_status st = c->allreduce_sum_f64(c, flags, c->world);
+    *n_failed = 0, *first_failed = -1;
+    for (int r = 0; st == DL_OK && r < c->world; r++)
+        if (flags[r] > 0.5) {
+            if (*first_failed < 0)
+                *first_failed = r;
+            (*n_failed)++;
+        }
+    free(flags);
+    return st;
 }

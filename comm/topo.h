@@ -117,7 +117,7 @@ typedef struct {
 
 typedef struct {
     int link;                        /* NVLink number on this GPU */
-    int version;                     /* NVLink version, 0 = unknown */
+    int version;                     /* nvmlNvlinkVersion_t: 4 = NVLink 3.0, 0 = unknown */
     char remote_bdf[DL_TOPO_BDF_LEN];
     int remote_gpu;                  /* index into gpus, -1 if not one of ours */
     int remote_is_switch;            /* the far end is an NVSwitch */
@@ -180,6 +180,7 @@ typedef struct {
 
 typedef struct {
     dl_topo_rel rel;
+    dl_topo_rel pcie_rel;            /* the same over PCIe alone (rel without NVLink) */
     int nvlinks;                     /* for NV# */
     double nvlink_gbps;              /* NVLink GB/s per direction, 0 if none/unknown */
     double pcie_gbps;                /* narrowest PCIe link at full speed, 0 unknown */
@@ -228,7 +229,7 @@ typedef enum { DL_TOPO_NVML_NOT_TRIED = 0, DL_TOPO_NVML_UNAVAILABLE, DL_TOPO_NVM
 typedef struct {
     char root[DL_TOPO_PATH_LEN];     /* sysfs root as given */
     dl_topo_cpu_vendor cpu_vendor;
-    char cpu_modalias[DL_TOPO_RAW_LEN]; /* start of devices/system/cpu/modalias */
+    char cpu_modalias[64];           /* start of devices/system/cpu/modalias */
     int n_packages;                  /* CPU sockets seen in cpu topology, 0 unknown */
     int iommu_units;                 /* entries in class/iommu, -1 unreadable */
     int iommu_groups;                /* entries in kernel/iommu_groups, -1 unreadable */
@@ -305,8 +306,11 @@ double dl_topo_gts_from_gen(int gen);
 double dl_topo_parse_speed(const char *text);
 /* Parses "16" or "x16"; 0 for junk or a link that is down. */
 int dl_topo_parse_width(const char *text);
-/* NVLink GB/s per direction per link for an NVLink version (0: unknown). */
+/* NVLink GB/s per direction per link for an nvmlNvlinkVersion_t value (NVML
+ * numbers versions 1 = 1.0, 2 = 2.0, 3 = 2.2, 4 = 3.0, 5 = 3.1, 6 = 4.0,
+ * 7 = 5.0); 0 for unknown.  _name gives "3.0" ("unknown" for others). */
 double dl_topo_nvlink_gbps(int version);
+const char *dl_topo_nvlink_version_name(int version);
 /* Counts CPUs in "0-15,32-47"; -1 if malformed.  first gets the lowest. */
 int dl_topo_cpulist_count(const char *list, int *first);
 /* PCI vendor name for switches and GPUs we know ("NVIDIA", "PLX/Broadcom"). */
@@ -346,6 +350,22 @@ int dl_topo_gpu_for_local_rank(const dl_topo *t, int local_rank);
 /* Binds the calling thread (and threads it starts later) to the CPUs local
  * to the GPU, intersected with the CPUs it may use.  msg says what happened. */
 dl_status dl_topo_bind_local_cpus(const dl_topo *t, int gpu_index, char *msg, size_t cap);
+/* Where one rank runs, as dl_topo_place_local_rank() decided it. */
+typedef struct {
+    int gpu;                         /* GPU index, -1: no GPU (CPU only) */
+    int numa_node;                   /* the GPU's NUMA node, -1 none/unknown */
+    int bound;                       /* CPU affinity was set */
+    char binding[256];               /* what happened to the CPU affinity */
+    char line[512];                  /* one line for the log, no newline */
+} dl_topo_placement;
+
+/* The whole placement step for a training rank: picks the GPU for
+ * local_rank (see dl_topo_gpu_for_local_rank), binds the calling thread to
+ * its local CPUs when bind is set (call before starting threads), and
+ * describes the outcome in out->line.  Returns DL_OK, or the binding's
+ * error (out is filled either way; training can go on unbound). */
+dl_status dl_topo_place_local_rank(const dl_topo *t, int local_rank, int bind,
+                                   dl_topo_placement *out);
 /* One line: which rank runs on which GPU, NUMA node and CPUs. */
 void dl_topo_print_placement(FILE *f, const dl_topo *t, int rank, int world, int local_rank,
                              int gpu_index);

@@ -160,3 +160,34 @@ void dl_topo_print_placement(FILE *f, const dl_topo *t, int rank, int world, int
     fputs(line, f);
     fflush(f);
 }
+
+dl_status dl_topo_place_local_rank(const dl_topo *t, int local_rank, int bind,
+                                   dl_topo_placement *out)
+{
+    memset(out, 0, sizeof *out);
+    out->gpu = t ? dl_topo_gpu_for_local_rank(t, local_rank) : -1;
+    out->numa_node = -1;
+    dl_status st = DL_OK;
+    if (out->gpu < 0) {
+        snprintf(out->binding, sizeof out->binding, "not bound (no GPU)");
+    } else {
+        const dl_topo_gpu *g = &t->gpus[out->gpu];
+        out->numa_node = g->numa_src ? g->numa_node : -1;
+        if (!bind)
+            snprintf(out->binding, sizeof out->binding, "not bound (binding off)");
+        else if ((st = dl_topo_bind_local_cpus(t, out->gpu, out->binding, sizeof out->binding)) == DL_OK)
+            out->bound = 1;
+    }
+    int lr = local_rank < 0 ? 0 : local_rank;
+    if (out->gpu < 0) {
+        snprintf(out->line, sizeof out->line, "local rank %d: no GPU, CPU only; %s", lr, out->binding);
+        return st;
+    }
+    const dl_topo_gpu *g = &t->gpus[out->gpu];
+    char numa[16] = "none";
+    if (out->numa_node >= 0)
+        snprintf(numa, sizeof numa, "%d", out->numa_node);
+    snprintf(out->line, sizeof out->line, "local rank %d: GPU%d %s%s%s, NUMA node %s; %s", lr, out->gpu,
+             g->bdf, g->name[0] ? " " : "", g->name, numa, out->binding);
+    return st;
+}

@@ -337,6 +337,7 @@ static void write_gpu_nvml(json_w *w, const dl_topo *t, const dl_topo_gpu *g)
             OBJ(w, NULL);
             kv_int(w, "link", nl->link);
             kv_idx(w, "version", nl->version > 0 ? nl->version : -1);
+            kv_str(w, "version_name", dl_topo_nvlink_version_name(nl->version));
             kv_str(w, "remote_pci", nl->remote_bdf[0] ? nl->remote_bdf : NULL);
             kv_idx(w, "remote_gpu", nl->remote_gpu);
             kv_bool(w, "remote_is_nvswitch", nl->remote_is_switch);
@@ -402,6 +403,8 @@ static void write_pair(json_w *w, const dl_topo *t, int a, int b)
     kv_int(w, "a", a);
     kv_int(w, "b", b);
     kv_str(w, "relationship", dl_topo_rel_cell(p->rel, p->nvlinks, buf, sizeof buf));
+    kv_str(w, "pcie_relationship", dl_topo_rel_cell(p->pcie_rel, 0, buf, sizeof buf));
+    kv_str(w, "source", "derived:the two PCIe paths (deepest shared bridge) and NVML's NVLinks");
     kv_int(w, "nvlinks", p->nvlinks);
     kv_num(w, "gbps", p->gbps, p->gbps > 0);
     kv_num(w, "pcie_gbps", p->pcie_gbps, p->pcie_gbps > 0);

@@ -44,7 +44,7 @@ static void scan_ids(FILE *f, dl_topo *t)
             continue;
         if (line[0] == 'C' && line[1] == ' ')
             break; /* the class section follows the vendors */
-        const char *name;
+        const char *name = "";
         if (line[0] != '\t') {
             vendor = id_line(line, &name);
             continue;

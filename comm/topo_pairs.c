@@ -292,7 +292,7 @@ static void classify_pair(const dl_topo *t, int a, int b, dl_topo_pair *pr)
     pr->acs_port = -1;
     pr->nvml_p2p = nvml_p2p;
     if (a == b) {
-        pr->rel = DL_TOPO_REL_X;
+        pr->rel = pr->pcie_rel = DL_TOPO_REL_X;
         pr->nccl_path = DL_TOPO_NCCL_LOC;
         return;
     }
@@ -309,6 +309,7 @@ static void classify_pair(const dl_topo *t, int a, int b, dl_topo_pair *pr)
         pr->rel = host_relation(ga, gb);
     }
     pr->n_switches = c.n_seen;
+    pr->pcie_rel = pr->rel;
     nvlink_relation(t, a, b, pr);
     pr->gbps = pr->rel == DL_TOPO_REL_NV && pr->nvlink_gbps > 0 ? pr->nvlink_gbps : pr->pcie_gbps;
     pr->nccl_path = dl_topo_rel_nccl_level(pr->rel);

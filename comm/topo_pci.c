@@ -98,14 +98,22 @@ int dl_topo_parse_width(const char *text)
 
 double dl_topo_nvlink_gbps(int version)
 {
-    /* Per link, per direction: NVLink1 (P100) 20 GB/s; NVLink2 (V100),
-     * NVLink3 (A100) and NVLink4 (H100) 25 GB/s; NVLink5 (B200) 50 GB/s. */
+    /* Per link, per direction: NVLink 1.0 (P100) 20 GB/s; 2.0/2.2 (V100),
+     * 3.0/3.1 (A100) and 4.0 (H100) 25 GB/s; 5.0 (B200) 50 GB/s.  Drivers
+     * before the nvmlNvlinkVersion_t enum returned 1..4 = NVLink 1..4, which
+     * the same table gets right since 2..6 all mean 25 GB/s. */
     switch (version) {
     case 1: return 20.0;
-    case 2: case 3: case 4: return 25.0;
-    case 5: return 50.0;
+    case 2: case 3: case 4: case 5: case 6: return 25.0;
+    case 7: return 50.0;
     default: return 0;
     }
+}
+
+const char *dl_topo_nvlink_version_name(int version)
+{
+    static const char *const names[] = {"unknown", "1.0", "2.0", "2.2", "3.0", "3.1", "4.0", "5.0"};
+    return version > 0 && version < (int)DL_ARRAY_LEN(names) ? names[version] : "unknown";
 }
 
 /* Parses one non-negative decimal CPU number; advances *s. */

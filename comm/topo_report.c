@@ -310,7 +310,9 @@ static void bottleneck_text(const dl_topo *t, const dl_topo_pair *p, char *buf, 
 static void print_pair_acs(FILE *f, const dl_topo *t, const dl_topo_pair *p)
 {
     char bits[40];
-    if (p->rel != DL_TOPO_REL_PIX && p->rel != DL_TOPO_REL_PXB)
+    if (p->rel == DL_TOPO_REL_NV)
+        fprintf(f, "      ACS: not in play (peer traffic takes NVLink, not PCIe)\n");
+    else if (p->rel != DL_TOPO_REL_PIX && p->rel != DL_TOPO_REL_PXB)
         fprintf(f, "      ACS: not in play (the path goes through the CPU's root complex anyway)\n");
     else if (p->acs_port >= 0)
         fprintf(f, "      ACS: %s on %s: peer traffic is redirected up to the root complex\n",
@@ -358,7 +360,10 @@ static void print_pairs(FILE *f, const dl_topo *t)
                 fprintf(f, "%.2f GB/s per direction", p->gbps);
             else
                 fprintf(f, "bandwidth unknown");
-            fprintf(f, ", %d PCIe switch%s crossed\n", p->n_switches, p->n_switches == 1 ? "" : "es");
+            fprintf(f, ", %d PCIe switch%s crossed", p->n_switches, p->n_switches == 1 ? "" : "es");
+            if (p->rel != p->pcie_rel)
+                fprintf(f, " (%s over PCIe)", dl_topo_rel_name(p->pcie_rel));
+            fprintf(f, "\n");
             if (p->rel == DL_TOPO_REL_NV)
                 fprintf(f, "      NVLink: %d link%s = %.2f GB/s per direction\n", p->nvlinks,
                         p->nvlinks == 1 ? "" : "s", p->nvlink_gbps);

@@ -56,7 +56,7 @@ static int cuda_open(cuda_api *api, char *note, size_t cap)
         char clean[100];
         const char *err = dlerror();
         dl_topo_sanitize(clean, sizeof clean, err ? err : "libcuda.so.1");
-        snprintf(note, cap, "--wake needs the CUDA driver (%s); speeds were read idle", clean);
+        snprintf(note, cap, "needs the CUDA driver (%s); speeds were read idle", clean);
         return -1;
     }
     int ok = 1;
@@ -74,7 +74,7 @@ static int cuda_open(cuda_api *api, char *note, size_t cap)
     LOAD(api, copy_async, "cuMemcpyHtoDAsync_v2");
     LOAD(api, stream_sync, "cuStreamSynchronize");
     if (!ok || api->init(0) != 0) {
-        snprintf(note, cap, "--wake: the CUDA driver is present but did not initialise; speeds were read idle");
+        snprintf(note, cap, "the CUDA driver is present but did not initialise; speeds were read idle");
         dlclose(api->lib);
         api->lib = NULL;
         return -1;
@@ -120,7 +120,7 @@ dl_status dl_topo_wake_and_refresh(dl_topo *t, const char *nvml_lib, int skip_nv
 {
     cuda_api api;
     if (t->n_nvidia == 0) {
-        snprintf(t->wake_note, sizeof t->wake_note, "--wake: no NVIDIA GPU to keep busy");
+        snprintf(t->wake_note, sizeof t->wake_note, "no NVIDIA GPU to keep busy");
         return dl_fail(DL_ERR_DEVICE, "%s", t->wake_note);
     }
     if (cuda_open(&api, t->wake_note, sizeof t->wake_note) != 0)
@@ -147,7 +147,7 @@ dl_status dl_topo_wake_and_refresh(dl_topo *t, const char *nvml_lib, int skip_nv
     dlclose(api.lib);
     snprintf(t->wake_note, sizeof t->wake_note,
              busy ? "link speeds re-read while %d of %d NVIDIA GPUs ran a host-to-device copy loop"
-                  : "--wake: no GPU could start the copy loop (%d of %d); speeds were read idle",
+                  : "no GPU could start the copy loop (%d of %d); speeds were read idle",
              busy, t->n_nvidia);
     dl_topo_analyze(t, env);
     return busy ? DL_OK : dl_fail(DL_ERR_DEVICE, "%s", t->wake_note);

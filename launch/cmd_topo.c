@@ -69,6 +69,44 @@ static void help(FILE *f)
     fprintf(f, "\nSee docs/topology.md for how to read the report.\n");
 }
 
+/* "--name" or "--name=value" naming an option exactly.  getopt_long also
+ * takes unique prefixes; like `dltrain train`, topo refuses them so that a
+ * typo cannot silently become another option. */
+static int exact_long(const char *tok)
+{
+    if (strncmp(tok, "--", 2) != 0)
+        return 0;
+    size_t len = strcspn(tok + 2, "=");
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
+        if (strlen(options[i].name) == len && strncmp(tok + 2, options[i].name, len) == 0)
+            return 1;
+    return 0;
+}
+
+static int bad_option(const char *tok, int c)
+{
+    if (c == '?' && exact_long(tok))
+        fprintf(stderr, "dltrain topo: option '%s' needs a value", tok);
+    else
+        fprintf(stderr, "dltrain topo: unknown option '%s'", tok);
+    fprintf(stderr, " (see 'dltrain topo --help')\n");
+    return 2;
+}
+
+static void apply(topo_args *a, int c)
+{
+    switch (c) {
+    case OPT_SYSFS: a->sysfs_root = optarg; break;
+    case OPT_JSON: a->json = optarg ? 2 : 1; a->json_file = optarg; break;
+    case OPT_WAKE: a->wake = 1; break;
+    case OPT_NO_BIND: a->no_bind = 1; break;
+    case OPT_NO_NVML: a->no_nvml = 1; break;
+    case OPT_NVML_LIB: a->nvml_lib = optarg; break;
+    case OPT_PCI_IDS: a->pci_ids = optarg; break;
+    default: break;
+    }
+}
+
 /* Returns -1 to continue, else the exit status. */
 static int parse(topo_args *a, int argc, char **argv)
 {
@@ -80,28 +118,16 @@ static int parse(topo_args *a, int argc, char **argv)
     memset(a, 0, sizeof *a);
     opterr = 0;
     optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'h': help(stdout); return 0;
-        case OPT_SYSFS: a->sysfs_root = optarg; break;
-        case OPT_JSON: a->json = optarg ? 2 : 1; a->json_file = optarg; break;
-        case OPT_WAKE: a->wake = 1; break;
-        case OPT_NO_BIND: a->no_bind = 1; break;
-        case OPT_NO_NVML: a->no_nvml = 1; break;
-        case OPT_NVML_LIB: a->nvml_lib = optarg; break;
-        case OPT_PCI_IDS: a->pci_ids = optarg; break;
-        default: {
-            const char *bad = argv[optind - 1 > 0 ? optind - 1 : 1];
-            if (optopt && c == '?' && bad[0] == '-' && bad[1] != '-')
-                fprintf(stderr, "dltrain topo: unknown option '-%c' (see 'dltrain topo --help')\n", optopt);
-            else if (c == '?' && optopt >= OPT_SYSFS)
-                fprintf(stderr, "dltrain topo: option '%s' needs a value (see 'dltrain topo --help')\n", bad);
-            else
-                fprintf(stderr, "dltrain topo: unknown option '%s' (see 'dltrain topo --help')\n", bad);
-            return 2;
+    /* "+": stop at the first non-option, so argv[prev] is the option just read. */
+    for (int prev = optind, c; (c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1; prev = optind) {
+        const char *tok = argv[prev];
+        if (c == '?' || (tok[1] == '-' && !exact_long(tok)))
+            return bad_option(tok, c);
+        if (c == 'h') {
+            help(stdout);
+            return 0;
         }
-        }
+        apply(a, c);
     }
     if (optind < argc) {
         fprintf(stderr, "dltrain topo: unexpected argument '%s' (see 'dltrain topo --help')\n", argv[optind]);
@@ -130,25 +156,24 @@ static void enrich(dl_topo *t, const topo_args *a, const dl_topo_nccl_env *env)
         dl_topo_nvml_apply(t, a->nvml_lib, env); /* failure is recorded in t->nvml_note */
     dl_topo_analyze(t, env);
     if (a->wake && dl_topo_wake_and_refresh(t, a->nvml_lib, a->no_nvml || !live, env) != DL_OK)
-        fprintf(stderr, "dltrain topo: %s\n", t->wake_note);
+        fprintf(stderr, "dltrain topo: --wake: %s\n", t->wake_note);
 }
 
 static void placement(FILE *f, const dl_topo *t, const topo_args *a, const dl_topo_launch *l)
 {
-    int gpu = dl_topo_gpu_for_local_rank(t, l->local_rank);
-    char msg[256];
-    if (a->no_bind)
-        snprintf(msg, sizeof msg, "not bound (--no-bind)");
-    else if (!is_live(a->sysfs_root))
-        snprintf(msg, sizeof msg, "not bound (--sysfs-root: those CPUs are not this machine's)");
-    else if (gpu < 0)
-        snprintf(msg, sizeof msg, "not bound (no GPU)");
-    else
-        dl_topo_bind_local_cpus(t, gpu, msg, sizeof msg); /* msg says what happened either way */
+    /* A fixture's CPU lists describe another machine: never bind to them. */
+    int bind = !a->no_bind && is_live(a->sysfs_root);
+    dl_topo_placement p;
+    dl_topo_place_local_rank(t, l->local_rank, bind, &p); /* p.binding says what happened */
+    const char *binding = p.binding;
+    if (p.gpu >= 0 && a->no_bind)
+        binding = "not bound (--no-bind)";
+    else if (p.gpu >= 0 && !bind)
+        binding = "not bound (--sysfs-root: those CPUs are not this machine's)";
     char line[512];
-    snprintf(line, sizeof line, "  CPU binding: %s; %s\n", msg,
+    snprintf(line, sizeof line, "  CPU binding: %s; %s\n", binding,
              l->source[0] ? l->source : "no launcher variables: a single process");
-    dl_topo_print_placement(f, t, l->rank, l->world, l->local_rank, gpu);
+    dl_topo_print_placement(f, t, l->rank, l->world, l->local_rank, p.gpu);
     fputs(line, f);
     fflush(f);
 }

@@ -2,6 +2,7 @@
  * `mpirun -np 4 dltrain`) trains the default model on the default data. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../runtime/device.h"
@@ -10,7 +11,9 @@
 #include "cmd_topo.h"
 #endif
 #include "context.h"
+#include "launch.h"
 #include "train.h"
+#include "train_sync.h"
 
 static void usage(FILE *f)
 {
@@ -47,18 +50,41 @@ static void version(void)
     );
 }
 
+/* Rank r > 0 logs to OUT/rank-r.log under --log-all, so logs do not interleave. */
+static int redirect_rank_log(const dl_train_opts *o, const dl_ctx *ctx)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/rank-%d.log", o->out_dir, ctx->rank);
+    mkdir(o->out_dir, 0755);
+    if (!freopen(path, "w", stdout)) {
+        fprintf(stderr, "dltrain rank %d: cannot write %s\n", ctx->rank, path);
+        return 1;
+    }
+    return 0;
+}
+
 int dl_cmd_train(int argc, char **argv)
 {
+    dl_ctx ctx = {.rank = 0, .world = 1, .local_rank = 0};
+    int rc = dl_launch_comm(&ctx, &argc, &argv);
+    if (rc)
+        return rc;
     dl_train_opts o;
     dl_train_defaults(&o);
-    int rc = dl_train_parse(&o, argc, argv);
-    if (rc >= 0)
-        return rc;
-    dl_ctx ctx = {.rank = 0, .world = 1, .local_rank = 0, .verbose = 1};
-    ctx.dev = dl_device_cpu(o.threads);
-    ctx.comm = dl_comm_local();
-    ctx.is_tty = isatty(2);
-    return dl_train_run(&o, &ctx);
+    int parsed = dl_train_parse(&o, argc, argv); /* -1: go on; else an exit status */
+    /* a flag rejected on one rank only must stop all of them */
+    rc = dl_train_agree_start(&ctx, parsed > 0 ? parsed : 0, "to parse their options");
+    if (rc == 0 && parsed < 0) {
+        ctx.comm->timeout_s = o.timeout_s;
+        ctx.verbose = ctx.rank == 0 || o.log_all;
+        ctx.is_tty = ctx.rank == 0 && isatty(2);
+        if (ctx.rank > 0 && o.log_all && redirect_rank_log(&o, &ctx))
+            ctx.comm->abort(ctx.comm, 1);
+        ctx.dev = dl_device_cpu(o.threads ? o.threads : dl_launch_default_threads(&ctx));
+        rc = dl_train_run(&o, &ctx);
+    }
+    dl_launch_finish(&ctx);
+    return rc;
 }
 
 int main(int argc, char **argv)

@@ -15,11 +15,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../comm/bucket.h"
 #include "../models/models.h"
 #include "../runtime/checkpoint.h"
 #include "../runtime/loader.h"
 #include "../runtime/optim.h"
 #include "metrics.h"
+#include "train_sync.h"
 
 /* Set from the signal handler; a signal can only reach the process as a
  * whole, so this is the one process-wide flag dltrain keeps. */
@@ -42,15 +44,29 @@ typedef struct trainer {
     dl_loader train_ld, test_ld;
     dl_progress prog;
     dl_metrics metrics;
+    dl_buckets buckets;
     char ckpt_path[600];
     long steps_per_epoch;
     double last_lr;
+    int stop_votes; /* ranks that asked to stop at the last step (a signal) */
 } trainer;
 
 static int fail(const trainer *t, int code)
 {
-    (void)t;
-    fprintf(stderr, "dltrain: %s\n", dl_error_message());
+    if (t->ctx->world > 1)
+        fprintf(stderr, "dltrain rank %d: %s\n", t->ctx->rank, dl_error_message());
+    else
+        fprintf(stderr, "dltrain: %s\n", dl_error_message());
+    return code;
+}
+
+/* A failure only this rank knows about: the others would wait for it, so the
+ * whole job ends here. */
+static int fail_alone(const trainer *t, int code)
+{
+    fail(t, code);
+    if (t->ctx->world > 1)
+        t->ctx->comm->abort(t->ctx->comm, code);
     return code;
 }
 
@@ -60,7 +76,7 @@ static dl_status make_schedule(trainer *t)
     dl_schedule *s = &t->sched;
     memset(s, 0, sizeof *s);
     dl_schedule_parse_kind(o->schedule, &s->kind);
-    s->base_lr = o->lr;
+    s->base_lr = o->scale_lr ? o->lr * t->ctx->world : o->lr;
     s->warmup_epochs = o->warmup_epochs;
     s->total_epochs = o->epochs;
     s->gamma = o->lr_gamma;
@@ -74,8 +90,20 @@ static dl_status make_schedule(trainer *t)
     return DL_OK;
 }
 
+/* mkdir -p: --out runs/exp1 should work without preparing runs/ first. */
 static dl_status make_out_dir(const char *dir)
 {
+    char path[1024];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(path, 0755) != 0 && errno != EEXIST)
+            return dl_fail(DL_ERR_IO, "cannot create output directory %s: %s", path,
+                           strerror(errno));
+        *p = '/';
+    }
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return dl_fail(DL_ERR_IO, "cannot create output directory %s: %s", dir, strerror(errno));
     struct stat sb;
@@ -104,7 +132,9 @@ static dl_status resume_or_start(trainer *t)
     const dl_train_opts *o = t->o;
     memset(&t->prog, 0, sizeof t->prog);
     t->prog.seed = (uint64_t)o->seed;
-    if (!o->resume[0])
+    /* Rank 0 reads the checkpoint and shares it (dl_train_share_state), so
+     * only its file system needs the file. */
+    if (!o->resume[0] || t->ctx->rank != 0)
         return DL_OK;
     dl_status st = dl_checkpoint_load(o->resume, t->model->name, &t->net, t->opt.velocity, &t->prog);
     if (st == DL_OK && t->ctx->verbose && t->prog.seed != (uint64_t)o->seed)
@@ -135,6 +165,9 @@ static dl_status setup(trainer *t)
         st = dl_loader_init(&t->test_ld, &t->test, o->eval_batch ? o->eval_batch : o->batch, rank,
                             world, t->prog.seed, 0, 0);
     t->steps_per_epoch = dl_loader_steps_per_epoch(&t->train_ld);
+    if (st == DL_OK && t->ctx->world > 1)
+        st = dl_buckets_init(&t->buckets, t->ctx->comm, t->net.grads, t->net.n_params,
+                             (size_t)(o->bucket_mb * 1048576.0 / sizeof(float)));
     return st;
 }
 
@@ -152,8 +185,15 @@ static void print_start(const trainer *t)
            t->steps_per_epoch);
     printf("  %zu parameters (%.1f MB), %.1f MFLOP per sample per training step\n", net->n_params,
            4e-6 * (double)net->n_params, 6e-6 * dl_net_macs_per_sample(net));
+    if (t->ctx->world > 1)
+        printf("  global batch %d = %d ranks x %d; gradients averaged in %d bucket(s) of <= %g MB, "
+               "%s; lr %s\n", o->batch * t->ctx->world, t->ctx->world, o->batch, t->buckets.count,
+               o->bucket_mb, o->no_overlap ? "after backward (--no-overlap)" : "overlapping backward",
+               o->scale_lr ? "scaled by the number of ranks (--scale-lr)"
+                           : "not scaled (--scale-lr applies the linear scaling rule)");
     printf("  SGD lr %g momentum %g%s weight decay %g, %s schedule, warm-up %g epochs, seed %ld\n",
-           o->lr, o->momentum, o->nesterov ? " (Nesterov)" : "", o->weight_decay, o->schedule,
+           t->sched.base_lr, o->momentum, o->nesterov ? " (Nesterov)" : "", o->weight_decay,
+           o->schedule,
            o->warmup_epochs, o->seed);
     if (t->prog.step)
         printf("  resuming from %s at epoch %lld, sample %llu (step %llu)\n", o->resume,
@@ -191,38 +231,63 @@ static dl_status evaluate(trainer *t, double *loss, double *acc)
 
 typedef enum { STEP_OK, STEP_NONFINITE, STEP_COMM_ERROR } step_result;
 
+/* Backward with the gradient all-reduce: buckets start while backward runs
+ * (or after it, with --no-overlap); returns once every bucket is averaged. */
+static dl_status backward_and_reduce(trainer *t, dl_phase_times *tm)
+{
+    dl_net *net = &t->net;
+    int dp = t->ctx->world > 1;
+    if (dp) {
+        dl_buckets_begin_step(&t->buckets);
+        net->on_grads_ready = t->o->no_overlap ? NULL : dl_buckets_ready;
+        net->on_grads_ready_user = &t->buckets;
+    }
+    double t1 = dl_now();
+    dl_net_backward(net);
+    double t2 = dl_now();
+    tm->backward += t2 - t1;
+    if (!dp)
+        return DL_OK;
+    double last_done;
+    dl_status st = dl_buckets_finish(&t->buckets, &last_done);
+    tm->comm += last_done - t->buckets.first_start;
+    tm->exposed_comm += dl_now() - t2;
+    return st;
+}
+
 /* One training step on batch b; adds its phase times to tm. */
 static step_result train_step(trainer *t, const dl_batch *b, dl_phase_times *tm, double *loss)
 {
     dl_net *net = &t->net;
+    dl_comm *comm = t->ctx->comm;
     double t0 = dl_now(), l;
     int correct;
     dl_net_set_batch(net, b->images, b->labels, b->n);
     dl_net_forward(net, 1);
     dl_net_loss(net, &l, &correct);
-    *loss = l / b->n;
-    double t1 = dl_now();
-    tm->forward += t1 - t0;
-    if (!isfinite(*loss))
-        return STEP_NONFINITE;
-    dl_net_backward(net);
-    double t2 = dl_now();
-    tm->backward += t2 - t1;
-    dl_comm *comm = t->ctx->comm;
-    if (comm->world > 1) {
-        dl_status st = comm->allreduce_avg_start(comm, net->grads, net->n_params, 0);
-        if (st == DL_OK)
-            st = comm->allreduce_wait(comm, 0);
-        if (st != DL_OK)
-            return STEP_COMM_ERROR;
-    }
+    tm->forward += dl_now() - t0;
+    dl_status st = backward_and_reduce(t, tm);
+    /* Ranks decide together whether to go on: a NaN on one rank or a signal
+     * to one rank stops all of them at the same step. */
     double t3 = dl_now();
-    tm->comm += t3 - t2;
-    tm->exposed_comm += t3 - t2;
+    double votes[3] = {l / b->n, isfinite(l) ? 0.0 : 1.0, stop_requested ? 1.0 : 0.0};
+    if (st == DL_OK)
+        st = comm->allreduce_sum_f64(comm, votes, 3);
+    if (comm->world > 1) {
+        tm->comm += dl_now() - t3;
+        tm->exposed_comm += dl_now() - t3;
+    }
+    if (st != DL_OK)
+        return STEP_COMM_ERROR;
+    *loss = votes[0] / comm->world;
+    t->stop_votes = (int)votes[2];
+    if (votes[1] > 0)
+        return STEP_NONFINITE;
+    double t4 = dl_now();
     double progress = (double)t->prog.epoch + (double)b->end_pos / (double)t->train.n;
     t->last_lr = dl_schedule_lr(&t->sched, progress);
     dl_sgd_step(&t->opt, net->params, net->grads, (float)t->last_lr);
-    tm->optimizer += dl_now() - t3;
+    tm->optimizer += dl_now() - t4;
     t->prog.epoch_pos = b->end_pos;
     t->prog.samples_seen += (uint64_t)b->n * (uint64_t)t->ctx->world;
     t->prog.step++;
@@ -233,6 +298,8 @@ typedef enum { EPOCH_DONE, EPOCH_STOPPED, EPOCH_NONFINITE, EPOCH_FAILED } epoch_
 
 static epoch_result report_nonfinite(trainer *t, double loss)
 {
+    if (t->ctx->rank != 0)
+        return EPOCH_NONFINITE;
     fprintf(stderr,
             "dltrain: loss became %s at epoch %lld step %llu (lr %g): stopping; the last good "
             "checkpoint %s is left as it was\n",
@@ -258,7 +325,7 @@ static epoch_result train_epoch(trainer *t, dl_epoch_summary *e)
         if (r == STEP_NONFINITE)
             return report_nonfinite(t, loss);
         if (r == STEP_COMM_ERROR)
-            return (fail(t, 1), EPOCH_FAILED);
+            return (fail_alone(t, DL_EXIT_ERROR), EPOCH_FAILED);
         loss_sum += loss;
         step++;
         if (t->ctx->verbose && (t->prog.step % (unsigned long)o->log_every == 0 || step == t->steps_per_epoch))
@@ -268,11 +335,15 @@ static epoch_result train_epoch(trainer *t, dl_epoch_summary *e)
             dl_metrics_progress(&t->metrics, (int)t->prog.epoch, step, t->steps_per_epoch, loss,
                                 done * global / el, el / done * (double)(t->steps_per_epoch - step));
         int ckpt_due = o->checkpoint_every && t->prog.step % (unsigned long)o->checkpoint_every == 0;
-        int stop = stop_requested || (o->max_steps && (long)t->prog.step >= o->max_steps);
+        int stop = t->stop_votes || (o->max_steps && (long)t->prog.step >= o->max_steps);
+        if (o->check_every && t->prog.step % (unsigned long)o->check_every == 0 &&
+            dl_train_check_replicas(t->ctx, &t->net, (long)t->prog.step) != 0)
+            return EPOCH_FAILED;
         if ((ckpt_due || stop) && step < t->steps_per_epoch) {
             dl_status st = save_checkpoint(t);
             if (st != DL_OK)
-                return (fail(t, 1), st == DL_ERR_NUMERIC ? EPOCH_NONFINITE : EPOCH_FAILED);
+                return (fail_alone(t, st == DL_ERR_NUMERIC ? DL_EXIT_NUMERIC : DL_EXIT_ERROR),
+                        st == DL_ERR_NUMERIC ? EPOCH_NONFINITE : EPOCH_FAILED);
         }
         if (stop && step < t->steps_per_epoch)
             return EPOCH_STOPPED;
@@ -301,7 +372,7 @@ static int finish_epoch(trainer *t, dl_epoch_summary *e)
         dl_metrics_epoch(&t->metrics, e);
     dl_status st = save_checkpoint(t);
     if (st != DL_OK)
-        return fail(t, st == DL_ERR_NUMERIC ? DL_EXIT_NUMERIC : DL_EXIT_ERROR);
+        return fail_alone(t, st == DL_ERR_NUMERIC ? DL_EXIT_NUMERIC : DL_EXIT_ERROR);
     return 0;
 }
 
@@ -320,9 +391,11 @@ static int train_loop(trainer *t)
         if (r == EPOCH_STOPPED) {
             if (t->ctx->verbose)
                 printf("stopped after step %llu%s; checkpoint %s (continue with --resume %s)\n",
-                       (unsigned long long)t->prog.step, stop_requested ? " on a signal" : "",
+                       (unsigned long long)t->prog.step, t->stop_votes ? " on a signal" : "",
                        t->ckpt_path, t->ckpt_path);
-            return stop_requested ? DL_EXIT_INTERRUPTED : DL_EXIT_OK;
+            if (dl_train_check_replicas(t->ctx, &t->net, (long)t->prog.step) != 0)
+                return DL_EXIT_ERROR;
+            return t->stop_votes ? DL_EXIT_INTERRUPTED : DL_EXIT_OK;
         }
         int rc = finish_epoch(t, &e);
         if (rc)
@@ -333,6 +406,8 @@ static int train_loop(trainer *t)
     }
     if (isnan(acc) && evaluate(t, &test_loss, &acc) != DL_OK)
         return fail(t, 1);
+    if (dl_train_check_replicas(t->ctx, &t->net, (long)t->prog.step) != 0)
+        return DL_EXIT_ERROR;
     if (t->ctx->verbose) {
         printf("final test accuracy %.2f%% (test loss %.4f) after %lld epochs, %llu steps\n",
                100.0 * acc, test_loss, (long long)t->prog.epoch, (unsigned long long)t->prog.step);
@@ -346,6 +421,7 @@ static int train_loop(trainer *t)
 
 static void teardown(trainer *t)
 {
+    dl_buckets_free(&t->buckets);
     dl_loader_free(&t->train_ld);
     dl_loader_free(&t->test_ld);
     dl_sgd_free(&t->opt);
@@ -355,24 +431,41 @@ static void teardown(trainer *t)
     dl_metrics_close(&t->metrics);
 }
 
+static void catch_stop_signals(void)
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* Start-up is collective: a rank that fails (missing data, bad checkpoint)
+ * says why, and every rank stops instead of waiting for it. */
+static int start(trainer *t)
+{
+    int rc = dl_train_agree_options(t->ctx, t->o);
+    if (rc)
+        return rc;
+    dl_status st = setup(t);
+    if (st == DL_OK && t->ctx->verbose &&
+        dl_metrics_open(&t->metrics, t->o->json, t->ctx->is_tty && !t->o->no_progress))
+        st = dl_fail(DL_ERR_IO, "cannot write metrics file %s: %s", t->o->json, strerror(errno));
+    rc = st == DL_OK ? 0 : fail(t, st == DL_ERR_ARG ? DL_EXIT_USAGE : DL_EXIT_ERROR);
+    rc = dl_train_agree_start(t->ctx, rc, "during start-up");
+    if (rc)
+        return rc;
+    return dl_train_share_state(t->ctx, &t->net, t->opt.velocity, &t->prog, &t->train, &t->test);
+}
+
 int dl_train_run(const dl_train_opts *o, dl_ctx *ctx)
 {
     trainer t;
     memset(&t, 0, sizeof t);
     t.o = o, t.ctx = ctx;
-    int rc;
-    dl_status st = setup(&t);
-    if (st != DL_OK) {
-        rc = fail(&t, st == DL_ERR_ARG ? DL_EXIT_USAGE : DL_EXIT_ERROR);
-    } else if (ctx->verbose && dl_metrics_open(&t.metrics, o->json, ctx->is_tty && !o->no_progress)) {
-        fprintf(stderr, "dltrain: cannot write metrics file %s: %s\n", o->json, strerror(errno));
-        rc = DL_EXIT_ERROR;
-    } else {
+    int rc = start(&t);
+    if (rc == 0) {
         print_start(&t);
-        struct sigaction sa = {0};
-        sa.sa_handler = on_stop_signal;
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
+        catch_stop_signals();
         rc = train_loop(&t);
     }
     teardown(&t);

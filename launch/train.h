@@ -25,7 +25,22 @@ typedef struct dl_train_opts {
     int log_every;        /* JSON step records every N steps */
     int eval_batch;
     int no_progress;
+    /* data parallelism */
+    double bucket_mb;     /* gradient bucket size in MiB */
+    int no_overlap;       /* all-reduce only after backward, for comparison */
+    long check_every;     /* replica check every N steps (and at the end) */
+    double timeout_s;     /* a collective stalled this long aborts the job */
+    int log_all;          /* every rank writes its own log */
+    int scale_lr;         /* linear scaling rule: lr x number of ranks */
 } dl_train_opts;
+
+/* Options that may legitimately differ between ranks (file names, threads);
+ * every other option must agree across ranks. */
+int dl_train_option_is_local(const char *name);
+/* Compares this rank's options with rank 0's; writes the first difference as
+ * "--lr is 0.1 here but 0.05 on rank 0" and returns 1, or returns 0. */
+int dl_train_options_differ(const dl_train_opts *mine, const dl_train_opts *rank0, char *what,
+                            size_t size);
 
 void dl_train_defaults(dl_train_opts *o);
 /* Parse argv; returns -1 to continue, or an exit status (help, usage error). */

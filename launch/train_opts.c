@@ -46,6 +46,18 @@ static const dl_option train_options[] = {
     {"log-every", DL_OPT_INT, O(log_every), 0, "N", 1, 1e9, "JSON step record every N steps (default 50)"},
     {"eval-batch", DL_OPT_INT, O(eval_batch), 0, "N", 1, 1 << 20, "evaluation batch (default: --batch)"},
     {"no-progress", DL_OPT_FLAG, O(no_progress), 0, NULL, 0, 0, "no live progress line"},
+    {"bucket-mb", DL_OPT_DOUBLE, O(bucket_mb), 0, "MB", 0.001, 4096,
+     "gradient all-reduce bucket size in MiB (default 25)"},
+    {"no-overlap", DL_OPT_FLAG, O(no_overlap), 0, NULL, 0, 0,
+     "all-reduce after backward instead of overlapping it (for comparison)"},
+    {"check-every", DL_OPT_LONG, O(check_every), 0, "N", 0, 1e15,
+     "compare parameter hashes across ranks every N steps (default 200; 0 = only at the end)"},
+    {"timeout", DL_OPT_DOUBLE, O(timeout_s), 0, "SECONDS", 1, 1e6,
+     "abort when ranks stop responding for this long (default 60)"},
+    {"log-all", DL_OPT_FLAG, O(log_all), 0, NULL, 0, 0,
+     "every rank logs (rank r > 0 to OUT/rank-r.log), not only rank 0"},
+    {"scale-lr", DL_OPT_FLAG, O(scale_lr), 0, NULL, 0, 0,
+     "linear scaling rule: multiply --lr by the number of ranks"},
     DL_OPT_END,
 };
 
@@ -64,6 +76,48 @@ void dl_train_defaults(dl_train_opts *o)
     o->lr_gamma = 0.1;
     o->seed = 1;
     o->log_every = 50;
+    o->bucket_mb = 25;
+    o->check_every = 200;
+    o->timeout_s = 60;
+}
+
+int dl_train_option_is_local(const char *name)
+{
+    static const char *local[] = {"threads", "out", "json", "resume", "no-progress", "log-all",
+                                  "eval-batch", NULL};
+    for (int i = 0; local[i]; i++)
+        if (strcmp(name, local[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static void format_value(const dl_option *opt, const dl_train_opts *o, char *out, size_t size)
+{
+    const char *p = (const char *)o + opt->offset;
+    switch (opt->type) {
+    case DL_OPT_STRING: snprintf(out, size, "'%s'", p); break;
+    case DL_OPT_INT: snprintf(out, size, "%d", *(const int *)p); break;
+    case DL_OPT_LONG: snprintf(out, size, "%ld", *(const long *)p); break;
+    case DL_OPT_DOUBLE: snprintf(out, size, "%.17g", *(const double *)p); break;
+    case DL_OPT_FLAG: snprintf(out, size, "%s", *(const int *)p ? "on" : "off"); break;
+    }
+}
+
+int dl_train_options_differ(const dl_train_opts *mine, const dl_train_opts *rank0, char *what,
+                            size_t size)
+{
+    for (const dl_option *opt = train_options; opt->name; opt++) {
+        if (dl_train_option_is_local(opt->name))
+            continue;
+        char a[600], b[600];
+        format_value(opt, mine, a, sizeof a);
+        format_value(opt, rank0, b, sizeof b);
+        if (strcmp(a, b) != 0) {
+            snprintf(what, size, "--%s is %.200s here but %.200s on rank 0", opt->name, a, b);
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* Parse "30,60" into milestones; returns 0 on a malformed list. */

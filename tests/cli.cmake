@@ -8,4 +8,17 @@ set(DLTRAIN_BIN $<TARGET_FILE:dltrain>)
 set(DLTRAIN_TESTS ${CMAKE_CURRENT_SOURCE_DIR})
 
 add_test(NAME bad_input COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_bad_input.py ${DLTRAIN_BIN})
-set_tests_properties(bad_input PROPERTIES LABELS "cpu;cli" TIMEOUT 600)
+set_tests_properties(bad_input PROPERTIES LABELS "cpu;cli;sanitize" TIMEOUT 600)
+
+add_test(NAME resume_bit_identical
+         COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_resume.py ${DLTRAIN_BIN})
+set_tests_properties(resume_bit_identical PROPERTIES LABELS "cpu;cli" TIMEOUT 900)
+
+# Proves learning on the real data set; the 5-epoch accuracy runs are in docs/engine.md.
+add_test(NAME learn_fashion_mnist
+         COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_learn.py ${DLTRAIN_BIN})
+set_tests_properties(learn_fashion_mnist PROPERTIES LABELS "cpu;cli;slow" TIMEOUT 1800)
+
+add_test(NAME cli_help_version COMMAND ${CMAKE_COMMAND} -DDLTRAIN=${DLTRAIN_BIN}
+         -P ${DLTRAIN_TESTS}/check_help.cmake)
+set_tests_properties(cli_help_version PROPERTIES LABELS "cpu;cli")

@@ -6,9 +6,9 @@
  * the relative root "NAME" (so outputs do not depend on the build path),
  * compares the report and JSON byte for byte with GOLDEN_DIR/NAME.txt and
  * NAME.json, then checks the "expect" lines of the spec (matrix letters,
- * bottleneck GB/s, NCCL transport, warnings).  With DL_TOPO_UPDATE_GOLDEN=1
- * it rewrites the golden files instead of comparing them (then review the
- * diff with git before committing). */
+ * bottleneck GB/s, NCCL transport, warnings).  With DLTRAIN_UPDATE_GOLDEN=1
+ * (or DL_TOPO_UPDATE_GOLDEN=1) it rewrites the golden files instead of
+ * comparing them (then review the diff with git before committing). */
 #define _GNU_SOURCE
 #include <math.h>
 #include <stdio.h>
@@ -74,7 +74,7 @@ static void compare(const char *what, const char *golden_path, const char *actua
     size_t glen = 0;
     char *golden = slurp(golden_path, &glen);
     if (!golden) {
-        CHECK(0, "%s: golden file %s missing (run with DL_TOPO_UPDATE_GOLDEN=1 to create it)",
+        CHECK(0, "%s: golden file %s missing (run with DLTRAIN_UPDATE_GOLDEN=1 to create it)",
               what, golden_path);
         return;
     }
@@ -172,6 +172,12 @@ static void check_expectations(const char *spec, const dl_topo *t)
     CHECK(checked > 0, "%s has no expect lines", spec);
 }
 
+static int update_requested(void)
+{
+    const char *a = getenv("DLTRAIN_UPDATE_GOLDEN"), *b = getenv("DL_TOPO_UPDATE_GOLDEN");
+    return (a && strcmp(a, "1") == 0) || (b && strcmp(b, "1") == 0);
+}
+
 static char *render(const dl_topo *t, int json, size_t *len)
 {
     char *buf = NULL;
@@ -219,8 +225,7 @@ int main(int argc, char **argv)
     snprintf(golden_json, sizeof golden_json, "%s/%s.json", golden_dir, name);
     snprintf(actual_txt, sizeof actual_txt, "%s.actual.txt", name);
     snprintf(actual_json, sizeof actual_json, "%s.actual.json", name);
-    const char *update = getenv("DL_TOPO_UPDATE_GOLDEN");
-    if (update && strcmp(update, "1") == 0) {
+    if (update_requested()) {
         CHECK(spill(golden_txt, report, rlen) == 0 && spill(golden_json, json, jlen) == 0,
               "cannot write golden files in %s", golden_dir);
         printf("updated %s and %s\n", golden_txt, golden_json);

@@ -1,0 +1,73 @@
+/* bucket.c: cutting the gradient buffer into all-reduce buckets. */
+#include "bucket.h"
+
+#include <stdlib.h>
+
+dl_status dl_buckets_init(dl_buckets *b, dl_comm *comm, float *grads, size_t n_params,
+                          size_t bucket_floats)
+{
+    if (bucket_floats == 0)
+        return dl_fail(DL_ERR_ARG, "bucket size must be positive");
+    size_t count = (n_params + bucket_floats - 1) / bucket_floats;
+    if (count == 0)
+        count = 1;
+    if (count > DL_COMM_SLOTS)
+        return dl_fail(DL_ERR_ARG, "%zu buckets are more than the %d a step can have in flight; "
+                       "use a larger --bucket-mb", count, DL_COMM_SLOTS);
+    *b = (dl_buckets){.comm = comm, .grads = grads, .n_params = n_params, .count = (int)count};
+    b->end = malloc(count * sizeof *b->end);
+    if (!b->end)
+        return dl_fail(DL_ERR_OOM, "out of memory for %zu buckets", count);
+    for (size_t i = 0; i < count; i++) {
+        size_t e = (i + 1) * bucket_floats;
+        b->end[i] = e < n_params ? e : n_params;
+    }
+    return DL_OK;
+}
+
+void dl_buckets_begin_step(dl_buckets *b)
+{
+    b->started = 0;
+    b->status = DL_OK;
+}
+
+static void start_next(dl_buckets *b)
+{
+    int i = b->started++;
+    size_t lo = i ? b->end[i - 1] : 0;
+    if (i == 0)
+        b->first_start = dl_now();
+    dl_status st = b->comm->allreduce_avg_start(b->comm, b->grads + lo, b->end[i] - lo, i);
+    if (st != DL_OK && b->status == DL_OK)
+        b->status = st;
+}
+
+void dl_buckets_ready(void *buckets, size_t ready)
+{
+    dl_buckets *b = buckets;
+    while (b->started < b->count && b->end[b->started] <= ready)
+        start_next(b);
+}
+
+dl_status dl_buckets_finish(dl_buckets *b, double *last_done)
+{
+    while (b->started < b->count)
+        start_next(b);
+    dl_status st = b->status;
+    *last_done = b->first_start;
+    for (int i = 0; i < b->count; i++) {
+        double done;
+        dl_status w = b->comm->allreduce_wait(b->comm, i, &done);
+        if (st == DL_OK)
+            st = w;
+        if (done > *last_done)
+            *last_done = done;
+    }
+    return st;
+}
+
+void dl_buckets_free(dl_buckets *b)
+{
+    free(b->end);
+    b->end = NULL;
+}

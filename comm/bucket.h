@@ -1,0 +1,36 @@
+/* bucket.h: gradient buckets.
+ *
+ * The gradient buffer is laid out in the order backward writes it (the last
+ * layer's gradients first), so "the gradients written so far" is always a
+ * prefix [0, ready).  Buckets are consecutive slices of about `bucket_floats`
+ * each; bucket i's all-reduce starts as soon as `ready` passes its end, and
+ * runs while backward continues with earlier layers. */
+#ifndef DL_BUCKET_H
+#define DL_BUCKET_H
+
+#include <stddef.h>
+
+#include "comm.h"
+
+typedef struct dl_buckets {
+    dl_comm *comm;
+    float *grads;
+    size_t n_params;
+    int count;          /* number of buckets */
+    size_t *end;        /* [count] end offset of each bucket */
+    int started;        /* buckets handed to comm this step */
+    double first_start; /* when the first bucket of this step started */
+    dl_status status;   /* first failure of a start in this step */
+} dl_buckets;
+
+/* Splits n_params into buckets of at most bucket_floats (at least one bucket). */
+dl_status dl_buckets_init(dl_buckets *b, dl_comm *comm, float *grads, size_t n_params,
+                          size_t bucket_floats);
+void dl_buckets_begin_step(dl_buckets *b);
+/* Starts every bucket that lies entirely in [0, ready); fits dl_grads_ready_fn. */
+void dl_buckets_ready(void *buckets, size_t ready);
+/* Starts what is left and waits for all; *last_done is when the last one finished. */
+dl_status dl_buckets_finish(dl_buckets *b, double *last_done);
+void dl_buckets_free(dl_buckets *b);
+
+#endif

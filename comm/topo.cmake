@@ -1,0 +1,18 @@
+# comm/topo.cmake: dltopo, GPU topology detection from sysfs (dltrain topo).
+# Pure C over a sysfs root directory; NVML and the CUDA driver are opened
+# with dlopen at run time, so the only link dependency is libdl.
+add_library(dltopo STATIC
+  ${CMAKE_CURRENT_LIST_DIR}/topo_discover.c
+  ${CMAKE_CURRENT_LIST_DIR}/topo_pci.c
+  ${CMAKE_CURRENT_LIST_DIR}/topo_acs.c
+  ${CMAKE_CURRENT_LIST_DIR}/topo_pairs.c
+  ${CMAKE_CURRENT_LIST_DIR}/topo_warn.c
+  ${CMAKE_CURRENT_LIST_DIR}/topo_names.c
+  ${CMAKE_CURRENT_LIST_DIR}/topo_nvml.c
+  ${CMAKE_CURRENT_LIST_DIR}/topo_wake.c
+  ${CMAKE_CURRENT_LIST_DIR}/topo_bind.c
+  ${CMAKE_CURRENT_LIST_DIR}/topo_report.c
+  ${CMAKE_CURRENT_LIST_DIR}/topo_json.c)
+target_include_directories(dltopo PUBLIC ${CMAKE_CURRENT_LIST_DIR})
+# dlruntime provides common.h (dl_status, dl_fail); m for fabs/isfinite.
+target_link_libraries(dltopo PUBLIC dlruntime ${CMAKE_DL_LIBS} m)

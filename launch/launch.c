@@ -1,0 +1,63 @@
+/* launch.c: start-up as a single process or as one rank of an MPI job. */
+#define _GNU_SOURCE
+#include "launch.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+int dl_launcher_world(const char **var)
+{
+    /* Open MPI, MPICH/Hydra and Slurm's srun each announce the job size. */
+    static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE",
+                                 "SLURM_STEP_NUM_TASKS", "MV2_COMM_WORLD_SIZE", NULL};
+    for (int i = 0; vars[i]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && atoi(v) > 0) {
+            if (var)
+                *var = vars[i];
+            return atoi(v);
+        }
+    }
+    return 0;
+}
+
+int dl_launch_comm(dl_ctx *ctx, int *argc, char ***argv)
+{
+    const char *var = NULL;
+    int world = dl_launcher_world(&var);
+    ctx->comm = dl_comm_local();
+    if (world == 0 || (world == 1 && !dl_comm_mpi_available())) {
+        ctx->rank = 0, ctx->world = 1, ctx->local_rank = 0;
+        return 0;
+    }
+    if (!dl_comm_mpi_available()) {
+        fprintf(stderr, "dltrain: started as one of %d ranks (%s=%d), but this dltrain was built "
+                "without MPI; install libopenmpi-dev and rebuild, or run it without a launcher\n",
+                world, var, world);
+        return 2;
+    }
+    dl_comm *c = dl_comm_mpi(argc, argv);
+    if (!c) {
+        fprintf(stderr, "dltrain: %s\n", dl_error_message());
+        return 1;
+    }
+    ctx->comm = c;
+    ctx->rank = c->rank, ctx->world = c->world, ctx->local_rank = c->local_rank;
+    return 0;
+}
+
+int dl_launch_default_threads(const dl_ctx *ctx)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int per_node = ctx->comm && ctx->comm->local_size > 0 ? ctx->comm->local_size : 1;
+    long t = cores / per_node;
+    return t > 0 ? (int)t : 1;
+}
+
+void dl_launch_finish(dl_ctx *ctx)
+{
+    if (ctx->comm && ctx->comm->free)
+        ctx->comm->free(ctx->comm);
+    ctx->comm = NULL;
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what dltrain needs on Debian 12: compiler and CMake, OpenBLAS (the
+# OpenMP build, which shares dltrain's thread pool), zlib, Open MPI,
+# Fashion-MNIST and PyTorch (the oracle tests and the speed peer).
+# CUDA and NCCL are optional and not installed here.
+set -euo pipefail
+packages=(build-essential cmake pkg-config zlib1g-dev libopenblas-dev libopenblas-openmp-dev
+          libopenmpi-dev openmpi-bin dataset-fashion-mnist python3 python3-torch python3-numpy)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps: all packages present"
+    exit 0
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "install-deps: installing ${missing[*]}"
+$sudo apt-get update -q
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,15 @@
+# dltrain --help, train --help and --version exit 0 and say what they should.
+foreach(args "--help" "train;--help" "bench;train;--help" "--version")
+  execute_process(COMMAND ${DLTRAIN} ${args} RESULT_VARIABLE rc OUTPUT_VARIABLE out
+                  ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "dltrain ${args} exited ${rc}: ${err}")
+  endif()
+  if(args STREQUAL "--version")
+    if(NOT out MATCHES "dltrain [0-9]+\\.[0-9]+")
+      message(FATAL_ERROR "dltrain --version printed '${out}'")
+    endif()
+  elseif(NOT out MATCHES "usage: dltrain")
+    message(FATAL_ERROR "dltrain ${args} printed no usage line: ${out}")
+  endif()
+endforeach()
