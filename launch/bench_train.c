@@ -107,7 +107,7 @@ static int bench_train(int argc, char **argv)
     bench_opts o = {.model = "lenet", .data = "synthetic:1x28x28:10", .batch = 128, .steps = 20,
                     .warmup = 3, .repeats = 3, .seed = 1};
     int r = dl_options_parse(bench_train_options, &o, argc, argv, "bench train",
-                             "Training-step throughput on a fixed batch (compare: scripts/bench_cpu.sh).");
+                             "Training-step throughput on a fixed batch (compare: scripts/bench_compare.py).");
     if (r)
         return r == 1 ? 0 : r;
     const dl_model *m = dl_model_find(o.model);
@@ -151,15 +151,20 @@ static int bench_train(int argc, char **argv)
     return rc;
 }
 
+int dl_bench_allreduce(int argc, char **argv); /* bench_allreduce.c */
+
 int dl_cmd_bench(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        printf("usage: dltrain bench train [options]   training-step throughput\n"
-               "(more benchmarks arrive with the communication backends)\n");
+        printf("usage: dltrain bench train [options]       training-step throughput\n"
+               "       dltrain bench allreduce [options]   all-reduce time and bandwidth "
+               "(under mpirun)\n");
         return argc < 2 ? DL_EXIT_USAGE : DL_EXIT_OK;
     }
     if (strcmp(argv[1], "train") == 0)
         return bench_train(argc - 1, argv + 1);
-    fprintf(stderr, "dltrain bench: unknown benchmark '%s' (try: train)\n", argv[1]);
+    if (strcmp(argv[1], "allreduce") == 0)
+        return dl_bench_allreduce(argc - 1, argv + 1);
+    fprintf(stderr, "dltrain bench: unknown benchmark '%s' (try: train, allreduce)\n", argv[1]);
     return DL_EXIT_USAGE;
 }

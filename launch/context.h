@@ -14,6 +14,7 @@ typedef struct dl_ctx {
     dl_comm *comm;
     int is_tty;   /* rank 0's stderr is a terminal: draw a live progress line */
     int verbose;  /* this rank prints (rank 0, or every rank with --log-all) */
+    char placement[512]; /* which GPU and NUMA node this rank uses, and its CPU binding */
 } dl_ctx;
 
 /* Exit statuses, shared by every subcommand. */

@@ -6,6 +6,10 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#ifdef DLTRAIN_HAVE_TOPO
+#include "../comm/topo.h"
+#endif
+
 int dl_launcher_world(const char **var)
 {
     /* Open MPI, MPICH/Hydra and Slurm's srun each announce the job size. */
@@ -60,4 +64,21 @@ void dl_launch_finish(dl_ctx *ctx)
     if (ctx->comm && ctx->comm->free)
         ctx->comm->free(ctx->comm);
     ctx->comm = NULL;
+}
+
+void dl_launch_place(dl_ctx *ctx, int bind)
+{
+    ctx->placement[0] = 0;
+#ifdef DLTRAIN_HAVE_TOPO
+    dl_topo topo;
+    if (dl_topo_discover("/sys", &topo) == DL_OK && topo.n_gpus > 0) {
+        dl_topo_placement p;
+        if (dl_topo_place_local_rank(&topo, ctx->local_rank, bind, &p) != DL_OK)
+            fprintf(stderr, "dltrain rank %d: warning: %s\n", ctx->rank, dl_error_message());
+        snprintf(ctx->placement, sizeof ctx->placement, "%s", p.line);
+    }
+    dl_topo_free(&topo);
+#else
+    (void)bind;
+#endif
 }

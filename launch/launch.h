@@ -14,5 +14,9 @@ int dl_launch_comm(dl_ctx *ctx, int *argc, char ***argv);
 /* Default CPU threads for this rank: the node's cores shared by its ranks. */
 int dl_launch_default_threads(const dl_ctx *ctx);
 void dl_launch_finish(dl_ctx *ctx);
+/* Chooses this rank's GPU by node-local rank and, when bind is set, binds the
+ * process to the CPUs local to that GPU (before any thread starts, so all
+ * inherit it).  Fills ctx->placement; nothing happens on a machine without GPUs. */
+void dl_launch_place(dl_ctx *ctx, int bind);
 
 #endif

@@ -7,6 +7,7 @@
 
 #include "../runtime/device.h"
 #include "bench.h"
+#include "cmd_predict.h"
 #ifdef DLTRAIN_HAVE_TOPO
 #include "cmd_topo.h"
 #endif
@@ -22,7 +23,8 @@ static void usage(FILE *f)
             "\n"
             "commands:\n"
             "  train     train a model (the default: lenet on Fashion-MNIST)\n"
-            "  bench     benchmarks: 'dltrain bench train'\n"
+            "  bench     benchmarks: 'dltrain bench train', 'dltrain bench allreduce'\n"
+            "  predict   model a data-parallel step on N GPUs: all-reduce cost, overlap, PCIe lanes\n"
             "  topo      how each GPU is attached: PCIe lanes, generation, switches, NUMA, NVLink\n"
             "\n"
             "  dltrain COMMAND --help   options of a command\n"
@@ -80,6 +82,7 @@ int dl_cmd_train(int argc, char **argv)
         ctx.is_tty = ctx.rank == 0 && isatty(2);
         if (ctx.rank > 0 && o.log_all && redirect_rank_log(&o, &ctx))
             ctx.comm->abort(ctx.comm, 1);
+        dl_launch_place(&ctx, !o.no_bind);
         ctx.dev = dl_device_cpu(o.threads ? o.threads : dl_launch_default_threads(&ctx));
         rc = dl_train_run(&o, &ctx);
     }
@@ -107,6 +110,8 @@ int main(int argc, char **argv)
         return dl_cmd_train(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0)
         return dl_cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "predict") == 0)
+        return dl_cmd_predict(argc - 1, argv + 1);
 #ifdef DLTRAIN_HAVE_TOPO
     if (strcmp(cmd, "topo") == 0)
         return dl_cmd_topo(argc - 1, argv + 1);
@@ -115,6 +120,6 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    fprintf(stderr, "dltrain: unknown command '%s' (commands: train, bench, topo; see dltrain --help)\n", cmd);
+    fprintf(stderr, "dltrain: unknown command '%s' (commands: train, bench, predict, topo; see dltrain --help)\n", cmd);
     return 2;
 }

@@ -185,6 +185,8 @@ static void print_start(const trainer *t)
            t->steps_per_epoch);
     printf("  %zu parameters (%.1f MB), %.1f MFLOP per sample per training step\n", net->n_params,
            4e-6 * (double)net->n_params, 6e-6 * dl_net_macs_per_sample(net));
+    if (t->ctx->placement[0])
+        printf("  %s\n", t->ctx->placement);
     if (t->ctx->world > 1)
         printf("  global batch %d = %d ranks x %d; gradients averaged in %d bucket(s) of <= %g MB, "
                "%s; lr %s\n", o->batch * t->ctx->world, t->ctx->world, o->batch, t->buckets.count,
@@ -448,7 +450,8 @@ static int start(trainer *t)
         return rc;
     dl_status st = setup(t);
     if (st == DL_OK && t->ctx->verbose &&
-        dl_metrics_open(&t->metrics, t->o->json, t->ctx->is_tty && !t->o->no_progress))
+        dl_metrics_open(&t->metrics, t->ctx->rank == 0 ? t->o->json : "",
+                        t->ctx->is_tty && !t->o->no_progress))
         st = dl_fail(DL_ERR_IO, "cannot write metrics file %s: %s", t->o->json, strerror(errno));
     rc = st == DL_OK ? 0 : fail(t, st == DL_ERR_ARG ? DL_EXIT_USAGE : DL_EXIT_ERROR);
     rc = dl_train_agree_start(t->ctx, rc, "during start-up");

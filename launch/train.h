@@ -32,6 +32,7 @@ typedef struct dl_train_opts {
     double timeout_s;     /* a collective stalled this long aborts the job */
     int log_all;          /* every rank writes its own log */
     int scale_lr;         /* linear scaling rule: lr x number of ranks */
+    int no_bind;          /* leave the CPU affinity alone */
 } dl_train_opts;
 
 /* Options that may legitimately differ between ranks (file names, threads);

@@ -58,6 +58,8 @@ static const dl_option train_options[] = {
      "every rank logs (rank r > 0 to OUT/rank-r.log), not only rank 0"},
     {"scale-lr", DL_OPT_FLAG, O(scale_lr), 0, NULL, 0, 0,
      "linear scaling rule: multiply --lr by the number of ranks"},
+    {"no-bind", DL_OPT_FLAG, O(no_bind), 0, NULL, 0, 0,
+     "do not bind each rank to the CPUs near its GPU"},
     DL_OPT_END,
 };
 
@@ -84,7 +86,7 @@ void dl_train_defaults(dl_train_opts *o)
 int dl_train_option_is_local(const char *name)
 {
     static const char *local[] = {"threads", "out", "json", "resume", "no-progress", "log-all",
-                                  "eval-batch", NULL};
+                                  "eval-batch", "no-bind", NULL};
     for (int i = 0; local[i]; i++)
         if (strcmp(name, local[i]) == 0)
             return 1;

@@ -1,35 +1,84 @@
-/* cpu_conv.c: 2-D convolution as im2col + one GEMM per chunk of images.
+/* cpu_conv.c: 2-D convolution as im2col + GEMM, parallel over images.
  *
- * Small feature maps (28x28 and below) make per-image GEMMs too thin for BLAS
- * to use its threads well, so a chunk of `nb` images is unfolded side by side:
- *   col [cin*k*k, nb*oh*ow]   (the unfolded input of nb images)
- *   tmp [cout,    nb*oh*ow]   (= W[cout, cin*k*k] x col)
- * and tmp is then scattered into NCHW.  Backward gathers dy the same way:
- *   dW += tmp x col^T,   dcol = W^T x tmp,   col2im(dcol) -> dx. */
+ * The batch is cut into one fixed, contiguous share per thread (a "slot").
+ * Each slot works through its images in groups of `nb` with single-threaded
+ * GEMMs on slot-private buffers small enough to stay in its core's L2:
+ *   col [kdim, nb*ohw]   the unfolded input, kdim = cin*k*k
+ *   y   [cout, nb*ohw]   = W[cout, kdim] x col
+ * With nb == 1 the GEMM writes NCHW directly; small feature maps group a few
+ * images so the GEMM is wide enough for BLAS, and copy the result into NCHW
+ * while it is still in cache.  Backward, per group:
+ *   dW_slot^T += col x dy^T             (kept transposed: OpenBLAS packs col
+ *                                       far faster this way round than as col^T)
+ *   dx = W' x im2col'(dy)               stride 1: dx is the convolution of dy
+ *                                       with the flipped kernel W'
+ *   dx = col2im(W^T x dy)               otherwise
+ * The stride-1 form needs no col2im (a scattered read-modify-write) and its
+ * GEMM has the long kdim as inner dimension instead of the short cout.
+ * The slots' dW partial sums are added in slot order at the end: the result
+ * depends on the thread count only, never on timing.
+ *
+ * Why not one threaded GEMM over the whole batch: OpenBLAS's threads meet
+ * many times per call (and spin badly on shared cores), and the batch-wide
+ * column layout needs transposes to and from NCHW through main memory. */
 #include "cpu_ops.h"
 
+#include <stddef.h>
 #include <string.h>
 
-/* Workspace target per chunk, in floats (4 MiB): large enough for wide
- * GEMMs, small enough to stay near the last-level cache. */
-#define CONV_CHUNK_FLOATS (1u << 20)
+/* Aim for GEMMs at least this many columns wide (images x output pixels)... */
+#define CONV_MIN_COLS 256
+/* ...as long as the column buffer stays within this many floats (512 KiB). */
+#define CONV_COL_FLOATS (128u * 1024u)
 
-static int conv_chunk(const dl_conv_desc *c)
+typedef struct conv_plan {
+    int slots;              /* threads sharing the batch, each with its own buffers */
+    int nb;                 /* images per GEMM */
+    int pointwise;          /* 1x1, stride 1, no padding: x is already col */
+    int transposed;         /* backward dx as the convolution t of dy */
+    dl_conv_desc t;         /* dy [n, cout, oh, ow] -> dx [n, cin, h, w], flipped kernel */
+    size_t col, tmp, dw;    /* floats of each slot's buffers */
+    size_t stride;          /* floats per slot */
+} conv_plan;
+
+static size_t round_up16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+static conv_plan conv_plan_of(const dl_conv_desc *c)
 {
-    size_t per_image = ((size_t)c->cin * c->k * c->k + (size_t)c->cout) * c->oh * c->ow;
-    size_t nb = CONV_CHUNK_FLOATS / (per_image ? per_image : 1);
-    if (nb < 1)
-        nb = 1;
-    if (nb > (size_t)c->n)
-        nb = (size_t)c->n;
-    return (int)nb;
+    conv_plan p = {.slots = DL_MAX(1, DL_MIN(cpu_threads(), c->n)), .nb = 1};
+    size_t ohw = (size_t)c->oh * c->ow, hw = (size_t)c->h * c->w;
+    size_t kk = (size_t)c->k * c->k, kdim = c->cin * kk;
+    p.pointwise = c->k == 1 && c->stride == 1 && c->pad == 0;
+    p.transposed = !p.pointwise && c->stride == 1 && c->pad < c->k;
+    p.t = (dl_conv_desc){.n = c->n, .cin = c->cout, .h = c->oh, .w = c->ow, .cout = c->cin,
+                         .oh = c->h, .ow = c->w, .k = c->k, .stride = 1,
+                         .pad = c->k - 1 - c->pad};
+    int share = (c->n + p.slots - 1) / p.slots;
+    while (!p.pointwise && p.nb < share && p.nb * ohw < CONV_MIN_COLS &&
+           kdim * (p.nb + 1) * ohw <= CONV_COL_FLOATS)
+        p.nb++;
+    if (!p.pointwise)
+        p.col = round_up16(DL_MAX(kdim * p.nb * ohw, p.transposed ? c->cout * kk * p.nb * hw : 0));
+    if (p.nb > 1)
+        p.tmp = round_up16(DL_MAX((size_t)c->cout * ohw, (size_t)c->cin * hw) * p.nb);
+    p.dw = round_up16((size_t)c->cout * kdim);
+    p.stride = p.col + p.tmp + p.dw;
+    return p;
+}
+
+/* Images [*lo, *hi) of slot s: a split that depends on n and slots only. */
+static void slot_range(int n, int slots, int s, int *lo, int *hi)
+{
+    *lo = (int)((long long)n * s / slots);
+    *hi = (int)((long long)n * (s + 1) / slots);
 }
 
 size_t cpu_conv_workspace(dl_device *d, const dl_conv_desc *c)
 {
     (void)d;
-    size_t nb = (size_t)conv_chunk(c);
-    return nb * ((size_t)c->cin * c->k * c->k + (size_t)c->cout) * c->oh * c->ow;
+    conv_plan p = conv_plan_of(c);
+    /* the slots, then the flipped kernel of the transposed convolution */
+    return (size_t)p.slots * p.stride + (p.transposed ? (size_t)c->cout * c->cin * c->k * c->k : 0);
 }
 
 /* Output columns ox whose input column ox*s - p + kj lies inside [0, w):
@@ -61,6 +110,9 @@ static void im2col_plane(const dl_conv_desc *c, const float *plane, int ki, int 
             out[ox] = 0.0f;
         if (s == 1)
             memcpy(out + lo, in + lo, sizeof(float) * (hi - lo));
+        else if (s == 2) /* a constant stride vectorises */
+            for (int ox = lo; ox < hi; ox++)
+                out[ox] = in[ox * 2];
         else
             for (int ox = lo; ox < hi; ox++)
                 out[ox] = in[ox * s];
@@ -69,18 +121,54 @@ static void im2col_plane(const dl_conv_desc *c, const float *plane, int ki, int 
     }
 }
 
-/* col[(ci*k + ki)*k + kj][j*ohw + oy*ow + ox] = x[j][ci][oy*s - p + ki][ox*s - p + kj] */
+/* im2col_plane for stride 1 with ow == w ("same" padding): output rows lie
+ * as far apart as input rows, so all valid pixels of a kernel offset are one
+ * contiguous copy.  The copy wraps neighbouring row ends into the padding
+ * columns; those are cleared after.  One memcpy per plane instead of per row
+ * matters for 7..28-pixel rows. */
+static void im2col_plane_same(const dl_conv_desc *c, const float *plane, int ki, int kj,
+                              float *dst)
+{
+    int ow = c->ow, xoff = kj - c->pad, lo, hi;
+    size_t size = (size_t)c->oh * ow;
+    valid_range(ow, c->w, 1, xoff, &lo, &hi);
+    int y0 = DL_MAX(0, c->pad - ki), y1 = DL_MIN(c->oh, c->h + c->pad - ki);
+    if (y1 <= y0 || hi <= lo) {
+        memset(dst, 0, sizeof(float) * size);
+        return;
+    }
+    size_t first = (size_t)y0 * ow + lo, last = (size_t)(y1 - 1) * ow + hi;
+    memset(dst, 0, sizeof(float) * first);
+    memcpy(dst + first, plane + first + (ptrdiff_t)(ki - c->pad) * c->w + xoff,
+           sizeof(float) * (last - first));
+    memset(dst + last, 0, sizeof(float) * (size - last));
+    /* Between two valid rows the copy filled one run of |xoff| padding
+     * entries (a row's right edge and the next row's left edge).  Column by
+     * column, so the compiler emits strided stores, not a memset call per row. */
+    int run = ow - hi + lo;
+    for (int e = 0; e < run; e++)
+        for (int oy = y0; oy < y1 - 1; oy++)
+            dst[(size_t)oy * ow + hi + e] = 0.0f;
+}
+
+/* col[(ci*k + ki)*k + kj][j*ohw + oy*ow + ox] = x[j][ci][oy*s - p + ki][ox*s - p + kj]
+ * for the nb images at x. */
 static void im2col(const dl_conv_desc *c, const float *x, int nb, float *col)
 {
     int k = c->k, ohw = c->oh * c->ow, rows = c->cin * k * k;
     size_t ld = (size_t)nb * ohw, plane_size = (size_t)c->h * c->w;
-#pragma omp parallel for collapse(2) schedule(static) if (ld * rows > CPU_PARALLEL_MIN)
-    for (int r = 0; r < rows; r++)
+    int same = c->stride == 1 && c->ow == c->w;
+    for (int r = 0; r < rows; r++) {
+        int ci = r / (k * k), ki = (r / k) % k, kj = r % k;
         for (int j = 0; j < nb; j++) {
-            int ci = r / (k * k), ki = (r / k) % k, kj = r % k;
-            im2col_plane(c, x + ((size_t)j * c->cin + ci) * plane_size, ki, kj,
-                         col + r * ld + (size_t)j * ohw);
+            const float *plane = x + ((size_t)j * c->cin + ci) * plane_size;
+            float *dst = col + r * ld + (size_t)j * ohw;
+            if (same)
+                im2col_plane_same(c, plane, ki, kj, dst);
+            else
+                im2col_plane(c, plane, ki, kj, dst);
         }
+    }
 }
 
 /* The adjoint of im2col_plane: plane[iy][ox*s - p + kj] += src[oy*ow + ox]. */
@@ -103,13 +191,12 @@ static void col2im_plane(const dl_conv_desc *c, const float *src, int ki, int kj
     }
 }
 
-/* Sums every column entry back into its input pixel.  Parallel over
- * (image, channel) planes, which no two threads share. */
+/* Sums every column entry of nb images back into its input pixel of dx
+ * (overwriting dx first unless acc). */
 static void col2im(const dl_conv_desc *c, const float *col, int nb, float *dx, int acc)
 {
     int k = c->k, ohw = c->oh * c->ow;
     size_t ld = (size_t)nb * ohw, plane_size = (size_t)c->h * c->w;
-#pragma omp parallel for schedule(static) if (ld * c->cin * k * k > CPU_PARALLEL_MIN)
     for (int jc = 0; jc < nb * c->cin; jc++) {
         int j = jc / c->cin, ci = jc % c->cin;
         float *plane = dx + (size_t)jc * plane_size;
@@ -123,68 +210,171 @@ static void col2im(const dl_conv_desc *c, const float *col, int nb, float *dx, i
     }
 }
 
-/* tmp[co][j*ohw + p] <-> y[j][co][p] */
-static void chunk_to_nchw(const float *tmp, float *y, int nb, int cout, int ohw)
+/* tmp[co][j*ohw + p] <-> y[j][co][p] for a group of nb images; acc adds */
+static void group_to_nchw(const float *tmp, float *y, int nb, int cout, int ohw, int acc)
 {
-#pragma omp parallel for schedule(static) if ((size_t)nb * cout * ohw > CPU_PARALLEL_MIN)
-    for (int jc = 0; jc < nb * cout; jc++) {
-        int j = jc / cout, co = jc % cout;
-        memcpy(y + (size_t)jc * ohw, tmp + ((size_t)co * nb + j) * ohw, sizeof(float) * ohw);
-    }
+    for (int j = 0; j < nb; j++)
+        for (int co = 0; co < cout; co++) {
+            float *dst = y + ((size_t)j * cout + co) * ohw;
+            const float *src = tmp + ((size_t)co * nb + j) * ohw;
+            if (acc)
+                for (int q = 0; q < ohw; q++)
+                    dst[q] += src[q];
+            else
+                memcpy(dst, src, sizeof(float) * ohw);
+        }
 }
 
-static void nchw_to_chunk(const float *y, float *tmp, int nb, int cout, int ohw)
+static void nchw_to_group(const float *y, float *tmp, int nb, int cout, int ohw)
 {
-#pragma omp parallel for schedule(static) if ((size_t)nb * cout * ohw > CPU_PARALLEL_MIN)
-    for (int jc = 0; jc < nb * cout; jc++) {
-        int j = jc / cout, co = jc % cout;
-        memcpy(tmp + ((size_t)co * nb + j) * ohw, y + (size_t)jc * ohw, sizeof(float) * ohw);
+    for (int j = 0; j < nb; j++)
+        for (int co = 0; co < cout; co++)
+            memcpy(tmp + ((size_t)co * nb + j) * ohw, y + ((size_t)j * cout + co) * ohw,
+                   sizeof(float) * ohw);
+}
+
+/* The GEMM operand for nb images at x: x itself for pointwise convolutions
+ * (one image is [cin, h*w] = [kdim, ohw]), else their im2col in col. */
+static const float *unfold(const dl_conv_desc *c, const conv_plan *p, const float *x, int nb,
+                           float *col)
+{
+    if (p->pointwise)
+        return x;
+    im2col(c, x, nb, col);
+    return col;
+}
+
+/* Forward for images [lo, hi), with one slot's buffers at buf. */
+static void forward_images(const dl_conv_desc *c, const conv_plan *p, int lo, int hi,
+                           const float *x, const float *w, const float *bias, float *y,
+                           float *buf)
+{
+    int ohw = c->oh * c->ow, kdim = c->cin * c->k * c->k;
+    size_t in_size = (size_t)c->cin * c->h * c->w, out_size = (size_t)c->cout * ohw;
+    float *col = buf, *tmp = buf + p->col;
+    for (int i = lo; i < hi; i += p->nb) {
+        int nb = DL_MIN(p->nb, hi - i), cols = nb * ohw;
+        float *yi = y + i * out_size;
+        const float *b = unfold(c, p, x + i * in_size, nb, col);
+        cpu_gemm_serial(0, 0, c->cout, cols, kdim, 1.0f, w, kdim, b, cols, 0.0f,
+                        nb == 1 ? yi : tmp, cols);
+        if (nb > 1)
+            group_to_nchw(tmp, yi, nb, c->cout, ohw, 0);
+        if (bias)
+            for (int jc = 0; jc < nb * c->cout; jc++) {
+                float v = bias[jc % c->cout], *row = yi + (size_t)jc * ohw;
+                for (int q = 0; q < ohw; q++)
+                    row[q] += v;
+            }
     }
 }
 
 void cpu_conv_forward(dl_device *d, const dl_conv_desc *c, const float *x, const float *w,
                       const float *bias, float *y, float *ws)
 {
-    int nb_max = conv_chunk(c), ohw = c->oh * c->ow, kdim = c->cin * c->k * c->k;
-    size_t in_size = (size_t)c->cin * c->h * c->w, out_size = (size_t)c->cout * ohw;
-    for (int i0 = 0; i0 < c->n; i0 += nb_max) {
-        int nb = DL_MIN(nb_max, c->n - i0);
-        float *col = ws, *tmp = ws + (size_t)kdim * nb * ohw;
-        float *yi = y + i0 * out_size;
-        im2col(c, x + i0 * in_size, nb, col);
-        /* one image: the GEMM result is already NCHW */
-        float *dst = nb == 1 ? yi : tmp;
-        cpu_gemm(d, 0, 0, c->cout, nb * ohw, kdim, 1.0f, w, kdim, col, nb * ohw, 0.0f, dst,
-                 nb * ohw);
-        if (nb > 1)
-            chunk_to_nchw(tmp, yi, nb, c->cout, ohw);
+    (void)d;
+    if (c->n < 1)
+        return;
+    conv_plan p = conv_plan_of(c);
+#pragma omp parallel for schedule(static) num_threads(p.slots)
+    for (int s = 0; s < p.slots; s++) {
+        int lo, hi;
+        slot_range(c->n, p.slots, s, &lo, &hi);
+        forward_images(c, &p, lo, hi, x, w, bias, y, ws + s * p.stride);
     }
-    if (bias)
-        cpu_bias_add(d, y, bias, c->n, c->cout, ohw);
+}
+
+/* dx for nb images as the stride-1 convolution of their dy with the flipped
+ * kernel wt [cin, cout*k*k] (overwriting dx unless acc). */
+static void dx_transposed(const dl_conv_desc *c, const conv_plan *p, const float *wt,
+                          const float *dy, int nb, float *dx, int acc, float *col, float *tmp)
+{
+    int hw = c->h * c->w, tdim = c->cout * c->k * c->k, cols = nb * hw;
+    im2col(&p->t, dy, nb, col);
+    float *dst = nb == 1 ? dx : tmp;
+    cpu_gemm_serial(0, 0, c->cin, cols, tdim, 1.0f, wt, tdim, col, cols,
+                    nb == 1 && acc ? 1.0f : 0.0f, dst, cols);
+    if (nb > 1)
+        group_to_nchw(tmp, dx, nb, c->cin, hw, acc);
+}
+
+/* Backward for images [lo, hi): this slot's share of dW goes to the slot's
+ * partial sum, [kdim, cout] (overwritten), dx is written or accumulated. */
+static void backward_images(const dl_conv_desc *c, const conv_plan *p, int lo, int hi,
+                            const float *x, const float *w, const float *wt, const float *dy,
+                            float *dx, int acc, float *buf)
+{
+    int ohw = c->oh * c->ow, kdim = c->cin * c->k * c->k;
+    size_t in_size = (size_t)c->cin * c->h * c->w, out_size = (size_t)c->cout * ohw;
+    float *col = buf, *tmp = buf + p->col, *dw_part = tmp + p->tmp;
+    for (int i = lo; i < hi; i += p->nb) {
+        int nb = DL_MIN(p->nb, hi - i), cols = nb * ohw;
+        const float *g = dy + i * out_size;
+        if (nb > 1) {
+            nchw_to_group(g, tmp, nb, c->cout, ohw);
+            g = tmp;
+        }
+        const float *b = unfold(c, p, x + i * in_size, nb, col);
+        cpu_gemm_serial(0, 1, kdim, c->cout, cols, 1.0f, b, cols, g, cols, i == lo ? 0.0f : 1.0f,
+                        dw_part, c->cout);
+        if (!dx)
+            continue;
+        float *dxi = dx + i * in_size;
+        if (p->transposed) {
+            /* col and tmp are consumed: reuse them */
+            dx_transposed(c, p, wt, dy + i * out_size, nb, dxi, acc, col, tmp);
+        } else if (p->pointwise) {
+            cpu_gemm_serial(1, 0, kdim, cols, c->cout, 1.0f, w, kdim, g, cols, acc ? 1.0f : 0.0f,
+                            dxi, cols);
+        } else {
+            cpu_gemm_serial(1, 0, kdim, cols, c->cout, 1.0f, w, kdim, g, cols, 0.0f, col, cols);
+            col2im(c, col, nb, dxi, acc);
+        }
+    }
+}
+
+/* wt[ci][co][ki][kj] = w[co][ci][k-1-ki][k-1-kj]: the kernel of the transposed
+ * convolution, [cin, cout*k*k] as a GEMM operand. */
+static void flip_kernel(const dl_conv_desc *c, const float *w, float *wt)
+{
+    int k = c->k, kk = k * k;
+#pragma omp for schedule(static)
+    for (int ci = 0; ci < c->cin; ci++)
+        for (int co = 0; co < c->cout; co++)
+            for (int q = 0; q < kk; q++)
+                wt[((size_t)ci * c->cout + co) * kk + q] =
+                    w[((size_t)co * c->cin + ci) * kk + (kk - 1 - q)];
 }
 
 void cpu_conv_backward(dl_device *d, const dl_conv_desc *c, const float *x, const float *w,
                        const float *dy, float *dx, int acc, float *dw, float *db, float *ws)
 {
-    int nb_max = conv_chunk(c), ohw = c->oh * c->ow, kdim = c->cin * c->k * c->k;
-    size_t in_size = (size_t)c->cin * c->h * c->w, out_size = (size_t)c->cout * ohw;
+    if (c->n < 1)
+        return;
+    conv_plan p = conv_plan_of(c);
+    size_t kdim = (size_t)c->cin * c->k * c->k, nw = c->cout * kdim;
+    float *dw_parts = ws + p.col + p.tmp, *wt = ws + (size_t)p.slots * p.stride;
+    int flip = p.transposed && dx;
     if (db)
-        cpu_bias_grad(d, dy, db, c->n, c->cout, ohw);
-    for (int i0 = 0; i0 < c->n; i0 += nb_max) {
-        int nb = DL_MIN(nb_max, c->n - i0);
-        float *col = ws, *tmp = ws + (size_t)kdim * nb * ohw;
-        const float *g = dy + i0 * out_size;
-        if (nb > 1) {
-            nchw_to_chunk(g, tmp, nb, c->cout, ohw);
-            g = tmp;
+        cpu_bias_grad(d, dy, db, c->n, c->cout, c->oh * c->ow);
+#pragma omp parallel num_threads(p.slots)
+    {
+        if (flip)
+            flip_kernel(c, w, wt); /* ends in a barrier */
+#pragma omp for schedule(static)
+        for (int s = 0; s < p.slots; s++) {
+            int lo, hi;
+            slot_range(c->n, p.slots, s, &lo, &hi);
+            backward_images(c, &p, lo, hi, x, w, wt, dy, dx, acc, ws + s * p.stride);
         }
-        im2col(c, x + i0 * in_size, nb, col);
-        cpu_gemm(d, 0, 1, c->cout, kdim, nb * ohw, 1.0f, g, nb * ohw, col, nb * ohw, 1.0f, dw,
-                 kdim);
-        if (!dx)
-            continue;
-        cpu_gemm(d, 1, 0, kdim, nb * ohw, c->cout, 1.0f, w, kdim, g, nb * ohw, 0.0f, col,
-                 nb * ohw);
-        col2im(c, col, nb, dx + i0 * in_size, acc);
+        /* every slot has at least one image (slots <= n): sum them in order */
+#pragma omp for schedule(static)
+        for (size_t e = 0; e < nw; e++) {
+            size_t co = e / kdim, r = e % kdim, et = r * c->cout + co;
+            float sum = dw_parts[et];
+            for (int s = 1; s < p.slots; s++)
+                sum += dw_parts[s * p.stride + et];
+            dw[e] += sum;
+        }
     }
 }

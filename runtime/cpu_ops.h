@@ -5,6 +5,16 @@
 
 #include "device.h"
 
+/* The thread count the device was created with: ops that keep per-thread
+ * partial results size and split them by this, never by the team they get,
+ * so results depend on it alone. */
+int cpu_threads(void);
+
+/* One single-threaded GEMM (cpu_gemm's arguments, no device), for callers
+ * that already run one per thread. */
+void cpu_gemm_serial(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                     int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
 void cpu_gemm(dl_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
               const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 

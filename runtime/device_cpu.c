@@ -10,6 +10,10 @@
 void openblas_set_num_threads(int num_threads);
 #endif
 
+static int cpu_thread_count = 1;
+
+int cpu_threads(void) { return cpu_thread_count; }
+
 static void *cpu_alloc(dl_device *d, size_t bytes, const char *what)
 {
     (void)d;
@@ -117,8 +121,11 @@ dl_device *dl_device_cpu(int threads)
     if (threads > 0) {
         omp_set_num_threads(threads);
 #ifdef DLTRAIN_HAVE_BLAS
+        /* OpenBLAS built for OpenMP runs single-threaded when called inside
+         * a parallel region, which is where the large GEMMs are (cpu_gemm.c) */
         openblas_set_num_threads(threads);
 #endif
     }
+    cpu_thread_count = omp_get_max_threads();
     return &cpu;
 }

@@ -1,6 +1,13 @@
-# Numerical tests: CPU ops against naive implementations, finite-difference
-# gradient checks, and PyTorch as an external oracle.  Labels "cpu;numerics".
-#   ctest --test-dir build -L numerics
+# Numerical tests (labels "cpu;numerics"):
+#   numerics_ops           every CPU device op against naive direct loops
+#                          (tests/op_cases.c: case tables + comparison helpers,
+#                          shared with a future test_cuda_ops)
+#   numerics_gradcheck     finite-difference gradient checks of every layer
+#                          kind and of a small residual network
+#   numerics_torch_oracle  PyTorch (float64) as an external oracle: layers,
+#                          lenet, resnet20, resnet50, batch norm train/eval,
+#                          torch.optim.SGD with momentum + Nesterov + decay
+# Run: ctest --test-dir build -L numerics
 if(NOT DLTRAIN_PYTHON)
   # Debian's interpreter (the one python3-torch installs into) first.
   find_program(DLTRAIN_PYTHON NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
@@ -9,11 +16,9 @@ if(NOT DLTRAIN_PYTHON)
   endif()
 endif()
 
-# op_cases.c holds the case tables and comparison helpers, shared with a
-# future test_cuda_ops (CUDA table under test, CPU as reference).
 add_library(dl_op_cases STATIC ${CMAKE_CURRENT_SOURCE_DIR}/op_cases.c)
 target_include_directories(dl_op_cases PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
-target_link_libraries(dl_op_cases PUBLIC dlruntime)
+target_link_libraries(dl_op_cases PUBLIC dlruntime m)
 
 add_executable(test_ops ${CMAKE_CURRENT_SOURCE_DIR}/test_ops.c)
 target_link_libraries(test_ops PRIVATE dl_op_cases dlruntime)
@@ -23,5 +28,18 @@ add_executable(test_gradcheck ${CMAKE_CURRENT_SOURCE_DIR}/test_gradcheck.c)
 target_link_libraries(test_gradcheck PRIVATE dlruntime m)
 add_test(NAME numerics_gradcheck COMMAND test_gradcheck)
 
+# oracle_runner writes seeded weights, inputs, outputs and gradients; the
+# Python side rebuilds the same networks in torch and compares.
+add_executable(oracle_runner ${CMAKE_CURRENT_SOURCE_DIR}/oracle_runner.c)
+target_link_libraries(oracle_runner PRIVATE dlmodels dlruntime)
 set(DLTRAIN_NUMERICS_TESTS numerics_ops numerics_gradcheck)
+if(DLTRAIN_PYTHON)
+  add_test(NAME numerics_torch_oracle
+           COMMAND ${DLTRAIN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_torch_oracle.py
+                   $<TARGET_FILE:oracle_runner>)
+  # exit 77: no torch/numpy for this interpreter
+  set_tests_properties(numerics_torch_oracle PROPERTIES SKIP_RETURN_CODE 77)
+  list(APPEND DLTRAIN_NUMERICS_TESTS numerics_torch_oracle)
+endif()
+
 set_tests_properties(${DLTRAIN_NUMERICS_TESTS} PROPERTIES LABELS "cpu;numerics" TIMEOUT 300)

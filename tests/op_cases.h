@@ -25,6 +25,7 @@ typedef struct op_ctx {
     double tol_scale;   /* multiplies every tolerance (1 for the CPU) */
     const char *filter; /* run only families whose name contains this; NULL: all */
     int verbose;        /* print every check, not only failures */
+    int quiet;          /* print nothing per check (self-tests that expect failures) */
     uint64_t seed;
     /* results */
     int checks, failures;

@@ -89,6 +89,12 @@ def case_ranks(tmp, data):
         ok = p.returncode == 0 and final(out + ".json")["test_acc"] > 0.9
         check(f"-np {n} resnet20 trains", ok, p.stderr.strip()[-300:] if p.returncode else
               f"test acc {final(out + '.json')['test_acc']:.3f}")
+        if n == 2:  # the checkpoint holds a position in samples: resume on 1 rank, then 4
+            r1 = mpirun(1, ["--model", "resnet20", "--data", data, "--epochs", "3", "--batch", "8",
+                            "--no-progress", "--out", out, "--resume",
+                            os.path.join(out, "checkpoint.bin")], tmp)
+            check("resume a 2-rank checkpoint on 1 rank", r1.returncode == 0 and
+                  "resuming from" in r1.stdout, r1.stderr.strip()[-300:])
         if n == 4:
             check("--log-all writes rank logs",
                   all(os.path.exists(os.path.join(out, f"rank-{r}.log")) for r in (1, 2, 3)))

@@ -1,0 +1,413 @@
+/* device_cuda.cu: the CUDA device table: device creation, memory, the
+ * elementwise ops, GEMM through cuBLAS, softmax cross-entropy and SGD.
+ * Convolution, pooling and batch norm live in cuda_conv.cu, cuda_pool.cu and
+ * cuda_norm.cu.  Semantics: runtime/device.h; reference: device_cpu.c.
+ *
+ * Everything runs in order on the device's one stream.  upload and download
+ * return when the copy is complete, so host buffers may be reused at once
+ * (an asynchronous, pinned-buffer upload is a later optimisation). */
+#include "cuda_internal.cuh"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- errors ---------------------------------------------------------------- */
+
+void cuda_fatal(const char *file, int line, const char *call, const char *name, const char *desc)
+{
+    dl_fail(DL_ERR_DEVICE, "CUDA error at %s:%d: %s: %s: %s", file, line, call, name, desc);
+    fprintf(stderr, "dltrain: %s\n", dl_error_message());
+    fflush(stderr);
+    abort();
+}
+
+void cuda_after_launch(dl_device *d, const char *file, int line, const char *kernel)
+{
+    cudaError_t e = cudaGetLastError();
+    if (e == cudaSuccess && cuda_of(d)->sync_each_launch)
+        e = cudaStreamSynchronize(cuda_stream(d));
+    if (e != cudaSuccess)
+        cuda_fatal(file, line, kernel, cudaGetErrorName(e), cudaGetErrorString(e));
+}
+
+/* ---- memory ---------------------------------------------------------------- */
+
+static void *cu_alloc(dl_device *d, size_t bytes, const char *what)
+{
+    cuda_impl *g = cuda_of(d);
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError(); /* an allocation failure is not sticky: clear it */
+        size_t free_b = 0, total_b = 0;
+        cudaError_t e2 = cudaMemGetInfo(&free_b, &total_b);
+        if (e2 != cudaSuccess)
+            (void)cudaGetLastError(), free_b = total_b = 0;
+        if (e == cudaErrorMemoryAllocation)
+            dl_fail(DL_ERR_OOM,
+                    "out of GPU memory: cannot allocate %.1f MiB for %s on %s (%.1f of %.1f MiB "
+                    "free); try a smaller --batch",
+                    bytes / 1048576.0, what ? what : "a buffer", g->name, free_b / 1048576.0,
+                    total_b / 1048576.0);
+        else
+            dl_fail(DL_ERR_DEVICE, "cudaMalloc of %zu bytes for %s on %s failed: %s: %s", bytes,
+                    what ? what : "a buffer", g->name, cudaGetErrorName(e),
+                    cudaGetErrorString(e));
+        return NULL;
+    }
+    /* zeroed, like the CPU device's memory */
+    CUDA_CHECK(cudaMemsetAsync(p, 0, bytes ? bytes : 1, g->stream));
+    return p;
+}
+
+static void cu_free(dl_device *d, void *p)
+{
+    (void)d;
+    if (p)
+        CUDA_CHECK(cudaFree(p));
+}
+
+static void cu_upload(dl_device *d, void *dst, const void *src, size_t bytes)
+{
+    if (!bytes)
+        return;
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cuda_stream(d)));
+    CUDA_CHECK(cudaStreamSynchronize(cuda_stream(d)));
+}
+
+static void cu_download(dl_device *d, void *dst, const void *src, size_t bytes)
+{
+    if (!bytes)
+        return;
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cuda_stream(d)));
+    CUDA_CHECK(cudaStreamSynchronize(cuda_stream(d)));
+}
+
+static void cu_sync(dl_device *d) { CUDA_CHECK(cudaStreamSynchronize(cuda_stream(d))); }
+
+/* ---- elementwise ------------------------------------------------------------- */
+
+__global__ void fill_kernel(float *x, size_t n, float v)
+{
+    GRID_STRIDE_LOOP(i, n)
+    x[i] = v;
+}
+
+__global__ void add_to_kernel(float *dst, const float *src, size_t n)
+{
+    GRID_STRIDE_LOOP(i, n)
+    dst[i] += src[i];
+}
+
+__global__ void scale_kernel(float *x, size_t n, float s)
+{
+    GRID_STRIDE_LOOP(i, n)
+    x[i] *= s;
+}
+
+__global__ void relu_forward_kernel(const float *x, float *y, size_t n)
+{
+    GRID_STRIDE_LOOP(i, n)
+    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+/* acc 0 never reads dx (it may hold garbage, NaN included) */
+__global__ void relu_backward_kernel(const float *y, const float *dy, float *dx, size_t n, int acc)
+{
+    GRID_STRIDE_LOOP(i, n)
+    {
+        float g = y[i] > 0.0f ? dy[i] : 0.0f;
+        dx[i] = acc ? dx[i] + g : g;
+    }
+}
+
+__global__ void add_kernel(const float *a, const float *b, float *y, size_t n)
+{
+    GRID_STRIDE_LOOP(i, n)
+    y[i] = a[i] + b[i];
+}
+
+static void cu_fill(dl_device *d, float *x, size_t n, float value)
+{
+    if (n)
+        CUDA_LAUNCH(d, fill_kernel, cuda_grid(n), CUDA_THREADS, 0, x, n, value);
+}
+
+static void cu_copy(dl_device *d, float *dst, const float *src, size_t n, int acc)
+{
+    if (!n)
+        return;
+    if (acc)
+        CUDA_LAUNCH(d, add_to_kernel, cuda_grid(n), CUDA_THREADS, 0, dst, src, n);
+    else if (dst != src)
+        CUDA_CHECK(cudaMemcpyAsync(dst, src, sizeof(float) * n, cudaMemcpyDeviceToDevice,
+                                   cuda_stream(d)));
+}
+
+static void cu_scale(dl_device *d, float *x, size_t n, float s)
+{
+    if (n)
+        CUDA_LAUNCH(d, scale_kernel, cuda_grid(n), CUDA_THREADS, 0, x, n, s);
+}
+
+static void cu_relu_forward(dl_device *d, const float *x, float *y, size_t n)
+{
+    if (n)
+        CUDA_LAUNCH(d, relu_forward_kernel, cuda_grid(n), CUDA_THREADS, 0, x, y, n);
+}
+
+static void cu_relu_backward(dl_device *d, const float *y, const float *dy, float *dx, size_t n,
+                             int acc)
+{
+    if (n)
+        CUDA_LAUNCH(d, relu_backward_kernel, cuda_grid(n), CUDA_THREADS, 0, y, dy, dx, n, acc);
+}
+
+static void cu_add_forward(dl_device *d, const float *a, const float *b, float *y, size_t n)
+{
+    if (n)
+        CUDA_LAUNCH(d, add_kernel, cuda_grid(n), CUDA_THREADS, 0, a, b, y, n);
+}
+
+/* ---- GEMM -------------------------------------------------------------------
+ * The table's GEMM is row-major; cuBLAS is column-major.  A row-major matrix
+ * with leading dimension ld is the column-major matrix of its transpose with
+ * the same ld, so C = op(A) op(B) (row-major) is computed as the column-major
+ *   C^T[n,m] = op(B)^T[n,k] op(A)^T[k,m]
+ * i.e. cublasSgemm with the operands swapped and the same op flags. */
+void cuda_gemm(dl_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
+               const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
+{
+    if (m <= 0 || n <= 0)
+        return;
+    CUBLAS_CHECK(cublasSgemm(cuda_of(d)->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                             trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, ldb, a, lda,
+                             &beta, c, ldc));
+    if (cuda_of(d)->sync_each_launch)
+        CUDA_CHECK(cudaStreamSynchronize(cuda_stream(d)));
+}
+
+/* ---- softmax cross-entropy ----------------------------------------------------
+ * One block per sample (classes is 10 .. 1000).  Like the CPU reference, the
+ * sum of exponentials and the logarithms are taken in double. */
+#define XENT_THREADS 128
+
+__global__ void xent_forward_kernel(const float *logits, const int32_t *labels, float *probs,
+                                    float *loss, int classes)
+{
+    __shared__ double sh[XENT_THREADS];
+    __shared__ float shmax[XENT_THREADS];
+    int i = blockIdx.x, t = threadIdx.x;
+    const float *z = logits + (size_t)i * classes;
+    float *p = probs + (size_t)i * classes;
+
+    float m = z[0];
+    for (int k = t; k < classes; k += XENT_THREADS)
+        m = z[k] > m ? z[k] : m;
+    shmax[t] = m;
+    __syncthreads();
+    for (int s = XENT_THREADS / 2; s > 0; s >>= 1) {
+        if (t < s && shmax[t + s] > shmax[t])
+            shmax[t] = shmax[t + s];
+        __syncthreads();
+    }
+    float zmax = shmax[0];
+
+    double part = 0.0;
+    for (int k = t; k < classes; k += XENT_THREADS)
+        part += exp((double)(z[k] - zmax));
+    double logsum = log(block_sum<XENT_THREADS>(part, sh));
+    for (int k = t; k < classes; k += XENT_THREADS)
+        p[k] = (float)exp((double)(z[k] - zmax) - logsum);
+    if (t == 0)
+        loss[i] = (float)(logsum - (double)(z[labels[i]] - zmax));
+}
+
+__global__ void xent_backward_kernel(const float *probs, const int32_t *labels, float *dlogits,
+                                     int n, int classes)
+{
+    float inv_n = 1.0f / (float)n;
+    size_t total = (size_t)n * classes;
+    GRID_STRIDE_LOOP(at, total)
+    {
+        int i = (int)(at / classes), k = (int)(at % classes);
+        dlogits[at] = (probs[at] - (k == labels[i] ? 1.0f : 0.0f)) * inv_n;
+    }
+}
+
+static void cu_xent_forward(dl_device *d, const float *logits, const int32_t *labels,
+                            float *probs, float *loss, int n, int classes)
+{
+    if (n > 0)
+        CUDA_LAUNCH(d, xent_forward_kernel, n, XENT_THREADS, 0, logits, labels, probs, loss,
+                    classes);
+}
+
+static void cu_xent_backward(dl_device *d, const float *probs, const int32_t *labels,
+                             float *dlogits, int n, int classes)
+{
+    size_t total = (size_t)n * classes;
+    if (total)
+        CUDA_LAUNCH(d, xent_backward_kernel, cuda_grid(total), CUDA_THREADS, 0, probs, labels,
+                    dlogits, n, classes);
+}
+
+/* ---- SGD (PyTorch semantics, as cpu_sgd_update) -------------------------------- */
+
+__global__ void sgd_kernel(dl_sgd_args a, float *params, const float *grads, float *velocity,
+                           size_t n)
+{
+    GRID_STRIDE_LOOP(i, n)
+    {
+        float g = grads[i] + a.weight_decay * params[i];
+        float v = a.momentum * velocity[i] + g;
+        velocity[i] = v;
+        params[i] -= a.lr * (a.nesterov ? g + a.momentum * v : v);
+    }
+}
+
+static void cu_sgd_update(dl_device *d, const dl_sgd_args *a, float *params, const float *grads,
+                          float *velocity, size_t n)
+{
+    if (n)
+        CUDA_LAUNCH(d, sgd_kernel, cuda_grid(n), CUDA_THREADS, 0, *a, params, grads, velocity, n);
+}
+
+/* ---- creation ------------------------------------------------------------------ */
+
+static dl_device *open_failed(char *why, size_t why_size, const char *fmt, ...) DL_PRINTF(3, 4);
+
+static dl_device *open_failed(char *why, size_t why_size, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (why && why_size)
+        snprintf(why, why_size, "%s", msg);
+    dl_fail(DL_ERR_DEVICE, "%s", msg);
+    return NULL;
+}
+
+static void impl_release(cuda_impl *g)
+{
+    if (g->blas)
+        cublasDestroy(g->blas);
+    if (g->stream)
+        cudaStreamDestroy(g->stream);
+    (void)cudaGetLastError();
+    free(g);
+}
+
+extern "C" dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size)
+{
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return open_failed(why, why_size, "no CUDA GPU: %s", cudaGetErrorString(e));
+    }
+    if (count < 1)
+        return open_failed(why, why_size, "no CUDA GPU: no device visible");
+    if (gpu_index < 0 || gpu_index >= count)
+        return open_failed(why, why_size, "CUDA GPU %d requested, but %d %s visible", gpu_index,
+                           count, count == 1 ? "is" : "are");
+
+    cuda_impl *g = (cuda_impl *)calloc(1, sizeof *g);
+    dl_device *d = (dl_device *)calloc(1, sizeof *d);
+    if (!g || !d) {
+        free(g), free(d);
+        return open_failed(why, why_size, "out of host memory opening CUDA GPU %d", gpu_index);
+    }
+    g->gpu = gpu_index;
+    const char *env = getenv("DLTRAIN_CUDA_SYNC");
+    g->sync_each_launch = env && *env && strcmp(env, "0") != 0;
+
+    cudaDeviceProp prop;
+    cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
+    const char *step = "cudaSetDevice";
+    if ((e = cudaSetDevice(gpu_index)) != cudaSuccess)
+        goto cuda_failed;
+    step = "cudaGetDeviceProperties";
+    if ((e = cudaGetDeviceProperties(&prop, gpu_index)) != cudaSuccess)
+        goto cuda_failed;
+    step = "creating the CUDA context";
+    if ((e = cudaFree(0)) != cudaSuccess)
+        goto cuda_failed;
+    step = "cudaStreamCreateWithFlags";
+    if ((e = cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking)) != cudaSuccess)
+        goto cuda_failed;
+    if ((s = cublasCreate(&g->blas)) != CUBLAS_STATUS_SUCCESS ||
+        (s = cublasSetStream(g->blas, g->stream)) != CUBLAS_STATUS_SUCCESS ||
+        (s = cublasSetMathMode(g->blas, CUBLAS_DEFAULT_MATH)) != CUBLAS_STATUS_SUCCESS) {
+        free(d);
+        impl_release(g);
+        return open_failed(why, why_size, "cuBLAS initialisation failed on CUDA GPU %d: %s: %s",
+                           gpu_index, cublasGetStatusName(s), cublasGetStatusString(s));
+    }
+    snprintf(g->name, sizeof g->name, "cuda:%d (%.80s, sm_%d%d)", gpu_index, prop.name, prop.major,
+             prop.minor);
+
+    d->name = g->name;
+    d->impl = g;
+    d->alloc = cu_alloc;
+    d->free = cu_free;
+    d->upload = cu_upload;
+    d->download = cu_download;
+    d->sync = cu_sync;
+    d->fill = cu_fill;
+    d->copy = cu_copy;
+    d->scale = cu_scale;
+    d->gemm = cuda_gemm;
+    d->bias_add = cuda_bias_add;
+    d->bias_grad = cuda_bias_grad;
+    d->conv_workspace = cuda_conv_workspace;
+    d->conv_forward = cuda_conv_forward;
+    d->conv_backward = cuda_conv_backward;
+    d->maxpool_forward = cuda_maxpool_forward;
+    d->maxpool_backward = cuda_maxpool_backward;
+    d->avgpool_forward = cuda_avgpool_forward;
+    d->avgpool_backward = cuda_avgpool_backward;
+    d->relu_forward = cu_relu_forward;
+    d->relu_backward = cu_relu_backward;
+    d->add_forward = cu_add_forward;
+    d->bn_forward_train = cuda_bn_forward_train;
+    d->bn_forward_eval = cuda_bn_forward_eval;
+    d->bn_backward = cuda_bn_backward;
+    d->xent_forward = cu_xent_forward;
+    d->xent_backward = cu_xent_backward;
+    d->sgd_update = cu_sgd_update;
+    return d;
+
+cuda_failed:
+    (void)cudaGetLastError();
+    free(d);
+    impl_release(g);
+    return open_failed(why, why_size, "cannot open CUDA GPU %d: %s: %s", gpu_index, step,
+                       cudaGetErrorString(e));
+}
+
+extern "C" void dl_device_cuda_destroy(dl_device *d)
+{
+    if (!d)
+        return;
+    cuda_impl *g = cuda_of(d);
+    CUDA_CHECK(cudaStreamSynchronize(g->stream));
+    impl_release(g);
+    free(d);
+}
+
+extern "C" dl_status dl_device_cuda_set_tf32(dl_device *d, int enable)
+{
+    cuda_impl *g = cuda_of(d);
+    cublasStatus_t s =
+        cublasSetMathMode(g->blas, enable ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+    if (s != CUBLAS_STATUS_SUCCESS)
+        return dl_fail(DL_ERR_DEVICE, "cublasSetMathMode: %s: %s", cublasGetStatusName(s),
+                       cublasGetStatusString(s));
+    g->tf32 = enable != 0;
+    return DL_OK;
+}

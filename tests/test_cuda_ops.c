@@ -1,0 +1,277 @@
+/* test_cuda_ops: the CUDA device table against the CPU reference.
+ *
+ *  1. Every op case of op_cases.c (forward and backward, acc = 0 / 1, NaN
+ *     pre-filled outputs, argmax indices) with the CUDA table under test,
+ *     checked against the naive double-precision references and against the
+ *     CPU table run on the same inputs.
+ *  2. A whole-network step: lenet (1x28x28) and resnet20 (3x16x16) built on
+ *     both devices from the same seed; one training forward, backward and
+ *     SGD step (momentum, Nesterov, weight decay), then an evaluation forward.
+ *     Compared per layer: loss, softmax, gradients, the SGD update, running
+ *     statistics, and the evaluation loss.
+ *  3. Determinism: the resnet20 step run twice on the GPU must give
+ *     bit-identical gradients (no atomics in any reduction).
+ *
+ * Tolerances (fp32; relative to the largest magnitude of each tensor, see
+ * op_rel_err):
+ *  - op cases: op_cases.c's own tolerances times TOL_SCALE = 2.  The CUDA
+ *    ops use strict fp32 (cuBLAS default math, no TF32) and the same formulas
+ *    as the CPU; only the summation order of GEMMs and reductions differs
+ *    (reductions are in double), plus FMA contraction in elementwise
+ *    formulas, each worth ~1e-7 per rounding.  Exact ops (fill, copy, scale,
+ *    relu, add, max pooling forward, argmax) stay exact: 0 * 2 = 0.
+ *  - whole network: NET_TOL = 1e-3 per layer tensor.  Rounding differences of
+ *    ~1e-6 grow through ~20 conv/bn layers to ~1e-5; a ReLU input or a max
+ *    pooling tie within that distance of flipping moves a gradient locally.
+ *    Wiring bugs (a wrong index, a dropped accumulation, a missed term) give
+ *    errors of 1e-2 .. 1.  Losses: NET_TOL_LOSS = 1e-4.
+ *
+ * Without a usable GPU (no driver, no device) it prints
+ * "SKIPPED: no CUDA GPU (<reason>)" and exits 77, which CTest reports as
+ * skipped (SKIP_RETURN_CODE, tests/cuda.cmake).  With DLTRAIN_REQUIRE_GPU=1
+ * in the environment a missing GPU is a failure instead (for GPU runners).
+ *
+ * usage: test_cuda_ops [-v] [-g GPU] [-s TOL_SCALE] [FAMILY | net]
+ *   (FAMILY: elementwise, bias, gemm, conv, maxpool, avgpool, bn, xent, sgd) */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../models/models.h"
+#include "device_cuda.h"
+#include "op_cases.h"
+#include "optim.h"
+#include "rng.h"
+
+#define TOL_SCALE 2.0
+#define NET_TOL 1e-3
+#define NET_TOL_LOSS 1e-4
+#define NET_SEED 20240611u
+#define SKIP_CODE 77
+
+static void *xmalloc(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "test_cuda_ops: out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+static float *download(dl_device *d, const float *src, size_t n)
+{
+    float *h = xmalloc(sizeof(float) * (n ? n : 1));
+    d->sync(d);
+    if (n)
+        d->download(d, h, src, sizeof(float) * n);
+    return h;
+}
+
+/* ---- whole-network step ------------------------------------------------------ */
+
+typedef struct net_result {
+    double loss, loss_eval;
+    float *params0, *params1, *grads, *buffers, *probs, *update;
+} net_result;
+
+static void net_result_free(net_result *r)
+{
+    free(r->params0), free(r->params1), free(r->grads), free(r->buffers), free(r->probs);
+    free(r->update);
+    memset(r, 0, sizeof *r);
+}
+
+/* Build `m` on `dev`, run one training step on the batch and an evaluation
+ * forward.  Leaves the net built (the caller reads its layer table). */
+static int net_step(dl_net *net, dl_device *dev, const dl_model *m, int c, int h, int w,
+                    int classes, int batch, const float *images, const int32_t *labels,
+                    net_result *r)
+{
+    memset(r, 0, sizeof *r);
+    if (dl_model_build(m, net, c, h, w, classes) != DL_OK ||
+        dl_net_finalize(net, dev, batch, NET_SEED) != DL_OK) {
+        printf("FAIL %s on %s: %s\n", m->name, dev->name, dl_error_message());
+        return -1;
+    }
+    dl_sgd opt;
+    if (dl_sgd_init(&opt, dev, net->n_params, 0.9f, 5e-4f, 1) != DL_OK) {
+        printf("FAIL %s on %s: %s\n", m->name, dev->name, dl_error_message());
+        dl_net_free(net);
+        return -1;
+    }
+    int correct;
+    r->params0 = download(dev, net->params, net->n_params);
+    dl_net_set_batch(net, images, labels, batch);
+    dl_net_forward(net, 1);
+    dl_net_loss(net, &r->loss, &correct);
+    r->probs = download(dev, net->probs, (size_t)batch * classes);
+    dl_net_backward(net);
+    r->grads = download(dev, net->grads, net->n_params);
+    r->buffers = download(dev, net->buffers, net->n_buffers);
+    dl_sgd_step(&opt, net->params, net->grads, 0.1f);
+    r->params1 = download(dev, net->params, net->n_params);
+    r->update = xmalloc(sizeof(float) * (net->n_params ? net->n_params : 1));
+    for (size_t i = 0; i < net->n_params; i++)
+        r->update[i] = r->params1[i] - r->params0[i];
+    dl_net_forward(net, 0);
+    dl_net_loss(net, &r->loss_eval, &correct);
+    dl_sgd_free(&opt);
+    return 0;
+}
+
+static void check_scalar(op_ctx *c, const char *what, double got, double want, double tol)
+{
+    float g = (float)got, w = (float)want;
+    op_check(c, what, &g, &w, 1, tol / (c->tol_scale > 0 ? c->tol_scale : 1.0));
+}
+
+/* op_check with the net tolerance as given (op_check multiplies by tol_scale). */
+static void check_net(op_ctx *c, const char *what, const float *got, const float *want, size_t n,
+                      double tol)
+{
+    op_check(c, what, got, want, n, tol / (c->tol_scale > 0 ? c->tol_scale : 1.0));
+}
+
+static void net_case(op_ctx *c, dl_device *gpu, dl_device *cpu, const char *model, int ch,
+                     int h, int w, int classes, int batch)
+{
+    const dl_model *m = dl_model_find(model);
+    if (!m) {
+        printf("FAIL model %s not found\n", model);
+        c->failures++;
+        return;
+    }
+    size_t per = (size_t)ch * h * w;
+    float *images = xmalloc(sizeof(float) * per * batch);
+    int32_t *labels = xmalloc(sizeof(int32_t) * batch);
+    dl_rng r;
+    dl_rng_seed(&r, NET_SEED, 0x6e6574, (uint64_t)h);
+    for (size_t i = 0; i < per * batch; i++)
+        images[i] = (float)dl_rng_normal(&r);
+    for (int i = 0; i < batch; i++)
+        labels[i] = (int32_t)dl_rng_below(&r, (uint64_t)classes);
+
+    static dl_net ngpu, ncpu; /* large: keep them off the stack */
+    net_result rg, rc;
+    int before = c->failures;
+    if (net_step(&ncpu, cpu, m, ch, h, w, classes, batch, images, labels, &rc) != 0) {
+        c->failures++;
+        free(images), free(labels);
+        return;
+    }
+    if (net_step(&ngpu, gpu, m, ch, h, w, classes, batch, images, labels, &rg) != 0) {
+        c->failures++;
+        net_result_free(&rc);
+        dl_net_free(&ncpu);
+        free(images), free(labels);
+        return;
+    }
+    char what[200];
+    snprintf(what, sizeof what, "net %s: initial parameters identical", model);
+    check_net(c, what, rg.params0, rc.params0, ncpu.n_params, 0.0);
+    snprintf(what, sizeof what, "net %s: training loss (sum over %d)", model, batch);
+    check_scalar(c, what, rg.loss, rc.loss, NET_TOL_LOSS);
+    snprintf(what, sizeof what, "net %s: softmax", model);
+    check_net(c, what, rg.probs, rc.probs, (size_t)batch * classes, NET_TOL_LOSS);
+    for (int i = 0; i < ncpu.n_layers; i++) {
+        const dl_layer *l = &ncpu.layers[i];
+        if (l->n_params) {
+            snprintf(what, sizeof what, "net %s: %s gradient", model, l->name);
+            check_net(c, what, rg.grads + l->param_off, rc.grads + l->param_off, l->n_params,
+                      NET_TOL);
+            snprintf(what, sizeof what, "net %s: %s SGD update", model, l->name);
+            check_net(c, what, rg.update + l->param_off, rc.update + l->param_off, l->n_params,
+                      NET_TOL);
+        }
+        if (l->n_buffers) {
+            snprintf(what, sizeof what, "net %s: %s running statistics", model, l->name);
+            check_net(c, what, rg.buffers + l->buffer_off, rc.buffers + l->buffer_off,
+                      l->n_buffers, NET_TOL);
+        }
+    }
+    snprintf(what, sizeof what, "net %s: parameters after the step", model);
+    check_net(c, what, rg.params1, rc.params1, ncpu.n_params, NET_TOL);
+    snprintf(what, sizeof what, "net %s: evaluation loss after the step", model);
+    check_scalar(c, what, rg.loss_eval, rc.loss_eval, NET_TOL_LOSS);
+
+    /* determinism: the same step again on the GPU, bit for bit */
+    if (strcmp(model, "resnet20") == 0) {
+        net_result r2;
+        static dl_net again;
+        if (net_step(&again, gpu, m, ch, h, w, classes, batch, images, labels, &r2) == 0) {
+            snprintf(what, sizeof what, "net %s: GPU gradients bit-identical run to run", model);
+            check_net(c, what, r2.grads, rg.grads, ngpu.n_params, 0.0);
+            snprintf(what, sizeof what, "net %s: GPU running statistics bit-identical", model);
+            check_net(c, what, r2.buffers, rg.buffers, ngpu.n_buffers, 0.0);
+            net_result_free(&r2);
+            dl_net_free(&again);
+        } else {
+            c->failures++;
+        }
+    }
+    printf("net %-8s (batch %d, %dx%dx%d, %zu parameters): %s, mean loss %.6f (cpu %.6f)\n",
+           model, batch, ch, h, w, ncpu.n_params,
+           c->failures == before ? "ok" : "FAILED", rg.loss / batch, rc.loss / batch);
+    net_result_free(&rg), net_result_free(&rc);
+    dl_net_free(&ngpu), dl_net_free(&ncpu);
+    free(images), free(labels);
+}
+
+/* ---- main ------------------------------------------------------------------------ */
+
+int main(int argc, char **argv)
+{
+    op_ctx c = {.tol_scale = TOL_SCALE, .seed = 20240611};
+    int gpu_index = 0;
+    const char *filter = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-v") == 0)
+            c.verbose = 1;
+        else if (strcmp(argv[i], "-g") == 0 && i + 1 < argc)
+            gpu_index = atoi(argv[++i]);
+        else if (strcmp(argv[i], "-s") == 0 && i + 1 < argc)
+            c.tol_scale = atof(argv[++i]);
+        else if (argv[i][0] == '-') {
+            fprintf(stderr, "usage: test_cuda_ops [-v] [-g GPU] [-s TOL_SCALE] [FAMILY | net]\n");
+            return 2;
+        } else
+            filter = argv[i];
+    }
+
+    char why[512] = "";
+    dl_device *gpu = dl_device_cuda(gpu_index, why, sizeof why);
+    if (!gpu) {
+        const char *prefix = "no CUDA GPU: ";
+        int no_gpu = strncmp(why, prefix, strlen(prefix)) == 0;
+        const char *reason = no_gpu ? why + strlen(prefix) : why;
+        const char *req = getenv("DLTRAIN_REQUIRE_GPU");
+        if (no_gpu && !(req && *req && strcmp(req, "0") != 0)) {
+            printf("SKIPPED: no CUDA GPU (%s)\n", reason);
+            return SKIP_CODE;
+        }
+        printf("FAIL: cannot open CUDA GPU %d: %s\n", gpu_index, why);
+        return 1;
+    }
+    dl_device *cpu = dl_device_cpu(2);
+    printf("device under test: %s; reference: %s; tolerance scale %g\n", gpu->name, cpu->name,
+           c.tol_scale);
+    c.dev = gpu;
+    c.ref = cpu;
+
+    if (!filter || strcmp(filter, "net") != 0) {
+        c.filter = filter;
+        op_run_all(&c);
+    }
+    if (!filter || strcmp(filter, "net") == 0) {
+        int before = c.failures, checks = c.checks;
+        net_case(&c, gpu, cpu, "lenet", 1, 28, 28, 10, 8);
+        net_case(&c, gpu, cpu, "resnet20", 3, 16, 16, 10, 8);
+        printf("%-12s %4d checks, %d failed\n", "net", c.checks - checks, c.failures - before);
+    }
+    printf("%s: %d checks, %d failed; worst error/tolerance %.3g: %s\n", gpu->name, c.checks,
+           c.failures, c.worst, c.worst_what);
+    dl_device_cuda_destroy(gpu);
+    return c.failures ? 1 : 0;
+}
