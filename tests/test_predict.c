@@ -56,7 +56,7 @@ static void test_links(void)
                                              !dl_link_find(""));
     for (int gen = 3; gen <= 5; gen++)
         for (int lanes = 4; lanes <= 16; lanes *= 2) {
-            char name[16], what[64];
+            char name[32], what[96];
             snprintf(name, sizeof name, "pcie%dx%d", gen, lanes);
             snprintf(what, sizeof what, "%s = dl_pcie_gbps(%d, %d)", name, gen, lanes);
             near(what, dl_link_find(name)->gbps, dl_pcie_gbps(gen, lanes), 1e-12);
