@@ -17,7 +17,8 @@
 
 extern char **environ;
 
-static const char *env_get(char *const *envp, const char *name)
+/* Reads from envp (tests pass their own), or the process environment. */
+const char *dl_topo_env_get(char *const *envp, const char *name)
 {
     size_t n = strlen(name);
     for (char *const *e = envp ? envp : environ; e && *e; e++)
@@ -30,7 +31,7 @@ static const char *env_get(char *const *envp, const char *name)
 static int env_int(char *const *envp, const char *const *names, char *src, size_t cap)
 {
     for (; *names; names++) {
-        const char *v = env_get(envp, *names);
+        const char *v = dl_topo_env_get(envp, *names);
         long n;
         if (v && dl_topo_parse_int(v, 0, 1 << 24, &n) == 0) {
             if (src)

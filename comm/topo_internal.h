@@ -67,4 +67,7 @@ typedef struct {
 } dl_topo_hop_eval;
 void dl_topo_hop_evaluate(const dl_topo *t, dl_topo_hop hop, dl_topo_hop_eval *out);
 
+/* A variable's value from envp (NULL: the process environment), or NULL. */
+const char *dl_topo_env_get(char *const *envp, const char *name);
+
 #endif

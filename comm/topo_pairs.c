@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern char **environ;
 
 const char *dl_topo_rel_name(dl_topo_rel rel)
 {
@@ -74,15 +73,6 @@ double dl_topo_pair_gbps(const dl_topo *t, int a, int b)
 
 /* ---- NCCL environment ---------------------------------------------------- */
 
-static const char *env_get(char *const *envp, const char *name)
-{
-    size_t n = strlen(name);
-    for (char *const *e = envp ? envp : environ; e && *e; e++)
-        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
-            return *e + n + 1;
-    return NULL;
-}
-
 /* NCCL_P2P_LEVEL as NCCL reads it: a path name or an old-style number. */
 static int parse_p2p_level(const char *s)
 {
@@ -109,9 +99,9 @@ void dl_topo_nccl_env_read(dl_topo_nccl_env *env, char *const *envp)
 {
     memset(env, 0, sizeof *env);
     env->p2p_level = -1;
-    const char *dis = env_get(envp, "NCCL_P2P_DISABLE");
+    const char *dis = dl_topo_env_get(envp, "NCCL_P2P_DISABLE");
     env->p2p_disable = dis && strtol(dis, NULL, 0) == 1;
-    const char *lvl = env_get(envp, "NCCL_P2P_LEVEL");
+    const char *lvl = dl_topo_env_get(envp, "NCCL_P2P_LEVEL");
     if (lvl) {
         dl_topo_sanitize(env->p2p_level_raw, sizeof env->p2p_level_raw, lvl);
         env->p2p_level = parse_p2p_level(lvl);
