@@ -29,6 +29,11 @@ struct dl_comm {
     dl_status (*barrier)(dl_comm *c);
     /* ends the whole job from one rank, after printing why (a rank-local failure) */
     void (*abort)(dl_comm *c, int code);
+    /* Collective over c: ranks with the same colour >= 0 form a new group,
+     * ordered by key; a rank passing a negative colour joins none and gets
+     * NULL in *out.  Used by `dltrain scale` to time 1, 2, 4 .. of the ranks
+     * while the rest wait.  The group is released with its own free. */
+    dl_status (*split)(dl_comm *c, int color, int key, dl_comm **out);
     void (*free)(dl_comm *c);
 };
 

@@ -44,6 +44,13 @@ static void local_abort(dl_comm *c, int code)
 
 static void local_free(dl_comm *c) { (void)c; }
 
+static dl_status local_split(dl_comm *c, int color, int key, dl_comm **out)
+{
+    (void)key;
+    *out = color >= 0 ? c : NULL; /* one rank: the group is this rank alone; free is a no-op */
+    return DL_OK;
+}
+
 dl_comm *dl_comm_local(void)
 {
     static dl_comm local = {
@@ -58,6 +65,7 @@ dl_comm *dl_comm_local(void)
         .allreduce_wait = local_wait,
         .barrier = local_barrier,
         .abort = local_abort,
+        .split = local_split,
         .free = local_free,
     };
     return &local;

@@ -14,6 +14,7 @@
 #include "bench.h"
 #include "context.h"
 #include "options.h"
+#include "step.h"
 
 typedef struct bench_opts {
     char model[32], data[512], json[512];
@@ -44,20 +45,16 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static void run_steps(dl_net *net, dl_sgd *opt, int steps, double phase[3])
+static void run_steps(dl_net *net, dl_sgd *opt, int steps, dl_phase_times *tm)
 {
+    dl_stepper stepper = {net, NULL, 1};
     for (int s = 0; s < steps; s++) {
-        double t0 = dl_now();
-        dl_net_forward(net, 1);
         double loss;
         int correct;
-        dl_net_loss(net, &loss, &correct);
-        double t1 = dl_now();
-        dl_net_backward(net);
-        double t2 = dl_now();
+        dl_step_forward_backward(&stepper, &loss, &correct, tm);
+        double t0 = dl_now();
         dl_sgd_step(opt, net->params, net->grads, 0.01f);
-        double t3 = dl_now();
-        phase[0] += t1 - t0, phase[1] += t2 - t1, phase[2] += t3 - t2;
+        tm->optimizer += dl_now() - t0;
     }
 }
 
@@ -78,7 +75,8 @@ static dl_status load_fixed_batch(dl_net *net, const dl_dataset *ds, int batch)
     return DL_OK;
 }
 
-static int report(const bench_opts *o, const dl_net *net, double *ips, double phase[3], long steps)
+static int report(const bench_opts *o, const dl_net *net, double *ips, const dl_phase_times *tm,
+                  long steps)
 {
     qsort(ips, (size_t)o->repeats, sizeof *ips, cmp_double);
     double median = ips[o->repeats / 2], gflops = median * 6.0 * dl_net_macs_per_sample(net) * 1e-9;
@@ -87,7 +85,7 @@ static int report(const bench_opts *o, const dl_net *net, double *ips, double ph
     printf("  %.1f images/s (median of %d; min %.1f, max %.1f), %.2f ms/step, %.1f GFLOP/s\n",
            median, o->repeats, ips[0], ips[o->repeats - 1], 1e3 * o->batch / median, gflops);
     printf("  per step (ms): forward %.2f  backward %.2f  optimizer %.2f\n",
-           1e3 * phase[0] / steps, 1e3 * phase[1] / steps, 1e3 * phase[2] / steps);
+           1e3 * tm->forward / steps, 1e3 * tm->backward / steps, 1e3 * tm->optimizer / steps);
     if (o->json[0]) {
         FILE *f = fopen(o->json, "w");
         if (!f) {
@@ -135,15 +133,16 @@ static int bench_train(int argc, char **argv)
         fprintf(stderr, "dltrain bench: %s\n", dl_error_message());
         return DL_EXIT_ERROR;
     }
-    double phase[3] = {0, 0, 0}, ips[1000];
-    run_steps(&net, &opt, o.warmup, phase);
-    memset(phase, 0, sizeof phase);
+    dl_phase_times tm = {0};
+    double ips[1000];
+    run_steps(&net, &opt, o.warmup, &tm);
+    memset(&tm, 0, sizeof tm);
     for (int i = 0; i < o.repeats; i++) {
         double t0 = dl_now();
-        run_steps(&net, &opt, o.steps, phase);
+        run_steps(&net, &opt, o.steps, &tm);
         ips[i] = (double)o.steps * o.batch / (dl_now() - t0);
     }
-    int rc = report(&o, &net, ips, phase, (long)o.steps * o.repeats);
+    int rc = report(&o, &net, ips, &tm, (long)o.steps * o.repeats);
     dl_sgd_free(&opt);
     dl_net_free(&net);
     dl_dataset_free(&train);

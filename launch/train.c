@@ -21,6 +21,7 @@
 #include "../runtime/loader.h"
 #include "../runtime/optim.h"
 #include "metrics.h"
+#include "step.h"
 #include "train_sync.h"
 
 /* Set from the signal handler; a signal can only reach the process as a
@@ -233,42 +234,16 @@ static dl_status evaluate(trainer *t, double *loss, double *acc)
 
 typedef enum { STEP_OK, STEP_NONFINITE, STEP_COMM_ERROR } step_result;
 
-/* Backward with the gradient all-reduce: buckets start while backward runs
- * (or after it, with --no-overlap); returns once every bucket is averaged. */
-static dl_status backward_and_reduce(trainer *t, dl_phase_times *tm)
-{
-    dl_net *net = &t->net;
-    int dp = t->ctx->world > 1;
-    if (dp) {
-        dl_buckets_begin_step(&t->buckets);
-        net->on_grads_ready = t->o->no_overlap ? NULL : dl_buckets_ready;
-        net->on_grads_ready_user = &t->buckets;
-    }
-    double t1 = dl_now();
-    dl_net_backward(net);
-    double t2 = dl_now();
-    tm->backward += t2 - t1;
-    if (!dp)
-        return DL_OK;
-    double last_done;
-    dl_status st = dl_buckets_finish(&t->buckets, &last_done);
-    tm->comm += last_done - t->buckets.first_start;
-    tm->exposed_comm += dl_now() - t2;
-    return st;
-}
-
 /* One training step on batch b; adds its phase times to tm. */
 static step_result train_step(trainer *t, const dl_batch *b, dl_phase_times *tm, double *loss)
 {
     dl_net *net = &t->net;
     dl_comm *comm = t->ctx->comm;
-    double t0 = dl_now(), l;
+    double l;
     int correct;
     dl_net_set_batch(net, b->images, b->labels, b->n);
-    dl_net_forward(net, 1);
-    dl_net_loss(net, &l, &correct);
-    tm->forward += dl_now() - t0;
-    dl_status st = backward_and_reduce(t, tm);
+    dl_stepper stepper = {net, t->ctx->world > 1 ? &t->buckets : NULL, !t->o->no_overlap};
+    dl_status st = dl_step_forward_backward(&stepper, &l, &correct, tm);
     /* Ranks decide together whether to go on: a NaN on one rank or a signal
      * to one rank stops all of them at the same step. */
     double t3 = dl_now();

@@ -1,0 +1,39 @@
+/* step.c: forward, loss, and backward with the gradient all-reduce. */
+#include "step.h"
+
+#include <stddef.h>
+
+#include "../runtime/common.h"
+
+/* Backward with the gradient all-reduce: buckets start while backward runs
+ * (or after it, without overlap); returns once every bucket is averaged. */
+static dl_status backward_and_reduce(dl_stepper *s, dl_phase_times *tm)
+{
+    dl_net *net = s->net;
+    if (s->buckets) {
+        dl_buckets_begin_step(s->buckets);
+        net->on_grads_ready = s->overlap ? dl_buckets_ready : NULL;
+        net->on_grads_ready_user = s->buckets;
+    }
+    double t1 = dl_now();
+    dl_net_backward(net);
+    double t2 = dl_now();
+    tm->backward += t2 - t1;
+    if (!s->buckets)
+        return DL_OK;
+    double last_done;
+    dl_status st = dl_buckets_finish(s->buckets, &last_done);
+    tm->comm += last_done - s->buckets->first_start;
+    tm->exposed_comm += dl_now() - t2;
+    return st;
+}
+
+dl_status dl_step_forward_backward(dl_stepper *s, double *loss_sum, int *correct,
+                                   dl_phase_times *tm)
+{
+    double t0 = dl_now();
+    dl_net_forward(s->net, 1);
+    dl_net_loss(s->net, loss_sum, correct);
+    tm->forward += dl_now() - t0;
+    return backward_and_reduce(s, tm);
+}

@@ -1,0 +1,23 @@
+/* step.h: the compute of one data-parallel training step — forward, loss,
+ * backward with the bucketed gradient all-reduce — shared by `dltrain train`,
+ * `dltrain bench train` and `dltrain scale`, so all three time the same code. */
+#ifndef DL_STEP_H
+#define DL_STEP_H
+
+#include "../comm/bucket.h"
+#include "../runtime/net.h"
+#include "metrics.h"
+
+typedef struct dl_stepper {
+    dl_net *net;
+    dl_buckets *buckets; /* NULL on a single rank: no all-reduce */
+    int overlap;         /* start buckets during backward (else after it, for comparison) */
+} dl_stepper;
+
+/* Forward and loss on the batch already set on the net, then backward with the
+ * gradients averaged over the buckets' ranks.  Returns the batch's summed loss
+ * and correct count (this rank's), and adds phase times to tm. */
+dl_status dl_step_forward_backward(dl_stepper *s, double *loss_sum, int *correct,
+                                   dl_phase_times *tm);
+
+#endif
