@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what dltrain needs on Debian 12: compiler and CMake, OpenBLAS (the
 # OpenMP build, which shares dltrain's thread pool), zlib, Open MPI,
-# Fashion-MNIST and PyTorch (the oracle tests and the speed peer).
+# Fashion-MNIST, PyTorch (the oracle tests and the speed peer) and Chromium
+# (renders the HTML report headless in its screenshot test).
 # CUDA and NCCL are optional and not installed here.
 set -euo pipefail
 packages=(build-essential cmake pkg-config zlib1g-dev libopenblas-dev libopenblas-openmp-dev
-          libopenmpi-dev openmpi-bin dataset-fashion-mnist python3 python3-torch python3-numpy)
+          libopenmpi-dev openmpi-bin dataset-fashion-mnist python3 python3-torch python3-numpy
+          chromium)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
