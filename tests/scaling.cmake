@@ -56,3 +56,10 @@ if(DLTRAIN_HAVE_MPI)
 else()
   message(STATUS "bench allreduce MPI tests skipped: dltrain is built without MPI")
 endif()
+
+# The model against published measurements: the validation table of
+# docs/scaling.md, each command run as printed there.
+add_test(NAME predict_validation
+         COMMAND ${DLTRAIN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_predict_validation.py
+                 ${DLTRAIN_BIN} ${PROJECT_SOURCE_DIR}/docs/scaling.md)
+set_tests_properties(predict_validation PROPERTIES LABELS "cpu;predict" TIMEOUT 120)
