@@ -24,7 +24,8 @@ static const char page_style[] =
     "h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #cccccc}"
     "table{border-collapse:collapse;font-size:13px}"
     "th,td{border:1px solid #cccccc;padding:3px 7px;text-align:right}"
-    "td.text,th.text{text-align:left}"
+    "td.text,th.text{text-align:left}td.nowrap{white-space:nowrap}"
+    "div.wide{overflow-x:auto}"
     "pre{background:#f6f6f6;border:1px solid #dddddd;padding:8px;font-size:12px;"
     "white-space:pre-wrap}"
     "svg.chart{display:block;font-size:12px;font-family:sans-serif}"
@@ -113,7 +114,7 @@ static void write_claims(FILE *f, const dl_report *r) {
         return;
     }
     fputs("<table id=\"claims\">\n<tr><th>config</th><th class=\"text\">GPUs</th>"
-          "<th>claimed</th><th>measured</th><th>predicted</th><th class=\"text\">verdict</th>"
+          "<th class=\"text\">claimed</th><th>measured</th><th>predicted</th><th class=\"text\">verdict</th>"
           "</tr>\n", f);
     for (int i = 0; i < r->n_scale; i++) {
         const dl_report_scale_point *p = &r->scale[i];
@@ -123,7 +124,7 @@ static void write_claims(FILE *f, const dl_report *r) {
         claim_range_text(p->ranks, range, sizeof range);
         fprintf(f, "<tr><td>%s</td><td class=\"text\">", key);
         dl_html_puts(f, p->label);
-        fprintf(f, "</td><td>%s</td><td>%.2fx</td>", range, p->speedup);
+        fprintf(f, "</td><td class=\"text nowrap\">%s</td><td>%.2fx</td>", range, p->speedup);
         if (p->predicted_speedup > 0) fprintf(f, "<td>%.2fx</td>", p->predicted_speedup);
         else fputs("<td>-</td>", f);
         fprintf(f, "<td class=\"text\">%s</td></tr>\n", claim_verdict(p->speedup, p->ranks));
@@ -133,7 +134,7 @@ static void write_claims(FILE *f, const dl_report *r) {
 
 static void write_scale_table(FILE *f, const dl_report *r) {
     if (r->n_scale <= 0) return;
-    fputs("<h3>Throughput and step breakdown</h3>\n<table id=\"scale-table\">\n<tr>"
+    fputs("<h3>Throughput and step breakdown</h3>\n<div class=\"wide\"><table id=\"scale-table\">\n<tr>"
           "<th>config</th><th>ranks</th><th class=\"text\">GPUs and path</th>"
           "<th>images/s</th><th>min</th><th>max</th><th>speedup</th><th>efficiency</th>"
           "<th>predicted</th><th>step ms</th><th>compute ms</th><th>comm ms</th>"
@@ -155,7 +156,7 @@ static void write_scale_table(FILE *f, const dl_report *r) {
                 p->step_ms, p->compute_ms, p->comm_ms, p->exposed_comm_ms, hidden,
                 p->optimizer_ms, p->data_ms);
     }
-    fputs("</table>\n", f);
+    fputs("</table></div>\n", f);
 }
 
 static void write_bw_table(FILE *f, const dl_report *r) {

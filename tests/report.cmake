@@ -20,3 +20,5 @@ foreach(case structure render)
   set_tests_properties(report_html_${case} PROPERTIES LABELS "cpu;report" TIMEOUT 180
                        SKIP_RETURN_CODE 77)
 endforeach()
+# the page carries producer strings: run the writer under ASan/UBSan too
+set_tests_properties(report_html_structure PROPERTIES LABELS "cpu;report;sanitize")
