@@ -312,9 +312,11 @@ int dl_cmd_scale(int argc, char **argv)
                      .steps = 10, .repeats = 3, .bucket_mb = 25, .timeout_s = 600,
                      .sweep_max_mb = 16, .seed = 1};
     int quiet = launcher_rank() > 0;
+    /* A quiet rank leaves the failing status to rank 0: were it to fail too,
+     * mpirun could kill rank 0 before its message is out. */
     int r = parse_quietly(&o, argc, argv, quiet);
     if (r)
-        return r == 1 ? DL_EXIT_OK : r;
+        return r == 1 || quiet ? DL_EXIT_OK : r;
     int world = dl_launcher_world(NULL);
     world = world > 0 ? world : 1;
     scale_run *run_state = calloc(1, sizeof *run_state);
@@ -327,7 +329,7 @@ int dl_cmd_scale(int argc, char **argv)
         if (!quiet)
             fprintf(stderr, "dltrain scale: %s\n", why);
         free(run_state);
-        return DL_EXIT_USAGE;
+        return quiet ? DL_EXIT_OK : DL_EXIT_USAGE;
     }
     dl_ctx ctx = {.rank = 0, .world = 1, .local_rank = 0};
     if ((r = dl_launch_comm(&ctx, &argc, &argv))) {
