@@ -9,7 +9,14 @@
  * progress for `timeout_s` triggers a roll call on a separate communicator
  * (ping every rank, wait a few seconds for answers) so the message can name
  * the rank that is gone or stopped, and then MPI_Abort ends the job.  The
- * thread also answers other ranks' roll calls while idle. */
+ * thread also answers other ranks' roll calls while idle.
+ *
+ * split() makes a group of some of the ranks (`dltrain scale` times 1, 2, 4 ..
+ * ranks while the rest wait).  A group is served by the same thread as the
+ * world (the "engine"): MPI_THREAD_SERIALIZED allows one caller at a time,
+ * and one thread keeps that true without a second lock around every call.
+ * Each group has its own communicators, slots and queue, so a bucket slot of
+ * the group never collides with one of the world. */
 #define _GNU_SOURCE
 #include "comm.h"
 
@@ -25,7 +32,8 @@
 #define TAG_PONG 7002
 #define ROLL_CALL_SECONDS 5.0
 
-typedef enum { OP_AVG, OP_SUM_F64, OP_BCAST, OP_BARRIER } op_kind;
+/* OP_SPLIT and OP_RELEASE run at once on the thread (MPI has no non-blocking split). */
+typedef enum { OP_AVG, OP_SUM_F64, OP_BCAST, OP_BARRIER, OP_SPLIT, OP_RELEASE } op_kind;
 typedef enum { OP_FREE, OP_QUEUED, OP_RUNNING, OP_DONE } op_state;
 
 typedef struct mpi_op {
@@ -42,17 +50,37 @@ typedef struct mpi_op {
 /* Slots DL_COMM_SLOTS.. are the blocking operations of the training thread. */
 #define SYNC_SLOT DL_COMM_SLOTS
 
+typedef struct mpi_engine mpi_engine;
+
+/* One group of ranks: the world, or a group made by split. */
 typedef struct mpi_impl {
+    mpi_engine *eng;
+    dl_comm *comm;        /* the dl_comm this is the impl of */
     MPI_Comm world, ctrl; /* ctrl carries roll-call pings, apart from collectives */
+    int *world_rank;      /* [comm->world] each member's rank in the job, for messages */
+    mpi_op ops[DL_COMM_SLOTS + 1];
+    int queue[DL_COMM_SLOTS + 1], q_head, q_tail; /* issue order */
+    int running[DL_COMM_SLOTS + 1], n_running;
+    struct mpi_impl *next;
+} mpi_impl;
+
+/* The communication thread and the groups it serves; mu guards all of it. */
+struct mpi_engine {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int quit;
-    mpi_op ops[DL_COMM_SLOTS + 1];
-    int queue[DL_COMM_SLOTS + 1], q_head, q_tail; /* issue order */
-    int running[DL_COMM_SLOTS + 1], n_running;
+    mpi_impl *groups; /* the world first */
     char host[MPI_MAX_PROCESSOR_NAME];
-} mpi_impl;
+};
+
+/* What a split asks for and what it gives back (the buffer of an OP_SPLIT). */
+typedef struct split_request {
+    int color, key;
+    MPI_Comm world, ctrl;
+    int rank, size, local_rank, local_size;
+    int *world_rank;
+} split_request;
 
 static void mpi_error_text(int code, char *out, size_t size)
 {
@@ -78,7 +106,7 @@ static void mpi_error_text(int code, char *out, size_t size)
 
 static void answer_pings(mpi_impl *m)
 {
-    for (;;) {
+    while (m->ctrl != MPI_COMM_NULL) { /* NULL once a group is released */
         int flag = 0;
         MPI_Status s;
         if (MPI_Iprobe(MPI_ANY_SOURCE, TAG_PING, m->ctrl, &flag, &s) != MPI_SUCCESS || !flag)
@@ -128,31 +156,89 @@ static void roll_call(mpi_impl *m, int rank, int world, char *missing, size_t si
 static const char *op_name(op_kind k)
 {
     return k == OP_AVG ? "gradient all-reduce" : k == OP_SUM_F64 ? "metrics all-reduce"
-         : k == OP_BCAST ? "broadcast" : "barrier";
+         : k == OP_BCAST ? "broadcast" : k == OP_BARRIER ? "barrier"
+         : k == OP_SPLIT ? "split" : "group release";
+}
+
+/* The job ranks of the group members listed in `group_ranks` ("1, 3"). */
+static void to_job_ranks(const mpi_impl *m, const char *group_ranks, char *out, size_t size)
+{
+    size_t len = 0;
+    out[0] = 0;
+    for (const char *p = group_ranks; *p && len + 16 < size;) {
+        char *end;
+        long r = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        int job = r >= 0 && r < m->comm->world && m->world_rank ? m->world_rank[r] : (int)r;
+        len += (size_t)snprintf(out + len, size - len, "%s%d", len ? ", " : "", job);
+        p = end;
+        while (*p == ',' || *p == ' ')
+            p++;
+    }
 }
 
 static void abort_stalled(dl_comm *c, mpi_impl *m, const mpi_op *op)
 {
-    char missing[512];
+    char missing[512], job_ranks[512];
+    int me = m->world_rank ? m->world_rank[c->rank] : c->rank;
     roll_call(m, c->rank, c->world, missing, sizeof missing);
+    to_job_ranks(m, missing, job_ranks, sizeof job_ranks);
     if (missing[0])
         fprintf(stderr, "dltrain rank %d (%s): %s made no progress for %.0f s; rank %s did not "
-                "answer (dead, stopped or stuck): aborting the job\n", c->rank, m->host,
-                op_name(op->kind), c->timeout_s, missing);
+                "answer (dead, stopped or stuck): aborting the job\n", me, m->eng->host,
+                op_name(op->kind), c->timeout_s, job_ranks);
     else
         fprintf(stderr, "dltrain rank %d (%s): %s made no progress for %.0f s although every "
-                "rank answers (ranks out of step?): aborting the job\n", c->rank, m->host,
+                "rank answers (ranks out of step?): aborting the job\n", me, m->eng->host,
                 op_name(op->kind), c->timeout_s);
     fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, 1);
     _Exit(1);
 }
 
+/* ---- splitting and releasing groups (on the communication thread) --------- */
+
+/* MPI_Comm_split blocks; the caller has passed a barrier with a deadline
+ * first, so every member is already here and it returns promptly. */
+static int split_now(mpi_impl *m, split_request *q)
+{
+    MPI_Comm node;
+    int rc = MPI_Comm_split(m->world, q->color >= 0 ? q->color : MPI_UNDEFINED, q->key, &q->world);
+    if (rc != MPI_SUCCESS || q->world == MPI_COMM_NULL)
+        return rc;
+    int job_rank = m->world_rank ? m->world_rank[m->comm->rank] : m->comm->rank;
+    if ((rc = MPI_Comm_dup(q->world, &q->ctrl)) != MPI_SUCCESS ||
+        (rc = MPI_Comm_rank(q->world, &q->rank)) != MPI_SUCCESS ||
+        (rc = MPI_Comm_size(q->world, &q->size)) != MPI_SUCCESS)
+        return rc;
+    q->world_rank = calloc((size_t)q->size, sizeof *q->world_rank);
+    if (!q->world_rank)
+        return MPI_ERR_NO_MEM;
+    if ((rc = MPI_Allgather(&job_rank, 1, MPI_INT, q->world_rank, 1, MPI_INT, q->world)) !=
+            MPI_SUCCESS ||
+        (rc = MPI_Comm_split_type(q->world, MPI_COMM_TYPE_SHARED, q->rank, MPI_INFO_NULL,
+                                  &node)) != MPI_SUCCESS)
+        return rc;
+    if ((rc = MPI_Comm_rank(node, &q->local_rank)) == MPI_SUCCESS &&
+        (rc = MPI_Comm_size(node, &q->local_size)) == MPI_SUCCESS)
+        rc = MPI_Comm_free(&node);
+    return rc;
+}
+
+static int release_now(mpi_impl *m)
+{
+    int rc = MPI_Comm_free(&m->ctrl);
+    int rc2 = MPI_Comm_free(&m->world);
+    return rc != MPI_SUCCESS ? rc : rc2;
+}
+
 /* ---- the communication thread --------------------------------------------- */
 
-static int issue(dl_comm *c, mpi_impl *m, mpi_op *op)
+static int issue(mpi_impl *m, mpi_op *op)
 {
     op->issued_at = dl_now();
+    op->req = MPI_REQUEST_NULL; /* tests as done at once: the immediate kinds */
     switch (op->kind) {
     case OP_AVG:
         return MPI_Iallreduce(MPI_IN_PLACE, op->buf, (int)op->n, MPI_FLOAT, MPI_SUM, m->world,
@@ -164,8 +250,11 @@ static int issue(dl_comm *c, mpi_impl *m, mpi_op *op)
         return MPI_Ibcast(op->buf, (int)op->n, MPI_BYTE, op->root, m->world, &op->req);
     case OP_BARRIER:
         return MPI_Ibarrier(m->world, &op->req);
+    case OP_SPLIT:
+        return split_now(m, op->buf);
+    case OP_RELEASE:
+        return release_now(m);
     }
-    (void)c;
     return MPI_ERR_OTHER;
 }
 
@@ -185,20 +274,21 @@ static void finish(dl_comm *c, mpi_op *op, int rc)
     op->done_at = dl_now();
 }
 
-/* Issues queued operations; called with the lock held. */
-static void issue_queued(dl_comm *c, mpi_impl *m)
+/* Issues the group's queued operations; called with the lock held.  The
+ * group stays valid while unlocked: its owner is waiting on this operation. */
+static void issue_queued(mpi_engine *e, mpi_impl *m)
 {
     while (m->q_head != m->q_tail) {
         int slot = m->queue[m->q_head];
         m->q_head = (m->q_head + 1) % (DL_COMM_SLOTS + 1);
         mpi_op *op = &m->ops[slot];
-        pthread_mutex_unlock(&m->mu);
-        int rc = issue(c, m, op);
-        pthread_mutex_lock(&m->mu);
+        pthread_mutex_unlock(&e->mu);
+        int rc = issue(m, op);
+        pthread_mutex_lock(&e->mu);
         if (rc != MPI_SUCCESS) {
-            finish(c, op, rc);
+            finish(m->comm, op, rc);
             op->state = OP_DONE;
-            pthread_cond_broadcast(&m->cv);
+            pthread_cond_broadcast(&e->cv);
         } else {
             op->state = OP_RUNNING;
             m->running[m->n_running++] = slot;
@@ -206,9 +296,10 @@ static void issue_queued(dl_comm *c, mpi_impl *m)
     }
 }
 
-/* Tests running operations; returns how many finished.  Lock held. */
-static int test_running(dl_comm *c, mpi_impl *m)
+/* Tests the group's running operations; returns how many finished.  Lock held. */
+static int test_running(mpi_engine *e, mpi_impl *m)
 {
+    dl_comm *c = m->comm;
     int finished = 0;
     for (int i = 0; i < m->n_running;) {
         mpi_op *op = &m->ops[m->running[i]];
@@ -226,47 +317,78 @@ static int test_running(dl_comm *c, mpi_impl *m)
         finished++;
     }
     if (finished)
-        pthread_cond_broadcast(&m->cv);
+        pthread_cond_broadcast(&e->cv);
     return finished;
 }
 
-static void idle_wait(mpi_impl *m, double seconds)
+static void idle_wait(mpi_engine *e, double seconds)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     long ns = ts.tv_nsec + (long)(seconds * 1e9);
     ts.tv_sec += ns / 1000000000L, ts.tv_nsec = ns % 1000000000L;
-    pthread_cond_timedwait(&m->cv, &m->mu, &ts);
+    pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+}
+
+/* One pass over every group; returns finished operations, *busy set when
+ * any group still has work.  Lock held; next is read after the group's work
+ * because an owner may unlink another group while issue() runs unlocked. */
+static int serve_groups(mpi_engine *e, int *busy)
+{
+    int finished = 0;
+    *busy = 0;
+    for (mpi_impl *m = e->groups; m; m = m->next) {
+        issue_queued(e, m);
+        finished += test_running(e, m);
+        answer_pings(m);
+        if (m->n_running || m->q_head != m->q_tail)
+            *busy = 1;
+    }
+    return finished;
+}
+
+/* Whether every running operation is a barrier waited on for a while: ranks
+ * idling while others work (`dltrain scale`) then poll a thousand times a
+ * second instead of fifty thousand, leaving the shared cores to the workers.
+ * A barrier carries no data, so this only delays its end by <= 1 ms.  Lock held. */
+static int only_long_barriers(const mpi_engine *e)
+{
+    double now = dl_now();
+    for (const mpi_impl *m = e->groups; m; m = m->next) {
+        if (m->q_head != m->q_tail)
+            return 0;
+        for (int i = 0; i < m->n_running; i++) {
+            const mpi_op *op = &m->ops[m->running[i]];
+            if (op->kind != OP_BARRIER || now - op->issued_at < 0.01)
+                return 0;
+        }
+    }
+    return 1;
 }
 
 static void *comm_thread(void *arg)
 {
-    dl_comm *c = arg;
-    mpi_impl *m = c->impl;
+    mpi_engine *e = arg;
     int idle_polls = 0;
-    pthread_mutex_lock(&m->mu);
-    while (!m->quit) {
-        issue_queued(c, m);
-        int finished = test_running(c, m);
-        pthread_mutex_unlock(&m->mu);
-        answer_pings(m);
-        pthread_mutex_lock(&m->mu);
-        if (m->n_running == 0 && m->q_head == m->q_tail) {
-            idle_wait(m, 0.05); /* wakes on new work, or to answer roll calls */
+    pthread_mutex_lock(&e->mu);
+    while (!e->quit) {
+        int busy, finished = serve_groups(e, &busy);
+        if (!busy) {
+            idle_wait(e, 0.05); /* wakes on new work, or to answer roll calls */
             idle_polls = 0;
         } else if (!finished && ++idle_polls > 64) {
             /* Back off so a polling thread does not starve compute on shared cores. */
-            pthread_mutex_unlock(&m->mu);
-            struct timespec ts = {0, 20000};
+            struct timespec ts = {0, only_long_barriers(e) ? 1000000 : 20000};
+            pthread_mutex_unlock(&e->mu);
             nanosleep(&ts, NULL);
-            pthread_mutex_lock(&m->mu);
+            pthread_mutex_lock(&e->mu);
         } else if (!finished) {
-            pthread_mutex_unlock(&m->mu);
+            pthread_mutex_unlock(&e->mu);
             sched_yield();
-            pthread_mutex_lock(&m->mu);
+            pthread_mutex_lock(&e->mu);
         }
     }
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&e->mu);
     return NULL;
 }
 
@@ -275,41 +397,46 @@ static void *comm_thread(void *arg)
 static dl_status enqueue(dl_comm *c, int slot, op_kind kind, void *buf, size_t n, int root)
 {
     mpi_impl *m = c->impl;
+    mpi_engine *e = m->eng;
     if (slot < 0 || slot > SYNC_SLOT)
         return dl_fail(DL_ERR_ARG, "communication slot %d out of range", slot);
     if (n > 0x7fffffff)
         return dl_fail(DL_ERR_ARG, "%s of %zu elements is too large for one MPI call "
                        "(use a smaller --bucket-mb)", op_name(kind), n);
-    pthread_mutex_lock(&m->mu);
+    pthread_mutex_lock(&e->mu);
     mpi_op *op = &m->ops[slot];
     if (op->state == OP_QUEUED || op->state == OP_RUNNING) {
-        pthread_mutex_unlock(&m->mu);
+        pthread_mutex_unlock(&e->mu);
         return dl_fail(DL_ERR_ARG, "communication slot %d is still busy", slot);
     }
     *op = (mpi_op){.kind = kind, .state = OP_QUEUED, .buf = buf, .n = n, .root = root,
                    .status = DL_OK};
     m->queue[m->q_tail] = slot;
     m->q_tail = (m->q_tail + 1) % (DL_COMM_SLOTS + 1);
-    pthread_cond_broadcast(&m->cv);
-    pthread_mutex_unlock(&m->mu);
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
     return DL_OK;
 }
 
 static dl_status wait_slot(dl_comm *c, int slot, double *done_at)
 {
     mpi_impl *m = c->impl;
-    pthread_mutex_lock(&m->mu);
+    mpi_engine *e = m->eng;
+    if (slot < 0 || slot > SYNC_SLOT)
+        return dl_fail(DL_ERR_ARG, "communication slot %d out of range", slot);
+    pthread_mutex_lock(&e->mu);
     mpi_op *op = &m->ops[slot];
     while (op->state == OP_QUEUED || op->state == OP_RUNNING)
-        pthread_cond_wait(&m->cv, &m->mu);
+        pthread_cond_wait(&e->cv, &e->mu);
     dl_status st = op->state == OP_DONE ? op->status : DL_OK;
     if (done_at)
         *done_at = op->state == OP_DONE ? op->done_at : dl_now();
+    op_kind kind = op->kind;
     op->state = OP_FREE;
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&e->mu);
     if (st != DL_OK)
-        return dl_fail(st, "%s failed on rank %d (see the MPI message above)",
-                       op_name(op->kind), c->rank);
+        return dl_fail(st, "%s failed on rank %d (see the MPI message above)", op_name(kind),
+                       c->rank);
     return DL_OK;
 }
 
@@ -355,19 +482,103 @@ static void mpi_abort(dl_comm *c, int code)
     _Exit(code);
 }
 
-static void mpi_free(dl_comm *c)
+static dl_status mpi_split(dl_comm *c, int color, int key, dl_comm **out);
+
+/* Releases a group made by split (collective over its members). */
+static void mpi_free_group(dl_comm *c)
 {
     mpi_impl *m = c->impl;
-    pthread_mutex_lock(&m->mu);
-    m->quit = 1;
-    pthread_cond_broadcast(&m->cv);
-    pthread_mutex_unlock(&m->mu);
-    pthread_join(m->thread, NULL);
-    MPI_Comm_free(&m->ctrl);
-    MPI_Comm_free(&m->world);
-    MPI_Finalize();
+    mpi_engine *e = m->eng;
+    /* The barrier (with its deadline) makes sure no member still uses the
+     * group before its communicators go. */
+    if (mpi_barrier(c) != DL_OK || run_sync(c, OP_RELEASE, NULL, 0, 0) != DL_OK)
+        fprintf(stderr, "dltrain rank %d: releasing a rank group: %s\n", c->rank,
+                dl_error_message());
+    pthread_mutex_lock(&e->mu);
+    for (mpi_impl **p = &e->groups; *p; p = &(*p)->next)
+        if (*p == m) {
+            *p = m->next;
+            break;
+        }
+    pthread_mutex_unlock(&e->mu);
+    free(m->world_rank);
     free(m);
     free(c);
+}
+
+/* Ends the communication thread, releases every group left, finalizes MPI. */
+static void mpi_free(dl_comm *c)
+{
+    mpi_impl *world = c->impl;
+    mpi_engine *e = world->eng;
+    pthread_mutex_lock(&e->mu);
+    e->quit = 1;
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    pthread_join(e->thread, NULL);
+    for (mpi_impl *m = e->groups, *next; m; m = next) {
+        next = m->next;
+        if (m->ctrl != MPI_COMM_NULL)
+            MPI_Comm_free(&m->ctrl);
+        if (m->world != MPI_COMM_NULL)
+            MPI_Comm_free(&m->world);
+        if (m != world) { /* a group its owner never freed */
+            free(m->world_rank);
+            free(m->comm);
+            free(m);
+        }
+    }
+    MPI_Finalize();
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    free(world->world_rank);
+    free(world);
+    free(e);
+    free(c);
+}
+
+static dl_comm comm_template(const char *name, mpi_impl *m)
+{
+    return (dl_comm){.name = name, .impl = m, .timeout_s = 60.0, .broadcast = mpi_broadcast,
+                     .allreduce_sum_f64 = mpi_sum_f64, .allreduce_avg_start = mpi_avg_start,
+                     .allreduce_wait = wait_slot, .barrier = mpi_barrier, .abort = mpi_abort,
+                     .split = mpi_split, .free = mpi_free};
+}
+
+static dl_status mpi_split(dl_comm *c, int color, int key, dl_comm **out)
+{
+    mpi_impl *parent = c->impl;
+    mpi_engine *e = parent->eng;
+    split_request q = {.color = color, .key = key, .world = MPI_COMM_NULL, .ctrl = MPI_COMM_NULL};
+    *out = NULL;
+    /* every rank must arrive (or the deadline names the missing one) before
+     * the blocking split runs on the communication thread */
+    dl_status st = mpi_barrier(c);
+    if (st == DL_OK)
+        st = run_sync(c, OP_SPLIT, &q, 0, 0);
+    if (st != DL_OK || q.world == MPI_COMM_NULL) {
+        free(q.world_rank);
+        return st;
+    }
+    dl_comm *g = calloc(1, sizeof *g);
+    mpi_impl *m = calloc(1, sizeof *m);
+    if (!g || !m) {
+        free(g), free(m), free(q.world_rank);
+        return dl_fail(DL_ERR_OOM, "out of memory for a rank group");
+    }
+    *g = comm_template("mpi", m);
+    g->free = mpi_free_group;
+    g->rank = q.rank, g->world = q.size;
+    g->local_rank = q.local_rank, g->local_size = q.local_size;
+    g->timeout_s = c->timeout_s;
+    *m = (mpi_impl){.eng = e, .comm = g, .world = q.world, .ctrl = q.ctrl,
+                    .world_rank = q.world_rank};
+    pthread_mutex_lock(&e->mu);
+    m->next = parent->next; /* after its parent: any place in the list would do */
+    parent->next = m;
+    pthread_mutex_unlock(&e->mu);
+    *out = g;
+    return DL_OK;
 }
 
 static dl_status init_comms(dl_comm *c, mpi_impl *m)
@@ -383,7 +594,7 @@ static dl_status init_comms(dl_comm *c, mpi_impl *m)
     MPI_CHECK(MPI_Comm_size(node, &c->local_size));
     MPI_CHECK(MPI_Comm_free(&node));
     int len = 0;
-    MPI_CHECK(MPI_Get_processor_name(m->host, &len));
+    MPI_CHECK(MPI_Get_processor_name(m->eng->host, &len));
     return DL_OK;
 }
 
@@ -396,20 +607,20 @@ dl_comm *dl_comm_mpi(int *argc, char ***argv)
     }
     dl_comm *c = calloc(1, sizeof *c);
     mpi_impl *m = calloc(1, sizeof *m);
-    if (!c || !m || provided < MPI_THREAD_SERIALIZED) {
-        dl_fail(DL_ERR_COMM, "%s", !c || !m ? "out of memory"
+    mpi_engine *e = calloc(1, sizeof *e);
+    if (!c || !m || !e || provided < MPI_THREAD_SERIALIZED) {
+        dl_fail(DL_ERR_COMM, "%s", !c || !m || !e ? "out of memory"
                 : "this MPI library cannot serve calls from a communication thread "
                   "(MPI_THREAD_SERIALIZED not provided)");
         MPI_Abort(MPI_COMM_WORLD, 1);
         return NULL;
     }
-    *c = (dl_comm){.name = "mpi", .impl = m, .timeout_s = 60.0, .broadcast = mpi_broadcast,
-                   .allreduce_sum_f64 = mpi_sum_f64, .allreduce_avg_start = mpi_avg_start,
-                   .allreduce_wait = wait_slot, .barrier = mpi_barrier, .abort = mpi_abort,
-                   .free = mpi_free};
-    pthread_mutex_init(&m->mu, NULL);
-    pthread_cond_init(&m->cv, NULL);
-    if (init_comms(c, m) != DL_OK || pthread_create(&m->thread, NULL, comm_thread, c) != 0) {
+    *c = comm_template("mpi", m);
+    m->eng = e, m->comm = c;
+    e->groups = m;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    if (init_comms(c, m) != DL_OK || pthread_create(&e->thread, NULL, comm_thread, e) != 0) {
         fprintf(stderr, "dltrain: MPI start-up failed: %s\n", dl_error_message());
         MPI_Abort(MPI_COMM_WORLD, 1);
         return NULL;

@@ -10,24 +10,27 @@
  * its iterations and the time reported is the slowest rank's median (the
  * collective is done when the last rank has its result).  After timing, each
  * rank fills a pattern that depends on its rank and the element index,
- * averages once, and compares every element with the exact average.
+ * averages once, and compares every element with the exact average
+ * (allreduce_sweep.c, shared with `dltrain scale`).
  *
  *   mpirun -np 4 dltrain bench allreduce --max-bytes 268435456 --json ar.json
  *   dltrain predict --allreduce-json ar.json ...   (calibrates the model)
  *
  * Host memory only: GPU buffers (H2D/D2H copies, NCCL) come with --device cuda
  * in a later version. */
-#include <float.h>
-#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "allreduce_sweep.h"
 #include "bench.h"
 #include "context.h"
 #include "launch.h"
 #include "options.h"
+#include "report.h"
+#include "run_env.h"
 
 int dl_bench_allreduce(int argc, char **argv);
 
@@ -35,7 +38,7 @@ typedef struct {
     long min_bytes, max_bytes;
     double factor, timeout_s;
     int iters, warmup;
-    char backend[16], json[512];
+    char backend[16], json[512], report[512];
 } ar_opts;
 
 #define O(f) offsetof(ar_opts, f)
@@ -56,6 +59,8 @@ static const dl_option ar_options[] = {
      "abort when one all-reduce makes no progress this long (default 60)"},
     {"json", DL_OPT_STRING, O(json), S(json), "FILE", 0, 0,
      "also write the results as JSON ('-': on stdout instead of the table)"},
+    {"report", DL_OPT_STRING, O(report), S(report), "FILE", 0, 0,
+     "also write a self-contained HTML report (bus bandwidth against message size)"},
     DL_OPT_END,
 };
 
@@ -65,91 +70,6 @@ static const char ar_usage[] =
     "  mpirun -np 4 dltrain bench allreduce [options]\n"
     "Host memory only: GPU buffers (with their H2D/D2H copies, or NCCL) need --device cuda,\n"
     "which a later version adds.  Exit status 1 when any element came back wrong.";
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* The value rank r puts at index i: small integers, so the sum over ranks is
- * exact in float and only the final scaling by 1/n rounds. */
-static float pattern(size_t i, int r)
-{
-    return (float)((i * 7 + (size_t)r * 13) % 1024);
-}
-
-static double expected(size_t i, int world)
-{
-    double s = 0;
-    for (int r = 0; r < world; r++)
-        s += pattern(i, r);
-    return s / world;
-}
-
-typedef struct {
-    double bytes, time_us, time_us_mean, algbw, busbw;
-    long errors;
-} ar_result;
-
-/* One message size: warm-up, timed iterations, correctness.  Every rank
- * returns the same result (times and errors are shared). */
-static dl_status run_size(dl_comm *c, const ar_opts *o, float *buf, size_t count, double *times,
-                          double *shared, ar_result *res)
-{
-    dl_status st = DL_OK;
-    for (int i = 0; st == DL_OK && i < o->warmup; i++) {
-        st = c->allreduce_avg_start(c, buf, count, 0);
-        if (st == DL_OK)
-            st = c->allreduce_wait(c, 0, NULL);
-    }
-    for (int i = 0; st == DL_OK && i < o->iters; i++) {
-        st = c->barrier(c);
-        double t0 = dl_now();
-        if (st == DL_OK)
-            st = c->allreduce_avg_start(c, buf, count, 0);
-        if (st == DL_OK)
-            st = c->allreduce_wait(c, 0, NULL);
-        times[i] = dl_now() - t0;
-    }
-    if (st != DL_OK)
-        return st;
-    qsort(times, (size_t)o->iters, sizeof *times, cmp_double);
-    double median = o->iters % 2 ? times[o->iters / 2]
-                                  : 0.5 * (times[o->iters / 2 - 1] + times[o->iters / 2]);
-
-    for (size_t i = 0; i < count; i++)
-        buf[i] = pattern(i, c->rank);
-    st = c->allreduce_avg_start(c, buf, count, 0);
-    if (st == DL_OK)
-        st = c->allreduce_wait(c, 0, NULL);
-    if (st != DL_OK)
-        return st;
-    long errors = 0;
-    for (size_t i = 0; i < count; i++) {
-        double want = expected(i, c->world);
-        if (!(fabs((double)buf[i] - want) <= 4 * FLT_EPSILON * fmax(1.0, fabs(want))))
-            errors++;
-    }
-
-    /* shared[0, world): every rank's median; shared[world]: errors summed */
-    memset(shared, 0, sizeof(double) * (size_t)(c->world + 1));
-    shared[c->rank] = median;
-    shared[c->world] = (double)errors;
-    st = c->allreduce_sum_f64(c, shared, c->world + 1);
-    if (st != DL_OK)
-        return st;
-    double worst = 0, sum = 0;
-    for (int r = 0; r < c->world; r++)
-        worst = fmax(worst, shared[r]), sum += shared[r];
-    res->bytes = (double)count * sizeof(float);
-    res->time_us = worst * 1e6;
-    res->time_us_mean = sum / c->world * 1e6;
-    res->algbw = worst > 0 ? res->bytes / worst / 1e9 : 0;
-    res->busbw = res->algbw * (c->world > 1 ? 2.0 * (c->world - 1) / c->world : 0.0);
-    res->errors = (long)llround(shared[c->world]);
-    return DL_OK;
-}
 
 static void print_header(FILE *f, const dl_comm *c, const ar_opts *o)
 {
@@ -166,69 +86,122 @@ static void print_header(FILE *f, const dl_comm *c, const ar_opts *o)
             "algbw GB/s", "busbw GB/s", "errors");
 }
 
-static void print_row(FILE *f, const ar_result *r)
+static void print_row(void *user, const dl_sweep_point *r)
 {
+    FILE *f = user;
+    if (!f)
+        return;
     fprintf(f, "  %12.0f %11.0f %11.2f %11.2f %11.3f %11.3f %7ld\n", r->bytes, r->bytes / 4,
-            r->time_us, r->time_us_mean, r->algbw, r->busbw, r->errors);
+            r->time_us, r->time_us_mean, r->algbw_gbs, r->busbw_gbs, r->errors);
     fflush(f);
 }
 
-static int write_json(FILE *f, const dl_comm *c, const ar_opts *o, const ar_result *res, int n,
-                      long errors)
+static int write_json(FILE *f, const dl_comm *c, const ar_opts *o, const dl_sweep_point *res,
+                      int n, long errors)
 {
     fprintf(f, "{\"bench\":\"allreduce\",\"version\":1,\"backend\":\"%s\",\"world\":%d,"
                "\"local_size\":%d,\"op\":\"avg\",\"dtype\":\"float32\",\"memory\":\"host\","
                "\"iters\":%d,\"warmup\":%d,\"min_bytes\":%ld,\"max_bytes\":%ld,\"factor\":%.6g,"
-               "\"time\":\"slowest rank's median\",\"bus_factor\":%.17g,\"results\":[",
+               "\"time\":\"slowest rank's median\",\"bus_factor\":%.17g,\"env\":",
             c->name, c->world, c->local_size, o->iters, o->warmup, o->min_bytes, o->max_bytes,
-            o->factor, c->world > 1 ? 2.0 * (c->world - 1) / c->world : 0.0);
+            o->factor, dl_sweep_bus_factor(c->world));
+    dl_run_env_json(f);
+    char links[4096];
+    fprintf(f, ",\"gpus\":");
+    dl_run_gpu_links(links, sizeof links, f);
+    fprintf(f, ",\"results\":[");
     for (int i = 0; i < n; i++)
         fprintf(f, "%s{\"bytes\":%.0f,\"count\":%.0f,\"time_us\":%.6g,\"time_us_mean\":%.6g,"
                    "\"algbw_gbps\":%.9g,\"busbw_gbps\":%.9g,\"errors\":%ld}",
                 i ? "," : "", res[i].bytes, res[i].bytes / 4, res[i].time_us, res[i].time_us_mean,
-                res[i].algbw, res[i].busbw, res[i].errors);
+                res[i].algbw_gbs, res[i].busbw_gbs, res[i].errors);
     fprintf(f, "],\"errors\":%ld}\n", errors);
     return ferror(f) ? -1 : 0;
 }
 
-static int bench(dl_ctx *ctx, const ar_opts *o)
+/* The exact command line, as this rank saw it. */
+static void command_line(char *out, size_t cap, int world, int argc, char **argv)
+{
+    size_t len = 0;
+    out[0] = 0;
+    if (world > 1)
+        len += (size_t)snprintf(out, cap, "mpirun -np %d ", world);
+    len += (size_t)snprintf(out + len, len < cap ? cap - len : 0, "dltrain bench");
+    for (int i = 0; i < argc && len < cap; i++)
+        len += (size_t)snprintf(out + len, cap - len, " %s", argv[i]);
+}
+
+static int write_report(const ar_opts *o, const dl_comm *c, const dl_sweep_point *res, int n,
+                        const char *command)
+{
+    dl_report *r = calloc(1, sizeof *r);
+    if (!r)
+        return -1;
+    snprintf(r->title, sizeof r->title, "dltrain bench allreduce: %d rank%s, backend %s",
+             c->world, c->world == 1 ? "" : "s", c->name);
+    time_t now = time(NULL);
+    strftime(r->generated, sizeof r->generated, "%Y-%m-%d %H:%M:%S", localtime(&now));
+    char machine[400];
+    dl_run_machine(machine, sizeof machine);
+    snprintf(r->machine, sizeof r->machine, "%s; backend %s, %d rank(s), host memory, float32",
+             machine, c->name, c->world);
+    snprintf(r->commands, sizeof r->commands, "%s", command);
+    int n_gpus = dl_run_gpu_links(r->topology, sizeof r->topology, NULL);
+    if (n_gpus == 0)
+        snprintf(r->topology, sizeof r->topology, "no GPUs found under /sys: host memory and "
+                 "CPU processes only\n");
+    char env[2048];
+    int n_env = dl_run_env_text(env, sizeof env);
+    snprintf(r->notes, sizeof r->notes, "time = the slowest rank's median of %d timed iterations "
+             "(%d warm-up), a barrier before each; busbw = algbw x 2(n-1)/n = algbw x %.4g.\n"
+             "Environment variables recorded (%d):\n%s%s", o->iters, o->warmup,
+             dl_sweep_bus_factor(c->world), n_env, n_env ? env : "(none set)\n",
+             n > DL_REPORT_MAX_POINTS ? "Only the first 64 sizes are drawn; the JSON has all.\n"
+                                      : "");
+    r->bw_ranks = c->world;
+    snprintf(r->bw_backend, sizeof r->bw_backend, "%s", c->name);
+    for (int i = 0; i < n && r->n_bw < DL_REPORT_MAX_POINTS; i++)
+        r->bw[r->n_bw++] = (dl_report_bw_point){res[i].bytes, res[i].time_us, res[i].algbw_gbs,
+                                                res[i].busbw_gbs};
+    int rc = dl_report_write_html(o->report, r);
+    free(r);
+    return rc;
+}
+
+static int write_outputs(const ar_opts *o, const dl_comm *c, const dl_sweep_point *res, int n,
+                         long errors, const char *command)
+{
+    int rc = DL_EXIT_OK, json_stdout = strcmp(o->json, "-") == 0;
+    if (o->json[0]) {
+        FILE *f = json_stdout ? stdout : fopen(o->json, "w");
+        if (!f || write_json(f, c, o, res, n, errors) != 0 || (!json_stdout && fclose(f))) {
+            fprintf(stderr, "dltrain bench allreduce: cannot write %s\n", o->json);
+            rc = DL_EXIT_ERROR;
+        }
+    }
+    if (o->report[0] && write_report(o, c, res, n, command) != 0) {
+        fprintf(stderr, "dltrain bench allreduce: cannot write the report %s: %s\n", o->report,
+                dl_error_message());
+        rc = DL_EXIT_ERROR;
+    }
+    return rc;
+}
+
+static int bench(dl_ctx *ctx, const ar_opts *o, const char *command)
 {
     dl_comm *c = ctx->comm;
-    size_t max_count = (size_t)(o->max_bytes / 4);
-    float *buf = dl_alloc(sizeof(float) * max_count, "all-reduce buffer (reduce --max-bytes)");
-    double *times = dl_alloc(sizeof(double) * (size_t)o->iters, "timings");
-    double *shared = dl_alloc(sizeof(double) * (size_t)(c->world + 1), "rank timings");
     enum { MAX_SIZES = 512 };
-    ar_result *res = dl_alloc(sizeof(ar_result) * MAX_SIZES, "results");
-    int failed = !buf || !times || !shared || !res, n_failed = 0, first = -1;
-    if (dl_comm_agree(c, failed, &n_failed, &first) != DL_OK || n_failed) {
-        if (failed)
-            fprintf(stderr, "dltrain bench allreduce rank %d: %s\n", ctx->rank,
-                    dl_error_message());
-        free(buf), free(times), free(shared), free(res);
-        return DL_EXIT_ERROR;
-    }
-    for (size_t i = 0; i < max_count; i++)
-        buf[i] = pattern(i, c->rank);
+    static dl_sweep_point res[MAX_SIZES];
     int json_stdout = strcmp(o->json, "-") == 0;
     FILE *out = ctx->rank == 0 && !json_stdout ? stdout : NULL;
     if (out)
         print_header(out, c, o);
+    dl_sweep_opts so = {o->min_bytes, o->max_bytes, o->factor, o->iters, o->warmup};
     int n = 0;
+    dl_status st = dl_allreduce_sweep(c, &so, res, MAX_SIZES, &n, print_row, out);
     long errors = 0;
-    dl_status st = DL_OK;
-    for (double b = (double)o->min_bytes; b <= (double)o->max_bytes && n < MAX_SIZES;) {
-        size_t count = (size_t)(b / 4);
-        st = run_size(c, o, buf, count, times, shared, &res[n]);
-        if (st != DL_OK)
-            break;
-        errors += res[n].errors;
-        if (out)
-            print_row(out, &res[n]);
-        n++;
-        double next = floor(b * o->factor / 4) * 4; /* whole floats, always growing */
-        b = next > b ? next : b + 4;
-    }
+    for (int i = 0; i < n; i++)
+        errors += res[i].errors;
     int rc = DL_EXIT_OK;
     if (st != DL_OK) {
         fprintf(stderr, "dltrain bench allreduce rank %d: %s\n", ctx->rank, dl_error_message());
@@ -237,17 +210,10 @@ static int bench(dl_ctx *ctx, const ar_opts *o)
         if (out)
             fprintf(out, "\n  %ld element%s wrong in all (%s)\n", errors, errors == 1 ? "" : "s",
                     errors ? "FAILED" : "every size correct");
-        if (o->json[0]) {
-            FILE *f = json_stdout ? stdout : fopen(o->json, "w");
-            if (!f || write_json(f, c, o, res, n, errors) != 0 || (!json_stdout && fclose(f))) {
-                fprintf(stderr, "dltrain bench allreduce: cannot write %s\n", o->json);
-                rc = DL_EXIT_ERROR;
-            }
-        }
+        rc = write_outputs(o, c, res, n, errors, command);
     }
     if (errors && rc == DL_EXIT_OK)
         rc = DL_EXIT_ERROR;
-    free(buf), free(times), free(shared), free(res);
     return rc;
 }
 
@@ -287,7 +253,9 @@ int dl_bench_allreduce(int argc, char **argv)
     else if ((r = dl_launch_comm(&ctx, &argc, &argv)))
         return r;
     ctx.comm->timeout_s = o.timeout_s;
-    r = bench(&ctx, &o);
+    char command[1024];
+    command_line(command, sizeof command, ctx.world, argc, argv);
+    r = bench(&ctx, &o, command);
     if (ctx.comm != dl_comm_local())
         dl_launch_finish(&ctx);
     return r;

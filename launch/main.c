@@ -13,6 +13,7 @@
 #endif
 #include "context.h"
 #include "launch.h"
+#include "scale.h"
 #include "train.h"
 #include "train_sync.h"
 
@@ -24,6 +25,7 @@ static void usage(FILE *f)
             "commands:\n"
             "  train     train a model (the default: lenet on Fashion-MNIST)\n"
             "  bench     benchmarks: 'dltrain bench train', 'dltrain bench allreduce'\n"
+            "  scale     training throughput on 1, 2, 4 .. N ranks: speedup, efficiency, breakdown\n"
             "  predict   model a data-parallel step on N GPUs: all-reduce cost, overlap, PCIe lanes\n"
             "  topo      how each GPU is attached: PCIe lanes, generation, switches, NUMA, NVLink\n"
             "\n"
@@ -110,6 +112,8 @@ int main(int argc, char **argv)
         return dl_cmd_train(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0)
         return dl_cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "scale") == 0)
+        return dl_cmd_scale(argc - 1, argv + 1);
     if (strcmp(cmd, "predict") == 0)
         return dl_cmd_predict(argc - 1, argv + 1);
 #ifdef DLTRAIN_HAVE_TOPO
@@ -120,6 +124,6 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    fprintf(stderr, "dltrain: unknown command '%s' (commands: train, bench, predict, topo; see dltrain --help)\n", cmd);
+    fprintf(stderr, "dltrain: unknown command '%s' (commands: train, bench, scale, predict, topo; see dltrain --help)\n", cmd);
     return 2;
 }

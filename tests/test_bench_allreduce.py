@@ -34,8 +34,11 @@ tag = f"np{NP}" if MPIEXEC != "-" else "local"
 path = os.path.join(WORK, f"allreduce_{tag}.json")
 # 4 bytes to 4 MiB (and one size that is not a power of two), few iterations:
 # the machine running the tests may have 2 cores for 4 ranks.
+html = os.path.join(WORK, f"allreduce_{tag}.html")
+if os.path.exists(html):
+    os.remove(html)
 p = bench(["--min-bytes", "4", "--max-bytes", str(4 << 20), "--factor", "4", "--iters", "5",
-           "--warmup", "1", "--json", path])
+           "--warmup", "1", "--json", path, "--report", html])
 check("bench allreduce exits 0", p.returncode == 0, f"exit {p.returncode}: {p.stderr[-600:]}")
 if p.returncode == 0:
     with open(path) as f:
@@ -56,6 +59,12 @@ if p.returncode == 0:
             1e-6 * r["algbw_gbps"] + 1e-12
         check(f"{r['bytes']} bytes: algbw = bytes/time, busbw = algbw x {factor:.3g}", ok,
               json.dumps(r))
+    check("JSON records the environment and GPU links", isinstance(j.get("env"), dict)
+          and isinstance(j.get("gpus"), list))
+    page = open(html).read() if os.path.exists(html) else ""
+    # the page's layout belongs to report_html.c; here: a whole HTML document
+    check("--report wrote an HTML page", "<html" in page.lower()
+          and page.rstrip().lower().endswith("</html>"), html)
     check("table printed once", p.stdout.count("bench allreduce:") == 1
           and "0 elements wrong" in p.stdout, p.stdout[-300:])
     if NP >= 2:

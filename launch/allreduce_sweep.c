@@ -1,0 +1,137 @@
+/* allreduce_sweep.c: timing and checking the float32 average all-reduce
+ * (allreduce_avg_start/wait, the gradient path) over message sizes. */
+#include "allreduce_sweep.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double dl_sweep_bus_factor(int ranks) { return ranks > 1 ? 2.0 * (ranks - 1) / ranks : 0.0; }
+
+/* The value rank r puts at index i: small integers, so the sum over ranks is
+ * exact in float and only the final scaling by 1/n rounds. */
+static float pattern(size_t i, int r) { return (float)((i * 7 + (size_t)r * 13) % 1024); }
+
+static double expected(size_t i, int world)
+{
+    double s = 0;
+    for (int r = 0; r < world; r++)
+        s += pattern(i, r);
+    return s / world;
+}
+
+static dl_status avg_once(dl_comm *c, float *buf, size_t count)
+{
+    dl_status st = c->allreduce_avg_start(c, buf, count, 0);
+    return st == DL_OK ? c->allreduce_wait(c, 0, NULL) : st;
+}
+
+/* This rank's median time of o->iters timed iterations, in seconds. */
+static dl_status time_size(dl_comm *c, const dl_sweep_opts *o, float *buf, size_t count,
+                           double *times, double *median)
+{
+    dl_status st = DL_OK;
+    for (int i = 0; st == DL_OK && i < o->warmup; i++)
+        st = avg_once(c, buf, count);
+    for (int i = 0; st == DL_OK && i < o->iters; i++) {
+        st = c->barrier(c);
+        double t0 = dl_now();
+        if (st == DL_OK)
+            st = avg_once(c, buf, count);
+        times[i] = dl_now() - t0;
+    }
+    if (st != DL_OK)
+        return st;
+    qsort(times, (size_t)o->iters, sizeof *times, cmp_double);
+    int k = o->iters / 2;
+    *median = o->iters % 2 ? times[k] : 0.5 * (times[k - 1] + times[k]);
+    return DL_OK;
+}
+
+static dl_status check_size(dl_comm *c, float *buf, size_t count, long *errors)
+{
+    for (size_t i = 0; i < count; i++)
+        buf[i] = pattern(i, c->rank);
+    dl_status st = avg_once(c, buf, count);
+    *errors = 0;
+    for (size_t i = 0; st == DL_OK && i < count; i++) {
+        double want = expected(i, c->world);
+        if (!(fabs((double)buf[i] - want) <= 4 * FLT_EPSILON * fmax(1.0, fabs(want))))
+            (*errors)++;
+    }
+    return st;
+}
+
+/* One message size; shared[0, world] is scratch for the ranks' results. */
+static dl_status run_size(dl_comm *c, const dl_sweep_opts *o, float *buf, size_t count,
+                          double *times, double *shared, dl_sweep_point *p)
+{
+    double median = 0;
+    long errors = 0;
+    dl_status st = time_size(c, o, buf, count, times, &median);
+    if (st == DL_OK)
+        st = check_size(c, buf, count, &errors);
+    if (st != DL_OK)
+        return st;
+    /* shared[0, world): every rank's median; shared[world]: errors summed */
+    memset(shared, 0, sizeof(double) * (size_t)(c->world + 1));
+    shared[c->rank] = median;
+    shared[c->world] = (double)errors;
+    if ((st = c->allreduce_sum_f64(c, shared, c->world + 1)) != DL_OK)
+        return st;
+    double worst = 0, sum = 0;
+    for (int r = 0; r < c->world; r++)
+        worst = fmax(worst, shared[r]), sum += shared[r];
+    p->bytes = (double)count * sizeof(float);
+    p->time_us = worst * 1e6;
+    p->time_us_mean = sum / c->world * 1e6;
+    p->algbw_gbs = worst > 0 ? p->bytes / worst / 1e9 : 0;
+    p->busbw_gbs = p->algbw_gbs * dl_sweep_bus_factor(c->world);
+    p->errors = (long)llround(shared[c->world]);
+    return DL_OK;
+}
+
+dl_status dl_allreduce_sweep(dl_comm *c, const dl_sweep_opts *o, dl_sweep_point *points,
+                             int max_points, int *n, dl_sweep_point_fn on_point, void *user)
+{
+    *n = 0;
+    if (o->min_bytes < 4 || o->min_bytes % 4 || o->max_bytes % 4 || o->min_bytes > o->max_bytes ||
+        !(o->factor > 1) || o->iters < 1 || o->warmup < 0)
+        return dl_fail(DL_ERR_ARG, "all-reduce sweep: sizes must be multiples of 4 with "
+                       "4 <= min <= max, factor > 1 and at least one timed iteration");
+    size_t max_count = (size_t)(o->max_bytes / 4);
+    float *buf = dl_alloc(sizeof(float) * max_count, "all-reduce buffer (reduce --max-bytes)");
+    double *times = dl_alloc(sizeof(double) * (size_t)o->iters, "timings");
+    double *shared = dl_alloc(sizeof(double) * (size_t)(c->world + 1), "rank timings");
+    int failed = !buf || !times || !shared, n_failed = 0, first = -1;
+    char why[256] = "";
+    if (failed)
+        snprintf(why, sizeof why, "%s", dl_error_message());
+    dl_status st = dl_comm_agree(c, failed, &n_failed, &first);
+    if (st == DL_OK && n_failed)
+        st = dl_fail(DL_ERR_OOM, "all-reduce sweep: rank %d could not allocate its buffers%s%s",
+                     first, failed ? ": " : "", why);
+    for (size_t i = 0; st == DL_OK && i < max_count; i++)
+        buf[i] = pattern(i, c->rank);
+    for (double b = (double)o->min_bytes; st == DL_OK && b <= (double)o->max_bytes &&
+                                          *n < max_points;) {
+        st = run_size(c, o, buf, (size_t)(b / 4), times, shared, &points[*n]);
+        if (st != DL_OK)
+            break;
+        if (on_point)
+            on_point(user, &points[*n]);
+        (*n)++;
+        double next = floor(b * o->factor / 4) * 4; /* whole floats, always growing */
+        b = next > b ? next : b + 4;
+    }
+    free(buf), free(times), free(shared);
+    return st;
+}

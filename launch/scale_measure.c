@@ -1,0 +1,132 @@
+/* scale_measure.c: timing the training step on one group of ranks.
+ *
+ * Every repeat starts after a barrier of the group; its time is the slowest
+ * member's, so global images/s = steps x batch x ranks / that time.  Phase
+ * times (step.c) are averaged over the members. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../comm/bucket.h"
+#include "scale.h"
+#include "step.h"
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static dl_status run_steps(scale_run *r, dl_stepper *s, int steps, dl_phase_times *tm)
+{
+    for (int i = 0; i < steps; i++) {
+        double loss;
+        int correct;
+        dl_status st = dl_step_forward_backward(s, &loss, &correct, tm);
+        if (st != DL_OK)
+            return st;
+        double t0 = dl_now();
+        dl_sgd_step(&r->opt, r->net.params, r->net.grads, 0.01f);
+        tm->optimizer += dl_now() - t0;
+    }
+    return DL_OK;
+}
+
+/* The group's times: shared[rep * n + rank] each member's repeat time, then
+ * the phase sums; summed over the group, so the maxima and means follow. */
+static void summarize(const scale_run *r, const dl_comm *g, const double *shared, scale_point *p)
+{
+    const scale_opts *o = r->o;
+    int n = g->world, reps = o->repeats;
+    double sum_max = 0;
+    for (int k = 0; k < reps; k++) {
+        double worst = 0;
+        for (int m = 0; m < n; m++)
+            worst = worst > shared[k * n + m] ? worst : shared[k * n + m];
+        p->ips[k] = worst > 0 ? (double)o->steps * o->batch * n / worst : 0;
+        sum_max += worst;
+    }
+    p->n_repeats = reps;
+    double sorted[DL_SCALE_MAX_REPEATS];
+    memcpy(sorted, p->ips, sizeof(double) * (size_t)reps);
+    qsort(sorted, (size_t)reps, sizeof *sorted, cmp_double);
+    p->ips_median = reps % 2 ? sorted[reps / 2] : 0.5 * (sorted[reps / 2 - 1] + sorted[reps / 2]);
+    p->ips_min = sorted[0], p->ips_max = sorted[reps - 1];
+    double per_step = 1e3 / ((double)o->steps * reps), per_member = per_step / n;
+    const double *ph = shared + reps * n;
+    p->step_ms = sum_max * per_step;
+    p->forward_ms = ph[0] * per_member, p->backward_ms = ph[1] * per_member;
+    p->compute_ms = p->forward_ms + p->backward_ms;
+    p->comm_ms = ph[2] * per_member, p->exposed_comm_ms = ph[3] * per_member;
+    p->optimizer_ms = ph[4] * per_member;
+    p->data_ms = 0;
+}
+
+static void label_group(const scale_run *r, const dl_comm *g, scale_point *p)
+{
+    char who[48];
+    if (g->world == 1)
+        snprintf(who, sizeof who, "rank 0");
+    else
+        snprintf(who, sizeof who, "ranks 0-%d", g->world - 1);
+    snprintf(p->label, sizeof p->label, "%s: %d CPU process%s x %d thread%s, %s%s", who, g->world,
+             g->world == 1 ? "" : "es", r->threads, r->threads == 1 ? "" : "s",
+             g->local_size == g->world ? "one node" : "several nodes",
+             r->n_gpus ? " (GPUs present, not used by this CPU run)" : "");
+}
+
+static dl_status measure_group(scale_run *r, dl_comm *g, scale_point *p)
+{
+    const scale_opts *o = r->o;
+    int n = g->world, reps = o->repeats;
+    dl_buckets buckets;
+    memset(&buckets, 0, sizeof buckets);
+    dl_status st = DL_OK;
+    if (n > 1)
+        st = dl_buckets_init(&buckets, g, r->net.grads, r->net.n_params,
+                             (size_t)(o->bucket_mb * 1048576.0 / sizeof(float)));
+    size_t n_shared = (size_t)(reps * n + 5);
+    double *shared = st == DL_OK ? dl_alloc_zero(sizeof(double) * n_shared, "group timings") : NULL;
+    if (!shared) {
+        dl_buckets_free(&buckets);
+        return st != DL_OK ? st : DL_ERR_OOM;
+    }
+    dl_stepper s = {&r->net, n > 1 ? &buckets : NULL, !o->no_overlap};
+    dl_phase_times tm = {0};
+    st = run_steps(r, &s, o->warmup, &tm);
+    memset(&tm, 0, sizeof tm);
+    for (int k = 0; st == DL_OK && k < reps; k++) {
+        st = g->barrier(g);
+        double t0 = dl_now();
+        if (st == DL_OK)
+            st = run_steps(r, &s, o->steps, &tm);
+        shared[k * n + g->rank] = dl_now() - t0;
+    }
+    double *ph = shared + reps * n;
+    ph[0] = tm.forward, ph[1] = tm.backward, ph[2] = tm.comm, ph[3] = tm.exposed_comm;
+    ph[4] = tm.optimizer;
+    if (st == DL_OK)
+        st = g->allreduce_sum_f64(g, shared, (int)n_shared);
+    if (st == DL_OK && g->rank == 0) {
+        p->ranks = n, p->first_rank = 0;
+        summarize(r, g, shared, p);
+        label_group(r, g, p);
+    }
+    free(shared);
+    dl_buckets_free(&buckets);
+    return st;
+}
+
+dl_status dl_scale_measure(scale_run *r, int size, scale_point *p)
+{
+    dl_comm *w = r->ctx->comm, *g = NULL;
+    int member = r->ctx->rank < size;
+    dl_status st = w->split(w, member ? 0 : -1, r->ctx->rank, &g);
+    if (st == DL_OK && g) {
+        st = measure_group(r, g, p);
+        if (g != w) /* the local backend's group is the world itself */
+            g->free(g);
+    }
+    /* the idle ranks wait here while the group works */
+    return st == DL_OK ? w->barrier(w) : st;
+}
