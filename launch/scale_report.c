@@ -105,7 +105,7 @@ static void caveat(char *out, size_t cap, const scale_run *r)
 static void print_claims(FILE *f, const scale_run *r)
 {
     char note[512];
-    fprintf(f, "\n  circulating claims      measured  verdict\n");
+    fprintf(f, "\n  %-40s %7s  %s\n", "circulating claims", "measured", "verdict");
     for (size_t i = 0; i < DL_ARRAY_LEN(claims); i++) {
         double m;
         const char *v = verdict(r, &claims[i], &m);
