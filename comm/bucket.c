@@ -16,8 +16,12 @@ dl_status dl_buckets_init(dl_buckets *b, dl_comm *comm, float *grads, size_t n_p
                        "use a larger --bucket-mb", count, DL_COMM_SLOTS);
     *b = (dl_buckets){.comm = comm, .grads = grads, .n_params = n_params, .count = (int)count};
     b->end = malloc(count * sizeof *b->end);
-    if (!b->end)
+    b->start_at = calloc(count, sizeof *b->start_at);
+    b->done_at = calloc(count, sizeof *b->done_at);
+    if (!b->end || !b->start_at || !b->done_at) {
+        dl_buckets_free(b);
         return dl_fail(DL_ERR_OOM, "out of memory for %zu buckets", count);
+    }
     for (size_t i = 0; i < count; i++) {
         size_t e = (i + 1) * bucket_floats;
         b->end[i] = e < n_params ? e : n_params;
@@ -35,8 +39,9 @@ static void start_next(dl_buckets *b)
 {
     int i = b->started++;
     size_t lo = i ? b->end[i - 1] : 0;
+    b->start_at[i] = dl_now();
     if (i == 0)
-        b->first_start = dl_now();
+        b->first_start = b->start_at[i];
     dl_status st = b->comm->allreduce_avg_start(b->comm, b->grads + lo, b->end[i] - lo, i);
     if (st != DL_OK && b->status == DL_OK)
         b->status = st;
@@ -60,6 +65,7 @@ dl_status dl_buckets_finish(dl_buckets *b, double *last_done)
         dl_status w = b->comm->allreduce_wait(b->comm, i, &done);
         if (st == DL_OK)
             st = w;
+        b->done_at[i] = done;
         if (done > *last_done)
             *last_done = done;
     }
@@ -69,5 +75,8 @@ dl_status dl_buckets_finish(dl_buckets *b, double *last_done)
 void dl_buckets_free(dl_buckets *b)
 {
     free(b->end);
+    free(b->start_at);
+    free(b->done_at);
     b->end = NULL;
+    b->start_at = b->done_at = NULL;
 }

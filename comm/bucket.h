@@ -18,6 +18,8 @@ typedef struct dl_buckets {
     size_t n_params;
     int count;          /* number of buckets */
     size_t *end;        /* [count] end offset of each bucket */
+    double *start_at;   /* [count] when each bucket was handed to comm this step (dl_now) */
+    double *done_at;    /* [count] when comm reported it finished (after finish) */
     int started;        /* buckets handed to comm this step */
     double first_start; /* when the first bucket of this step started */
     dl_status status;   /* first failure of a start in this step */

@@ -17,8 +17,8 @@
 #include "step.h"
 
 typedef struct bench_opts {
-    char model[32], data[512], json[512];
-    int batch, steps, warmup, threads, repeats;
+    char model[32], data[512], json[512], trace_dir[512];
+    int batch, steps, warmup, threads, repeats, trace_steps;
     long seed;
 } bench_opts;
 
@@ -36,6 +36,10 @@ static const dl_option bench_train_options[] = {
     {"threads", DL_OPT_INT, O(threads), 0, "N", 0, 1024, "CPU threads (default: all cores)"},
     {"seed", DL_OPT_LONG, O(seed), 0, "N", 0, 9.0e15, "random seed (default 1)"},
     {"json", DL_OPT_STRING, O(json), S(json), "FILE", 0, 0, "also write the result as JSON"},
+    {"trace", DL_OPT_STRING, O(trace_dir), S(trace_dir), "DIR", 0, 0,
+     "write a timeline to DIR/trace-rank-0.json (Perfetto, chrome://tracing)"},
+    {"trace-steps", DL_OPT_INT, O(trace_steps), 0, "N", 1, 1000000,
+     "steps kept in the trace, after the first (default 20)"},
     DL_OPT_END,
 };
 
@@ -47,15 +51,49 @@ static int cmp_double(const void *a, const void *b)
 
 static void run_steps(dl_net *net, dl_sgd *opt, int steps, dl_phase_times *tm)
 {
-    dl_stepper stepper = {net, NULL, 1};
+    dl_tracer *tr = net->trace;
+    dl_stepper stepper = {net, NULL, 1, tr};
     for (int s = 0; s < steps; s++) {
         double loss;
         int correct;
+        dl_trace_next_step(tr);
+        dl_trace_begin(tr, DL_TRACK_COMPUTE, "step", "step");
         dl_step_forward_backward(&stepper, &loss, &correct, tm);
         double t0 = dl_now();
+        dl_trace_begin(tr, DL_TRACK_COMPUTE, "step", "optimizer");
         dl_sgd_step(opt, net->params, net->grads, 0.01f);
+        if (tr)
+            net->dev->sync(net->dev);
+        dl_trace_end(tr, DL_TRACK_COMPUTE);
         tm->optimizer += dl_now() - t0;
+        dl_trace_end(tr, DL_TRACK_COMPUTE);
     }
+}
+
+/* --trace: the benchmark's steps, warm-up included, on one compute track. */
+static dl_status start_trace(const bench_opts *o, dl_net *net)
+{
+    if (!o->trace_dir[0])
+        return DL_OK;
+    dl_status st = dl_make_dirs(o->trace_dir);
+    if (st == DL_OK)
+        st = dl_trace_init(&net->trace, 0, o->trace_steps, 1, 4 * (size_t)net->n_layers + 16);
+    return st;
+}
+
+static int finish_trace(const bench_opts *o, dl_net *net, int rc)
+{
+    if (!net->trace)
+        return rc;
+    dl_status st = dl_trace_write(net->trace, o->trace_dir);
+    if (st == DL_OK)
+        printf("  trace: %s/trace-rank-0.json, %zu events\n", o->trace_dir,
+               dl_trace_events(net->trace));
+    else
+        fprintf(stderr, "dltrain bench: %s\n", dl_error_message());
+    dl_trace_free(net->trace);
+    net->trace = NULL;
+    return st == DL_OK ? rc : DL_EXIT_ERROR;
 }
 
 /* Fill one batch from the data set and upload it once. */
@@ -103,7 +141,7 @@ static int report(const bench_opts *o, const dl_net *net, double *ips, const dl_
 static int bench_train(int argc, char **argv)
 {
     bench_opts o = {.model = "lenet", .data = "synthetic:1x28x28:10", .batch = 128, .steps = 20,
-                    .warmup = 3, .repeats = 3, .seed = 1};
+                    .warmup = 3, .repeats = 3, .seed = 1, .trace_steps = 20};
     int r = dl_options_parse(bench_train_options, &o, argc, argv, "bench train",
                              "Training-step throughput on a fixed batch (compare: scripts/bench_compare.py).");
     if (r)
@@ -129,6 +167,8 @@ static int bench_train(int argc, char **argv)
         st = dl_sgd_init(&opt, dev, net.n_params, 0.9f, 5e-4f, 0);
     if (st == DL_OK)
         st = load_fixed_batch(&net, &train, o.batch);
+    if (st == DL_OK)
+        st = start_trace(&o, &net);
     if (st != DL_OK) {
         fprintf(stderr, "dltrain bench: %s\n", dl_error_message());
         return DL_EXIT_ERROR;
@@ -143,6 +183,7 @@ static int bench_train(int argc, char **argv)
         ips[i] = (double)o.steps * o.batch / (dl_now() - t0);
     }
     int rc = report(&o, &net, ips, &tm, (long)o.steps * o.repeats);
+    rc = finish_trace(&o, &net, rc);
     dl_sgd_free(&opt);
     dl_net_free(&net);
     dl_dataset_free(&train);

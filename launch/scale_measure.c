@@ -91,7 +91,7 @@ static dl_status measure_group(scale_run *r, dl_comm *g, scale_point *p)
         dl_buckets_free(&buckets);
         return st != DL_OK ? st : DL_ERR_OOM;
     }
-    dl_stepper s = {&r->net, n > 1 ? &buckets : NULL, !o->no_overlap};
+    dl_stepper s = {&r->net, n > 1 ? &buckets : NULL, !o->no_overlap, NULL};
     dl_phase_times tm = {0};
     st = run_steps(r, &s, o->warmup, &tm);
     memset(&tm, 0, sizeof tm);

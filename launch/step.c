@@ -5,6 +5,15 @@
 
 #include "../runtime/common.h"
 
+/* Each bucket's all-reduce from its start to when the backend finished it. */
+static void trace_buckets(const dl_stepper *s)
+{
+    const dl_buckets *b = s->buckets;
+    for (int i = 0; i < b->count; i++)
+        dl_trace_bucket(s->trace, i, b->start_at[i], b->done_at[i],
+                        b->end[i] - (i ? b->end[i - 1] : 0));
+}
+
 /* Backward with the gradient all-reduce: buckets start while backward runs
  * (or after it, without overlap); returns once every bucket is averaged. */
 static dl_status backward_and_reduce(dl_stepper *s, dl_phase_times *tm)
@@ -16,13 +25,20 @@ static dl_status backward_and_reduce(dl_stepper *s, dl_phase_times *tm)
         net->on_grads_ready_user = s->buckets;
     }
     double t1 = dl_now();
+    dl_trace_begin(s->trace, DL_TRACK_COMPUTE, "step", "backward");
     dl_net_backward(net);
+    dl_trace_end(s->trace, DL_TRACK_COMPUTE);
     double t2 = dl_now();
     tm->backward += t2 - t1;
     if (!s->buckets)
         return DL_OK;
     double last_done;
+    /* the exposed part of the all-reduce: what backward did not hide */
+    dl_trace_begin_args(s->trace, DL_TRACK_COMPUTE, "comm", "all-reduce wait",
+                        "\"buckets\":%d,\"overlap\":%d", s->buckets->count, s->overlap);
     dl_status st = dl_buckets_finish(s->buckets, &last_done);
+    dl_trace_end(s->trace, DL_TRACK_COMPUTE);
+    trace_buckets(s);
     tm->comm += last_done - s->buckets->first_start;
     tm->exposed_comm += dl_now() - t2;
     return st;
@@ -32,8 +48,13 @@ dl_status dl_step_forward_backward(dl_stepper *s, double *loss_sum, int *correct
                                    dl_phase_times *tm)
 {
     double t0 = dl_now();
+    dl_trace_begin_args(s->trace, DL_TRACK_COMPUTE, "step", "forward", "\"batch\":%d",
+                        s->net->batch);
     dl_net_forward(s->net, 1);
+    dl_trace_end(s->trace, DL_TRACK_COMPUTE);
+    dl_trace_begin(s->trace, DL_TRACK_COMPUTE, "step", "loss");
     dl_net_loss(s->net, loss_sum, correct);
+    dl_trace_end(s->trace, DL_TRACK_COMPUTE);
     tm->forward += dl_now() - t0;
     return backward_and_reduce(s, tm);
 }

@@ -6,12 +6,14 @@
 
 #include "../comm/bucket.h"
 #include "../runtime/net.h"
+#include "../runtime/trace.h"
 #include "metrics.h"
 
 typedef struct dl_stepper {
     dl_net *net;
     dl_buckets *buckets; /* NULL on a single rank: no all-reduce */
     int overlap;         /* start buckets during backward (else after it, for comparison) */
+    dl_tracer *trace;    /* NULL: no trace events (layers trace through net->trace) */
 } dl_stepper;
 
 /* Forward and loss on the batch already set on the net, then backward with the

@@ -13,13 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "../comm/bucket.h"
 #include "../models/models.h"
 #include "../runtime/checkpoint.h"
 #include "../runtime/loader.h"
 #include "../runtime/optim.h"
+#include "../runtime/trace.h"
 #include "metrics.h"
 #include "step.h"
 #include "train_sync.h"
@@ -46,6 +46,7 @@ typedef struct trainer {
     dl_progress prog;
     dl_metrics metrics;
     dl_buckets buckets;
+    dl_tracer *trace; /* NULL unless --trace */
     char ckpt_path[600];
     long steps_per_epoch;
     double last_lr;
@@ -61,13 +62,40 @@ static int fail(const trainer *t, int code)
     return code;
 }
 
+/* Stops the loader threads (they record into the trace), writes the trace
+ * and ends tracing; returns rc, or an error status if the write failed. */
+static int write_trace(trainer *t, int rc)
+{
+    if (!t->trace)
+        return rc;
+    dl_loader_free(&t->train_ld);
+    dl_loader_free(&t->test_ld);
+    dl_status st = dl_trace_write(t->trace, t->o->trace_dir);
+    size_t events = dl_trace_events(t->trace), dropped = dl_trace_dropped(t->trace);
+    dl_trace_free(t->trace);
+    t->trace = t->net.trace = NULL;
+    if (st != DL_OK) {
+        fail(t, DL_EXIT_ERROR);
+        return rc ? rc : DL_EXIT_ERROR;
+    }
+    if (t->ctx->verbose) {
+        printf("trace: %s/trace-rank-%d.json, %zu events", t->o->trace_dir, t->ctx->rank, events);
+        if (dropped)
+            printf(" (%zu dropped: buffer full)", dropped);
+        printf("; open it in ui.perfetto.dev or chrome://tracing\n");
+    }
+    return rc;
+}
+
 /* A failure only this rank knows about: the others would wait for it, so the
- * whole job ends here. */
-static int fail_alone(const trainer *t, int code)
+ * whole job ends here (with this rank's trace written first). */
+static int fail_alone(trainer *t, int code)
 {
     fail(t, code);
-    if (t->ctx->world > 1)
+    if (t->ctx->world > 1) {
+        write_trace(t, code);
         t->ctx->comm->abort(t->ctx->comm, code);
+    }
     return code;
 }
 
@@ -88,28 +116,6 @@ static dl_status make_schedule(trainer *t)
     } else if (o->lr_steps[0] && !dl_train_milestones(o->lr_steps, s)) {
         return dl_fail(DL_ERR_ARG, "bad --lr-steps '%s'", o->lr_steps);
     }
-    return DL_OK;
-}
-
-/* mkdir -p: --out runs/exp1 should work without preparing runs/ first. */
-static dl_status make_out_dir(const char *dir)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s", dir);
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = 0;
-        if (mkdir(path, 0755) != 0 && errno != EEXIST)
-            return dl_fail(DL_ERR_IO, "cannot create output directory %s: %s", path,
-                           strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return dl_fail(DL_ERR_IO, "cannot create output directory %s: %s", dir, strerror(errno));
-    struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return dl_fail(DL_ERR_IO, "output path %s exists and is not a directory", dir);
     return DL_OK;
 }
 
@@ -144,12 +150,29 @@ static dl_status resume_or_start(trainer *t)
     return st;
 }
 
+/* The trace directory is made now, so a bad --trace fails before training. */
+static dl_status setup_trace(trainer *t)
+{
+    dl_status st = dl_make_dirs(t->o->trace_dir);
+    /* per step: a span per layer each way, one per bucket, a dozen for the step */
+    size_t per_step = 4 * (size_t)t->net.n_layers + 2 * (size_t)t->buckets.count + 32;
+    if (st == DL_OK)
+        st = dl_trace_init(&t->trace, t->ctx->rank, t->o->trace_steps, 1, per_step);
+    if (st != DL_OK)
+        return st;
+    t->net.trace = t->trace;
+    t->train_ld.trace = t->test_ld.trace = t->trace;
+    t->train_ld.trace_track = DL_TRACK_DATA;
+    t->test_ld.trace_track = DL_TRACK_EVAL_DATA;
+    return DL_OK;
+}
+
 static dl_status setup(trainer *t)
 {
     const dl_train_opts *o = t->o;
     dl_status st = make_schedule(t);
     if (st == DL_OK && t->ctx->rank == 0)
-        st = make_out_dir(o->out_dir);
+        st = dl_make_dirs(o->out_dir);
     if (st == DL_OK)
         st = setup_data_and_model(t);
     if (st == DL_OK)
@@ -169,6 +192,8 @@ static dl_status setup(trainer *t)
     if (st == DL_OK && t->ctx->world > 1)
         st = dl_buckets_init(&t->buckets, t->ctx->comm, t->net.grads, t->net.n_params,
                              (size_t)(o->bucket_mb * 1048576.0 / sizeof(float)));
+    if (st == DL_OK && o->trace_dir[0])
+        st = setup_trace(t);
     return st;
 }
 
@@ -209,13 +234,18 @@ static dl_status save_checkpoint(trainer *t)
 {
     if (t->ctx->rank != 0)
         return DL_OK;
-    return dl_checkpoint_save(t->ckpt_path, t->model->name, &t->net, t->opt.velocity, &t->prog);
+    dl_trace_begin(t->trace, DL_TRACK_COMPUTE, "io", "checkpoint");
+    dl_status st = dl_checkpoint_save(t->ckpt_path, t->model->name, &t->net, t->opt.velocity, &t->prog);
+    dl_trace_end(t->trace, DL_TRACK_COMPUTE);
+    return st;
 }
 
 /* Test-set loss and accuracy, summed over every rank's shard. */
 static dl_status evaluate(trainer *t, double *loss, double *acc)
 {
     double sums[3] = {0, 0, 0}; /* loss, correct, count */
+    dl_trace_begin_args(t->trace, DL_TRACK_COMPUTE, "eval", "evaluate", "\"test_samples\":%zu",
+                        t->test.n);
     dl_loader_start_epoch(&t->test_ld, 0, 0);
     const dl_batch *b;
     while ((b = dl_loader_next(&t->test_ld))) {
@@ -227,6 +257,7 @@ static dl_status evaluate(trainer *t, double *loss, double *acc)
         sums[0] += l, sums[1] += correct, sums[2] += b->n;
     }
     dl_status st = t->ctx->comm->allreduce_sum_f64(t->ctx->comm, sums, 3);
+    dl_trace_end(t->trace, DL_TRACK_COMPUTE);
     *loss = sums[2] > 0 ? sums[0] / sums[2] : NAN;
     *acc = sums[2] > 0 ? sums[1] / sums[2] : NAN;
     return st;
@@ -241,15 +272,21 @@ static step_result train_step(trainer *t, const dl_batch *b, dl_phase_times *tm,
     dl_comm *comm = t->ctx->comm;
     double l;
     int correct;
+    size_t per = (size_t)t->train.c * t->train.h * t->train.w;
+    dl_trace_begin_args(t->trace, DL_TRACK_COMPUTE, "data", "upload", "\"samples\":%d,\"bytes\":%zu",
+                        b->n, (size_t)b->n * (per * sizeof(float) + sizeof(int32_t)));
     dl_net_set_batch(net, b->images, b->labels, b->n);
-    dl_stepper stepper = {net, t->ctx->world > 1 ? &t->buckets : NULL, !t->o->no_overlap};
+    dl_trace_end(t->trace, DL_TRACK_COMPUTE);
+    dl_stepper stepper = {net, t->ctx->world > 1 ? &t->buckets : NULL, !t->o->no_overlap, t->trace};
     dl_status st = dl_step_forward_backward(&stepper, &l, &correct, tm);
     /* Ranks decide together whether to go on: a NaN on one rank or a signal
      * to one rank stops all of them at the same step. */
     double t3 = dl_now();
     double votes[3] = {l / b->n, isfinite(l) ? 0.0 : 1.0, stop_requested ? 1.0 : 0.0};
+    dl_trace_begin(t->trace, DL_TRACK_COMPUTE, "comm", "vote all-reduce");
     if (st == DL_OK)
         st = comm->allreduce_sum_f64(comm, votes, 3);
+    dl_trace_end(t->trace, DL_TRACK_COMPUTE);
     if (comm->world > 1) {
         tm->comm += dl_now() - t3;
         tm->exposed_comm += dl_now() - t3;
@@ -263,7 +300,11 @@ static step_result train_step(trainer *t, const dl_batch *b, dl_phase_times *tm,
     double t4 = dl_now();
     double progress = (double)t->prog.epoch + (double)b->end_pos / (double)t->train.n;
     t->last_lr = dl_schedule_lr(&t->sched, progress);
+    dl_trace_begin_args(t->trace, DL_TRACK_COMPUTE, "step", "optimizer", "\"lr\":%.6g", t->last_lr);
     dl_sgd_step(&t->opt, net->params, net->grads, (float)t->last_lr);
+    if (t->trace) /* on a GPU, so the span covers the update's kernels */
+        net->dev->sync(net->dev);
+    dl_trace_end(t->trace, DL_TRACK_COMPUTE);
     tm->optimizer += dl_now() - t4;
     t->prog.epoch_pos = b->end_pos;
     t->prog.samples_seen += (uint64_t)b->n * (uint64_t)t->ctx->world;
@@ -292,13 +333,19 @@ static epoch_result train_epoch(trainer *t, dl_epoch_summary *e)
     long first_step = (long)(t->prog.epoch_pos / global), step = first_step;
     double start = dl_now(), loss_sum = 0.0, loss;
     dl_loader_start_epoch(&t->train_ld, (int)t->prog.epoch, t->prog.epoch_pos);
-    for (;;) {
+    while (dl_loader_has_next(&t->train_ld)) {
+        dl_trace_next_step(t->trace);
+        dl_trace_begin_args(t->trace, DL_TRACK_COMPUTE, "step", "step", "\"step\":%llu",
+                            (unsigned long long)t->prog.step + 1);
         double w = dl_now();
+        dl_trace_begin(t->trace, DL_TRACK_COMPUTE, "data", "data wait");
         const dl_batch *b = dl_loader_next(&t->train_ld);
+        dl_trace_end(t->trace, DL_TRACK_COMPUTE);
         e->t.data += dl_now() - w;
+        step_result r = b ? train_step(t, b, &e->t, &loss) : STEP_OK;
+        dl_trace_end(t->trace, DL_TRACK_COMPUTE);
         if (!b)
             break;
-        step_result r = train_step(t, b, &e->t, &loss);
         if (r == STEP_NONFINITE)
             return report_nonfinite(t, loss);
         if (r == STEP_COMM_ERROR)
@@ -396,8 +443,9 @@ static int train_loop(trainer *t)
     return DL_EXIT_OK;
 }
 
-static void teardown(trainer *t)
+static int teardown(trainer *t, int rc)
 {
+    rc = write_trace(t, rc);
     dl_buckets_free(&t->buckets);
     dl_loader_free(&t->train_ld);
     dl_loader_free(&t->test_ld);
@@ -406,6 +454,7 @@ static void teardown(trainer *t)
     dl_dataset_free(&t->train);
     dl_dataset_free(&t->test);
     dl_metrics_close(&t->metrics);
+    return rc;
 }
 
 static void catch_stop_signals(void)
@@ -446,6 +495,5 @@ int dl_train_run(const dl_train_opts *o, dl_ctx *ctx)
         catch_stop_signals();
         rc = train_loop(&t);
     }
-    teardown(&t);
-    return rc;
+    return teardown(&t, rc);
 }

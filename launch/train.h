@@ -33,6 +33,9 @@ typedef struct dl_train_opts {
     int log_all;          /* every rank writes its own log */
     int scale_lr;         /* linear scaling rule: lr x number of ranks */
     int no_bind;          /* leave the CPU affinity alone */
+    /* tracing */
+    char trace_dir[512];  /* write DIR/trace-rank-R.json; "" = no trace */
+    int trace_steps;      /* steps kept in the trace, after the first */
 } dl_train_opts;
 
 /* Options that may legitimately differ between ranks (file names, threads);

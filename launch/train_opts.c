@@ -60,6 +60,10 @@ static const dl_option train_options[] = {
      "linear scaling rule: multiply --lr by the number of ranks"},
     {"no-bind", DL_OPT_FLAG, O(no_bind), 0, NULL, 0, 0,
      "do not bind each rank to the CPUs near its GPU"},
+    {"trace", DL_OPT_STRING, O(trace_dir), S(trace_dir), "DIR", 0, 0,
+     "write a timeline per rank to DIR/trace-rank-R.json (Perfetto, chrome://tracing)"},
+    {"trace-steps", DL_OPT_INT, O(trace_steps), 0, "N", 1, 1000000,
+     "steps kept in the trace, after the first (default 20)"},
     DL_OPT_END,
 };
 
@@ -81,12 +85,13 @@ void dl_train_defaults(dl_train_opts *o)
     o->bucket_mb = 25;
     o->check_every = 200;
     o->timeout_s = 60;
+    o->trace_steps = 20;
 }
 
 int dl_train_option_is_local(const char *name)
 {
     static const char *local[] = {"threads", "out", "json", "resume", "no-progress", "log-all",
-                                  "eval-batch", "no-bind", NULL};
+                                  "eval-batch", "no-bind", "trace", "trace-steps", NULL};
     for (int i = 0; local[i]; i++)
         if (strcmp(name, local[i]) == 0)
             return 1;

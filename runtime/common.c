@@ -1,11 +1,13 @@
-/* common.c: thread-local error message, checked allocation, clock, hash. */
+/* common.c: thread-local error message, checked allocation, clock, directories, hash. */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static _Thread_local char error_message[512];
@@ -49,6 +51,28 @@ double dl_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* --out runs/exp1 and --trace runs/exp1/trace work without preparing runs/ first. */
+dl_status dl_make_dirs(const char *dir)
+{
+    char path[1024];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
+        return dl_fail(DL_ERR_ARG, "directory name too long: %.100s...", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(path, 0755) != 0 && errno != EEXIST)
+            return dl_fail(DL_ERR_IO, "cannot create directory %s: %s", path, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return dl_fail(DL_ERR_IO, "cannot create directory %s: %s", dir, strerror(errno));
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return dl_fail(DL_ERR_IO, "%s exists and is not a directory", dir);
+    return DL_OK;
 }
 
 uint64_t dl_hash_bytes(uint64_t h, const void *data, size_t n)

@@ -44,6 +44,9 @@ void *dl_alloc_zero(size_t bytes, const char *what);
 /* Wall-clock seconds from a monotonic clock. */
 double dl_now(void);
 
+/* mkdir -p: creates dir and its missing parents; fails if dir is not a directory. */
+dl_status dl_make_dirs(const char *dir);
+
 /* 64-bit FNV-1a, used for configuration and parameter hashes. */
 uint64_t dl_hash_bytes(uint64_t h, const void *data, size_t n);
 #define DL_HASH_INIT 1469598103934665603ULL

@@ -59,9 +59,13 @@ static void *loader_main(void *arg)
         if (ld->stop)
             break;
         long j = ld->ready, gen = ld->generation;
+        dl_tracer *tr = ld->trace; /* read under the lock: set before the first epoch */
         ld->busy = 1;
         pthread_mutex_unlock(&ld->mu);
+        dl_trace_begin_args(tr, ld->trace_track, "data", ld->training ? "load batch" : "load eval batch",
+                            "\"epoch\":%d,\"batch\":%ld", ld->epoch, j);
         produce(ld, j, &ld->slots[j % 2]);
+        dl_trace_end(tr, ld->trace_track);
         pthread_mutex_lock(&ld->mu);
         ld->busy = 0;
         if (gen == ld->generation)
@@ -121,6 +125,11 @@ void dl_loader_start_epoch(dl_loader *ld, int epoch, size_t start_pos)
     ld->ready = ld->taken = 0;
     pthread_cond_broadcast(&ld->cv);
     pthread_mutex_unlock(&ld->mu);
+}
+
+int dl_loader_has_next(const dl_loader *ld)
+{
+    return ld->taken < ld->total; /* both written by the training thread only */
 }
 
 const dl_batch *dl_loader_next(dl_loader *ld)

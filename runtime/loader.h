@@ -15,6 +15,7 @@
 #include <pthread.h>
 
 #include "data.h"
+#include "trace.h"
 
 typedef struct dl_batch {
     float *images;   /* [batch, c, h, w] host */
@@ -40,6 +41,10 @@ typedef struct dl_loader {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int thread_started;
+    /* Set before the first dl_loader_start_epoch, or not at all: the thread
+     * records a span per batch it prepares on this track. */
+    dl_tracer *trace;
+    int trace_track;
 } dl_loader;
 
 dl_status dl_loader_init(dl_loader *ld, const dl_dataset *ds, int batch, int rank, int world,
@@ -48,6 +53,8 @@ dl_status dl_loader_init(dl_loader *ld, const dl_dataset *ds, int batch, int ran
 void dl_loader_start_epoch(dl_loader *ld, int epoch, size_t start_pos);
 /* Next batch, or NULL at the end of the epoch.  Valid until the next call. */
 const dl_batch *dl_loader_next(dl_loader *ld);
+/* Whether dl_loader_next would return a batch (training thread only). */
+int dl_loader_has_next(const dl_loader *ld);
 /* Steps in a full training epoch for this world size. */
 long dl_loader_steps_per_epoch(const dl_loader *ld);
 void dl_loader_free(dl_loader *ld);

@@ -273,10 +273,30 @@ void dl_net_set_batch(dl_net *net, const float *images, const int32_t *labels, i
     net->dev->upload(net->dev, net->labels, labels, sizeof(int32_t) * n);
 }
 
+static void trace_layer_begin(dl_net *net, const dl_layer *l, const char *cat)
+{
+    const dl_tensor *y = &net->tensors[l->out];
+    dl_trace_begin_args(net->trace, DL_TRACK_COMPUTE, cat, l->name,
+                        "\"kind\":\"%s\",\"out\":\"%dx%dx%dx%d\",\"params\":%zu", l->kind->name,
+                        net->batch, y->c, y->h, y->w, l->n_params);
+}
+
+static void trace_layer_end(dl_net *net)
+{
+    net->dev->sync(net->dev); /* on a GPU, the layer's kernels have run only now */
+    dl_trace_end(net->trace, DL_TRACK_COMPUTE);
+}
+
 void dl_net_forward(dl_net *net, int training)
 {
-    for (int i = 0; i < net->n_layers; i++)
+    int traced = training && net->trace;
+    for (int i = 0; i < net->n_layers; i++) {
+        if (traced)
+            trace_layer_begin(net, &net->layers[i], "forward");
         net->layers[i].kind->forward(&net->layers[i], net, training);
+        if (traced)
+            trace_layer_end(net);
+    }
     net->dev->xent_forward(net->dev, net->tensors[net->logits].val, net->labels, net->probs,
                            net->loss, net->batch, net->classes);
 }
@@ -311,7 +331,11 @@ void dl_net_backward(dl_net *net)
                        net->classes);
     for (int i = net->n_layers - 1; i >= 0; i--) {
         dl_layer *l = &net->layers[i];
+        if (net->trace)
+            trace_layer_begin(net, l, "backward");
         l->kind->backward(l, net);
+        if (net->trace)
+            trace_layer_end(net);
         if (l->n_params && net->on_grads_ready)
             net->on_grads_ready(net->on_grads_ready_user, l->param_off + l->n_params);
     }

@@ -14,6 +14,7 @@
 
 #include "device.h"
 #include "layer.h"
+#include "trace.h"
 
 #define DL_NET_MAX_LAYERS 256
 
@@ -49,6 +50,7 @@ struct dl_net {
 
     dl_grads_ready_fn on_grads_ready;
     void *on_grads_ready_user;
+    dl_tracer *trace; /* NULL, or per-layer spans of training forward and backward */
 };
 
 dl_status dl_net_init(dl_net *net, int c, int h, int w, int classes);
@@ -70,6 +72,8 @@ void dl_net_free(dl_net *net);
 
 /* One step.  set_batch uploads n images [n, c, h, w] and labels from host. */
 void dl_net_set_batch(dl_net *net, const float *images, const int32_t *labels, int n);
+/* With net->trace set, training forward and backward record one span per
+ * layer, and synchronise the device after each so a span covers its work. */
 void dl_net_forward(dl_net *net, int training);
 /* Downloads the per-sample losses and softmax: loss summed over the batch and
  * the number of correct predictions (sums, so ranks can add them up). */
