@@ -22,3 +22,10 @@ foreach(case np1 np2 np4 bad_input)
                    ${DLTRAIN_BIN} ${case} ${SCALE_WORK})
   set_tests_properties(scale_${case} PROPERTIES LABELS "cpu;mpi" TIMEOUT 300 RUN_SERIAL ON)
 endforeach()
+
+# The lane/transport A/B driver (scripts/ab_compare.py): two launches, one with
+# NCCL_P2P_DISABLE=1, compared figure by figure.
+add_test(NAME scale_ab_compare
+         COMMAND ${DLTRAIN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_ab_compare.py
+                 ${PROJECT_SOURCE_DIR}/scripts/ab_compare.py ${DLTRAIN_BIN} ${MPIEXEC_EXECUTABLE})
+set_tests_properties(scale_ab_compare PROPERTIES LABELS "cpu;mpi" TIMEOUT 300 RUN_SERIAL ON)
