@@ -181,9 +181,10 @@ static void print_start(const trainer *t)
     printf("dltrain %s: model %s on %s (%dx%dx%d, %d classes; %zu train, %zu test samples)\n",
            DLTRAIN_VERSION, o->model, t->train.source, net->in_c, net->in_h, net->in_w,
            net->classes, t->train.n, t->test.n);
-    printf("  device %s, %d rank(s), comm %s; batch %d per rank, %d global; %ld steps per epoch\n",
-           t->ctx->dev->name, t->ctx->world, t->ctx->comm->name, o->batch, o->batch * t->ctx->world,
-           t->steps_per_epoch);
+    printf("  device %s\n", t->ctx->device_note[0] ? t->ctx->device_note : t->ctx->dev->name);
+    printf("  %d rank(s), comm %s; batch %d per rank, %d global; %ld steps per epoch\n",
+           t->ctx->world, t->ctx->comm_note[0] ? t->ctx->comm_note : t->ctx->comm->name, o->batch,
+           o->batch * t->ctx->world, t->steps_per_epoch);
     printf("  %zu parameters (%.1f MB), %.1f MFLOP per sample per training step\n", net->n_params,
            4e-6 * (double)net->n_params, 6e-6 * dl_net_macs_per_sample(net));
     if (t->ctx->placement[0])

@@ -33,6 +33,11 @@ typedef struct dl_train_opts {
     int log_all;          /* every rank writes its own log */
     int scale_lr;         /* linear scaling rule: lr x number of ranks */
     int no_bind;          /* leave the CPU affinity alone */
+    /* device */
+    char device[16];      /* auto, cpu, cuda */
+    char precision[16];   /* fp32, tf32, bf16 */
+    char gpus[256];       /* "0,2": GPU of each node-local rank; may differ per node */
+    char comm[16];        /* auto, mpi, nccl */
 } dl_train_opts;
 
 /* Options that may legitimately differ between ranks (file names, threads);

@@ -38,9 +38,12 @@ typedef struct dl_sgd_args {
     int nesterov;
 } dl_sgd_args;
 
+typedef enum { DL_DEVICE_CPU = 0, DL_DEVICE_CUDA } dl_device_kind;
+
 typedef struct dl_device dl_device;
 struct dl_device {
     const char *name;
+    dl_device_kind kind; /* for launch/ and comm/, which pair a device with a backend */
     void *impl; /* backend state: BLAS threads, cuBLAS handle, streams */
 
     /* memory */

@@ -302,16 +302,28 @@ static void impl_release(cuda_impl *g)
     free(g);
 }
 
-extern "C" dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size)
+extern "C" int dl_device_cuda_count(char *why, size_t why_size)
 {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
-        return open_failed(why, why_size, "no CUDA GPU: %s", cudaGetErrorString(e));
+        open_failed(why, why_size, "no CUDA GPU: %s", cudaGetErrorString(e));
+        return -1;
     }
-    if (count < 1)
-        return open_failed(why, why_size, "no CUDA GPU: no device visible");
+    if (count < 1) {
+        open_failed(why, why_size, "no CUDA GPU: no device visible");
+        return -1;
+    }
+    return count;
+}
+
+extern "C" dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size)
+{
+    int count = dl_device_cuda_count(why, why_size);
+    cudaError_t e = cudaSuccess;
+    if (count < 0)
+        return NULL;
     if (gpu_index < 0 || gpu_index >= count)
         return open_failed(why, why_size, "CUDA GPU %d requested, but %d %s visible", gpu_index,
                            count, count == 1 ? "is" : "are");
@@ -352,6 +364,7 @@ extern "C" dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size)
              prop.minor);
 
     d->name = g->name;
+    d->kind = DL_DEVICE_CUDA;
     d->impl = g;
     d->alloc = cu_alloc;
     d->free = cu_free;
@@ -411,3 +424,7 @@ extern "C" dl_status dl_device_cuda_set_tf32(dl_device *d, int enable)
     g->tf32 = enable != 0;
     return DL_OK;
 }
+
+extern "C" void *dl_device_cuda_stream(dl_device *d) { return (void *)cuda_stream(d); }
+
+extern "C" int dl_device_cuda_ordinal(dl_device *d) { return cuda_of(d)->gpu; }

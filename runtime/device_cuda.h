@@ -27,6 +27,10 @@ extern "C" {
  * reason is also recorded with dl_fail(DL_ERR_DEVICE). */
 dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size);
 
+/* Number of visible CUDA GPUs, or -1 with a one-line reason in why (no
+ * driver, or a build without CUDA: runtime/device_nocuda.c). */
+int dl_device_cuda_count(char *why, size_t why_size);
+
 /* Release the stream, the cuBLAS handle and the table itself.  Memory the
  * caller allocated through the table must be freed first. */
 void dl_device_cuda_destroy(dl_device *d);
@@ -36,6 +40,11 @@ void dl_device_cuda_destroy(dl_device *d);
  * products, fp32 accumulation).  The op tests assume 0.  Returns DL_OK or
  * DL_ERR_DEVICE. */
 dl_status dl_device_cuda_set_tf32(dl_device *d, int enable);
+
+/* What comm/ needs to order its own streams after the device's work: the
+ * compute stream (a cudaStream_t) and the CUDA device ordinal. */
+void *dl_device_cuda_stream(dl_device *d);
+int dl_device_cuda_ordinal(dl_device *d);
 
 #ifdef __cplusplus
 }
