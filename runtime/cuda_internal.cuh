@@ -35,6 +35,12 @@ typedef struct cuda_impl {
     int tf32;             /* see dl_device_cuda_set_tf32 */
     int sync_each_launch; /* DLTRAIN_CUDA_SYNC=1 */
     char name[128];       /* "cuda:0 (NVIDIA H100 80GB HBM3)" */
+    /* input pipeline (upload_batch) */
+    cudaStream_t copy_stream;
+    cudaEvent_t fence;        /* compute stream at the last upload_batch call */
+    cudaEvent_t copied[2];    /* the copy into buffer b is done */
+    void *pinned[2];          /* staging for buffer b, grown on first use */
+    size_t pinned_cap[2];
 } cuda_impl;
 
 static inline cuda_impl *cuda_of(dl_device *d) { return (cuda_impl *)d->impl; }

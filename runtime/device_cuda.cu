@@ -87,6 +87,42 @@ static void cu_download(dl_device *d, void *dst, const void *src, size_t bytes)
 
 static void cu_sync(dl_device *d) { CUDA_CHECK(cudaStreamSynchronize(cuda_stream(d))); }
 
+/* The input pipeline (device.h):
+ *   host:     memcpy into pinned[b] (after copied[b]: the copy two calls ago)
+ *   copy:     wait(fence of the previous call) H2D(pinned[b] -> dst) [copied[b]]
+ *   compute:  ... step k-1 ... | fence | ... step k ... wait(copied[b]) step k+1
+ * The staging buffer grows on first use only: the batch size is fixed. */
+static void cu_upload_batch(dl_device *d, int buf, void *dst, const dl_host_part *parts,
+                            int n_parts)
+{
+    cuda_impl *g = cuda_of(d);
+    int b = buf & 1;
+    size_t need = 0;
+    for (int i = 0; i < n_parts; i++)
+        need = parts[i].dst_off + parts[i].bytes > need ? parts[i].dst_off + parts[i].bytes : need;
+    CUDA_CHECK(cudaEventSynchronize(g->copied[b])); /* pinned[b] is free again */
+    if (need > g->pinned_cap[b]) {
+        if (g->pinned[b])
+            CUDA_CHECK(cudaFreeHost(g->pinned[b]));
+        g->pinned[b] = NULL, g->pinned_cap[b] = 0;
+        CUDA_CHECK(cudaMallocHost(&g->pinned[b], need));
+        g->pinned_cap[b] = need;
+    }
+    for (int i = 0; i < n_parts; i++)
+        memcpy((char *)g->pinned[b] + parts[i].dst_off, parts[i].src, parts[i].bytes);
+    CUDA_CHECK(cudaStreamWaitEvent(g->copy_stream, g->fence, 0));
+    CUDA_CHECK(cudaEventRecord(g->fence, g->stream));
+    for (int i = 0; i < n_parts; i++)
+        if (parts[i].bytes)
+            CUDA_CHECK(cudaMemcpyAsync((char *)dst + parts[i].dst_off,
+                                       (char *)g->pinned[b] + parts[i].dst_off, parts[i].bytes,
+                                       cudaMemcpyHostToDevice, g->copy_stream));
+    CUDA_CHECK(cudaEventRecord(g->copied[b], g->copy_stream));
+    CUDA_CHECK(cudaStreamWaitEvent(g->stream, g->copied[b], 0));
+    if (g->sync_each_launch)
+        CUDA_CHECK(cudaStreamSynchronize(g->stream));
+}
+
 /* ---- elementwise ------------------------------------------------------------- */
 
 __global__ void fill_kernel(float *x, size_t n, float v)
@@ -294,6 +330,16 @@ static dl_device *open_failed(char *why, size_t why_size, const char *fmt, ...)
 
 static void impl_release(cuda_impl *g)
 {
+    for (int b = 0; b < 2; b++) {
+        if (g->pinned[b])
+            cudaFreeHost(g->pinned[b]);
+        if (g->copied[b])
+            cudaEventDestroy(g->copied[b]);
+    }
+    if (g->fence)
+        cudaEventDestroy(g->fence);
+    if (g->copy_stream)
+        cudaStreamDestroy(g->copy_stream);
     if (g->blas)
         cublasDestroy(g->blas);
     if (g->stream)
@@ -350,7 +396,13 @@ extern "C" dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size)
     if ((e = cudaFree(0)) != cudaSuccess)
         goto cuda_failed;
     step = "cudaStreamCreateWithFlags";
-    if ((e = cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking)) != cudaSuccess)
+    if ((e = cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking)) != cudaSuccess ||
+        (e = cudaStreamCreateWithFlags(&g->copy_stream, cudaStreamNonBlocking)) != cudaSuccess)
+        goto cuda_failed;
+    step = "cudaEventCreateWithFlags";
+    if ((e = cudaEventCreateWithFlags(&g->fence, cudaEventDisableTiming)) != cudaSuccess ||
+        (e = cudaEventCreateWithFlags(&g->copied[0], cudaEventDisableTiming)) != cudaSuccess ||
+        (e = cudaEventCreateWithFlags(&g->copied[1], cudaEventDisableTiming)) != cudaSuccess)
         goto cuda_failed;
     if ((s = cublasCreate(&g->blas)) != CUBLAS_STATUS_SUCCESS ||
         (s = cublasSetStream(g->blas, g->stream)) != CUBLAS_STATUS_SUCCESS ||
@@ -371,6 +423,7 @@ extern "C" dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size)
     d->upload = cu_upload;
     d->download = cu_download;
     d->sync = cu_sync;
+    d->upload_batch = cu_upload_batch;
     d->fill = cu_fill;
     d->copy = cu_copy;
     d->scale = cu_scale;
@@ -409,6 +462,7 @@ extern "C" void dl_device_cuda_destroy(dl_device *d)
         return;
     cuda_impl *g = cuda_of(d);
     CUDA_CHECK(cudaStreamSynchronize(g->stream));
+    CUDA_CHECK(cudaStreamSynchronize(g->copy_stream));
     impl_release(g);
     free(d);
 }
