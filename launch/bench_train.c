@@ -41,7 +41,7 @@ static const dl_option bench_train_options[] = {
     {"device", DL_OPT_STRING, O(device), S(device), "KIND", 0, 0,
      "auto (default: CUDA when a GPU is usable, else CPU), cpu or cuda"},
     {"precision", DL_OPT_STRING, O(precision), S(precision), "MODE", 0, 0,
-     "fp32 (default), tf32 (CUDA only), bf16 (not implemented yet)"},
+     "fp32 (default); CUDA only: tf32, bf16 (GEMM inputs; fp32 weights)"},
     {"gpus", DL_OPT_STRING, O(gpus), S(gpus), "I", 0, 0, "the GPU to use (default 0)"},
     DL_OPT_END,
 };

@@ -97,11 +97,6 @@ static int choose_gpu(const dl_ctx *ctx, const char *gpus, int count, const char
 
 static int set_precision(dl_ctx *ctx, const char *precision, const char *cmd)
 {
-    if (strcmp(precision, "bf16") == 0) {
-        fprintf(stderr, "dltrain %s: --precision bf16 is not implemented yet (use fp32 or tf32)\n",
-                cmd);
-        return DL_EXIT_USAGE;
-    }
     if (ctx->dev->kind != DL_DEVICE_CUDA) {
         if (strcmp(precision, "fp32") == 0)
             return 0;
@@ -109,7 +104,10 @@ static int set_precision(dl_ctx *ctx, const char *precision, const char *cmd)
                 "in fp32 only\n", cmd, precision);
         return DL_EXIT_USAGE;
     }
-    if (dl_device_cuda_set_tf32(ctx->dev, strcmp(precision, "tf32") == 0) != DL_OK) {
+    dl_cuda_precision p = strcmp(precision, "tf32") == 0   ? DL_CUDA_TF32
+                          : strcmp(precision, "bf16") == 0 ? DL_CUDA_BF16
+                                                           : DL_CUDA_FP32;
+    if (dl_device_cuda_set_precision(ctx->dev, p) != DL_OK) {
         fprintf(stderr, "dltrain %s: %s\n", cmd, dl_error_message());
         return DL_EXIT_ERROR;
     }

@@ -64,7 +64,7 @@ static const dl_option train_options[] = {
     {"device", DL_OPT_STRING, O(device), S(device), "KIND", 0, 0,
      "auto (default: CUDA when a GPU is usable, else CPU), cpu or cuda"},
     {"precision", DL_OPT_STRING, O(precision), S(precision), "MODE", 0, 0,
-     "fp32 (default), tf32 (CUDA: TF32 tensor-core GEMMs), bf16 (not implemented yet)"},
+     "fp32 (default); CUDA only: tf32 or bf16 tensor-core GEMMs, fp32 weights and gradients"},
     {"gpus", DL_OPT_STRING, O(gpus), S(gpus), "I,J,..", 0, 0,
      "GPU of each node-local rank (default: GPU i for local rank i)"},
     {"comm", DL_OPT_STRING, O(comm), S(comm), "KIND", 0, 0,

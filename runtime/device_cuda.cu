@@ -213,14 +213,65 @@ static void cu_add_forward(dl_device *d, const float *a, const float *b, float *
  * the same ld, so C = op(A) op(B) (row-major) is computed as the column-major
  *   C^T[n,m] = op(B)^T[n,k] op(A)^T[k,m]
  * i.e. cublasSgemm with the operands swapped and the same op flags. */
+__global__ void to_bf16_kernel(const float *x, __nv_bfloat16 *y, size_t n)
+{
+    GRID_STRIDE_LOOP(i, n)
+    y[i] = __float2bfloat16_rn(x[i]);
+}
+
+/* Elements a row-major operand with `rows` rows of `cols` used columns spans. */
+static size_t operand_span(int rows, int cols, int ld)
+{
+    return rows > 0 && cols > 0 ? (size_t)(rows - 1) * (size_t)ld + (size_t)cols : 0;
+}
+
+/* Room for both bf16 operands.  Grows during the first step only (the GEMM
+ * shapes repeat every step); cudaFree waits for the kernels still reading
+ * the old buffer. */
+static __nv_bfloat16 *bf16_room(cuda_impl *g, size_t n)
+{
+    if (n > g->bf16_cap) {
+        if (g->bf16_scratch)
+            CUDA_CHECK(cudaFree(g->bf16_scratch));
+        g->bf16_scratch = NULL, g->bf16_cap = 0;
+        cudaError_t e = cudaMalloc((void **)&g->bf16_scratch, n * sizeof(__nv_bfloat16));
+        if (e == cudaErrorMemoryAllocation)
+            cuda_fatal(__FILE__, __LINE__, "cudaMalloc (bf16 GEMM operands)", "out of GPU memory",
+                       "try a smaller --batch");
+        CUDA_CHECK(e);
+        g->bf16_cap = n;
+    }
+    return g->bf16_scratch;
+}
+
+static void gemm_bf16(dl_device *d, cublasOperation_t op_b, cublasOperation_t op_a, int m, int n,
+                      int k, float alpha, const float *a, int lda, size_t span_a, const float *b,
+                      int ldb, size_t span_b, float beta, float *c, int ldc)
+{
+    cuda_impl *g = cuda_of(d);
+    size_t a_room = (span_a + 7) & ~(size_t)7; /* 16-byte aligned operands for tensor cores */
+    __nv_bfloat16 *a16 = bf16_room(g, a_room + span_b), *b16 = a16 + a_room;
+    CUDA_LAUNCH(d, to_bf16_kernel, cuda_grid(span_a), CUDA_THREADS, 0, a, a16, span_a);
+    CUDA_LAUNCH(d, to_bf16_kernel, cuda_grid(span_b), CUDA_THREADS, 0, b, b16, span_b);
+    CUBLAS_CHECK(cublasGemmEx(g->blas, op_b, op_a, n, m, k, &alpha, b16, CUDA_R_16BF, ldb, a16,
+                              CUDA_R_16BF, lda, &beta, c, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT));
+}
+
 void cuda_gemm(dl_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
                const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
     if (m <= 0 || n <= 0)
         return;
-    CUBLAS_CHECK(cublasSgemm(cuda_of(d)->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                             trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, ldb, a, lda,
-                             &beta, c, ldc));
+    cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    size_t span_a = trans_a ? operand_span(k, m, lda) : operand_span(m, k, lda);
+    size_t span_b = trans_b ? operand_span(n, k, ldb) : operand_span(k, n, ldb);
+    if (cuda_of(d)->bf16 && span_a && span_b)
+        gemm_bf16(d, op_b, op_a, m, n, k, alpha, a, lda, span_a, b, ldb, span_b, beta, c, ldc);
+    else
+        CUBLAS_CHECK(cublasSgemm(cuda_of(d)->blas, op_b, op_a, n, m, k, &alpha, b, ldb, a, lda,
+                                 &beta, c, ldc));
     if (cuda_of(d)->sync_each_launch)
         CUDA_CHECK(cudaStreamSynchronize(cuda_stream(d)));
 }
@@ -330,6 +381,8 @@ static dl_device *open_failed(char *why, size_t why_size, const char *fmt, ...)
 
 static void impl_release(cuda_impl *g)
 {
+    if (g->bf16_scratch)
+        cudaFree(g->bf16_scratch);
     for (int b = 0; b < 2; b++) {
         if (g->pinned[b])
             cudaFreeHost(g->pinned[b]);
@@ -467,16 +520,22 @@ extern "C" void dl_device_cuda_destroy(dl_device *d)
     free(d);
 }
 
-extern "C" dl_status dl_device_cuda_set_tf32(dl_device *d, int enable)
+extern "C" dl_status dl_device_cuda_set_precision(dl_device *d, dl_cuda_precision p)
 {
     cuda_impl *g = cuda_of(d);
-    cublasStatus_t s =
-        cublasSetMathMode(g->blas, enable ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+    cublasStatus_t s = cublasSetMathMode(g->blas, p == DL_CUDA_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                                    : CUBLAS_DEFAULT_MATH);
     if (s != CUBLAS_STATUS_SUCCESS)
         return dl_fail(DL_ERR_DEVICE, "cublasSetMathMode: %s: %s", cublasGetStatusName(s),
                        cublasGetStatusString(s));
-    g->tf32 = enable != 0;
+    g->tf32 = p == DL_CUDA_TF32;
+    g->bf16 = p == DL_CUDA_BF16;
     return DL_OK;
+}
+
+extern "C" dl_status dl_device_cuda_set_tf32(dl_device *d, int enable)
+{
+    return dl_device_cuda_set_precision(d, enable ? DL_CUDA_TF32 : DL_CUDA_FP32);
 }
 
 extern "C" void *dl_device_cuda_stream(dl_device *d) { return (void *)cuda_stream(d); }

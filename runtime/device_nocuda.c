@@ -25,6 +25,12 @@ dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size)
 
 void dl_device_cuda_destroy(dl_device *d) { (void)d; }
 
+dl_status dl_device_cuda_set_precision(dl_device *d, dl_cuda_precision p)
+{
+    (void)d, (void)p;
+    return dl_fail(DL_ERR_DEVICE, "%s", no_cuda);
+}
+
 dl_status dl_device_cuda_set_tf32(dl_device *d, int enable)
 {
     (void)d, (void)enable;

@@ -10,9 +10,12 @@ Default cases (the issue's list): resnet50 at 3x224x224 batch 64 and 128 in
 bf16 (PyTorch: autocast, channels-last) and fp32; resnet20 and lenet at
 28x28 batch 128 in fp32.  FLOPs per image are dltrain's own count (6 x the
 forward multiply-adds: forward, input gradient, weight gradient), applied to
-both tools.  dltrain refuses --precision bf16 (not implemented yet): such a
-row shows the refusal, and dltrain's tf32 figure beside PyTorch's bf16 one,
-labelled as such, never passed off as bf16.  --json FILE keeps every figure.
+both tools.  The two bf16 modes differ: dltrain --precision bf16 rounds the
+GEMM inputs to bf16 (tensor cores, fp32 accumulation) but keeps activations
+in fp32, while PyTorch's autocast also stores activations in bf16 (half the
+memory traffic).  Should a dltrain build refuse a precision, the row shows the
+refusal and dltrain's tf32 figure beside it, marked with *, never passed off
+as the precision asked for.  --json FILE keeps every figure.
 Needs no MPI and no network."""
 import argparse
 import json

@@ -62,15 +62,17 @@ with tempfile.TemporaryDirectory() as tmp:
                        r"device is the CPU", 2)
     expect_refusal(["train", "--device", "cpu", "--comm", "nccl"] + SYN + out_dir,
                    r"--comm nccl needs --device cuda", 2)
-    # bf16 is refused loudly, never trained in fp32 behind the user's back
-    expect_refusal(["train", "--precision", "bf16"] + SYN + out_dir,
-                   r"bf16 is not implemented yet|--precision bf16")
+    expect_refusal(["train", "--device", "cpu", "--precision", "bf16"] + SYN + out_dir,
+                   r"--precision bf16 needs --device cuda", 2)
 
     gpu, note = gpu_usable()
     print("device chosen by auto:", note)
     if not gpu:
         if not re.match(r"cpu \(auto: .+\), precision fp32$", note):
             failures.append((["auto summary"], 0, note))
+        # auto falls back to the CPU, which cannot do bf16: refused, never fp32 in disguise
+        expect_refusal(["train", "--precision", "bf16"] + SYN + out_dir,
+                       r"--precision bf16 needs --device cuda", 2)
         for cmd in (["train"] + SYN + out_dir, ["bench", "train", "--steps", "1"]):
             expect_refusal(cmd + ["--device", "cuda"], r"--device cuda: (no CUDA GPU|this dltrain "
                            r"was built without CUDA)", 1)
