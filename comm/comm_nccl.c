@@ -99,9 +99,11 @@ static dl_status cuda_check(cudaError_t e, const char *call, const char *file, i
                    cudaGetErrorName(e), cudaGetErrorString(e));
 }
 
+/* The call runs first: it may be what sets `comm` (ncclCommInitRankConfig). */
 #define NCCL_TRY(m, comm, call)                                                                  \
     do {                                                                                         \
-        dl_status s_ = nccl_check((comm), (m)->host->timeout_s, (call), #call, __FILE__, __LINE__); \
+        ncclResult_t r_ = (call);                                                                \
+        dl_status s_ = nccl_check((comm), (m)->host->timeout_s, r_, #call, __FILE__, __LINE__);   \
         if (s_ != DL_OK)                                                                         \
             return s_;                                                                           \
     } while (0)
@@ -266,9 +268,9 @@ static void stop_watchdog(nccl_impl *m)
 /* Releases everything but the host backend. */
 static void release(nccl_impl *m)
 {
-    stop_watchdog(m);
-    if (m->stream)
+    if (m->stream) /* the watchdog still guards this wait */
         cudaStreamSynchronize(m->stream);
+    stop_watchdog(m);
     if (m->nccl) {
         ncclResult_t r = ncclCommFinalize(m->nccl);
         if (r == ncclInProgress)
@@ -411,9 +413,8 @@ static dl_status nccl_split(dl_comm *c, int color, int key, dl_comm **out)
         return st;
     ncclConfig_t cfg = nonblocking_config();
     ncclComm_t sub = NULL;
-    st = nccl_check(m->nccl, c->timeout_s,
-                    ncclCommSplit(m->nccl, color >= 0 ? color : NCCL_SPLIT_NOCOLOR, key, &sub, &cfg),
-                    "ncclCommSplit", __FILE__, __LINE__);
+    ncclResult_t r = ncclCommSplit(m->nccl, color >= 0 ? color : NCCL_SPLIT_NOCOLOR, key, &sub, &cfg);
+    st = nccl_check(m->nccl, c->timeout_s, r, "ncclCommSplit", __FILE__, __LINE__);
     if (st == DL_OK && sub)
         st = nccl_check(sub, c->timeout_s, ncclInProgress, "ncclCommSplit (settling)", __FILE__,
                         __LINE__);

@@ -33,7 +33,7 @@ static void usage(FILE *f)
 
 static void version(void)
 {
-    printf("dltrain %s (CPU%s%s%s)\n", DLTRAIN_VERSION,
+    printf("dltrain %s (CPU%s%s%s%s)\n", DLTRAIN_VERSION,
 #ifdef DLTRAIN_HAVE_BLAS
            " + OpenBLAS",
 #else
@@ -45,7 +45,12 @@ static void version(void)
            "",
 #endif
 #ifdef DLTRAIN_HAVE_CUDA
-           ", CUDA"
+           ", CUDA + cuBLAS",
+#else
+           "",
+#endif
+#ifdef DLTRAIN_HAVE_NCCL
+           ", NCCL"
 #else
            ""
 #endif
