@@ -71,6 +71,14 @@ static int fail_alone(const trainer *t, int code)
     return code;
 }
 
+/* Gradients go through the comm backend on several ranks, and on one rank
+ * when a real backend was asked for (--comm nccl on one GPU runs the whole
+ * NCCL path); the local backend's average of one rank is skipped. */
+static int averages_gradients(const trainer *t)
+{
+    return t->ctx->world > 1 || t->ctx->comm != dl_comm_local();
+}
+
 static dl_status make_schedule(trainer *t)
 {
     const dl_train_opts *o = t->o;
@@ -166,7 +174,7 @@ static dl_status setup(trainer *t)
         st = dl_loader_init(&t->test_ld, &t->test, o->eval_batch ? o->eval_batch : o->batch, rank,
                             world, t->prog.seed, 0, 0);
     t->steps_per_epoch = dl_loader_steps_per_epoch(&t->train_ld);
-    if (st == DL_OK && t->ctx->world > 1)
+    if (st == DL_OK && averages_gradients(t))
         st = dl_buckets_init(&t->buckets, t->ctx->comm, t->net.grads, t->net.n_params,
                              (size_t)(o->bucket_mb * 1048576.0 / sizeof(float)));
     return st;
@@ -243,7 +251,7 @@ static step_result train_step(trainer *t, const dl_batch *b, dl_phase_times *tm,
     double l;
     int correct;
     dl_net_set_batch(net, b->images, b->labels, b->n);
-    dl_stepper stepper = {net, t->ctx->world > 1 ? &t->buckets : NULL, !t->o->no_overlap};
+    dl_stepper stepper = {net, averages_gradients(t) ? &t->buckets : NULL, !t->o->no_overlap};
     dl_status st = dl_step_forward_backward(&stepper, &l, &correct, tm);
     /* Ranks decide together whether to go on: a NaN on one rank or a signal
      * to one rank stops all of them at the same step. */

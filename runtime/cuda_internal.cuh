@@ -42,6 +42,7 @@ typedef struct cuda_impl {
     /* input pipeline (upload_batch) */
     cudaStream_t copy_stream;
     cudaEvent_t fence;        /* compute stream at the last upload_batch call */
+    int fence_recorded;
     cudaEvent_t copied[2];    /* the copy into buffer b is done */
     void *pinned[2];          /* staging for buffer b, grown on first use */
     size_t pinned_cap[2];

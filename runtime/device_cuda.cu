@@ -110,6 +110,10 @@ static void cu_upload_batch(dl_device *d, int buf, void *dst, const dl_host_part
     }
     for (int i = 0; i < n_parts; i++)
         memcpy((char *)g->pinned[b] + parts[i].dst_off, parts[i].src, parts[i].bytes);
+    if (!g->fence_recorded) { /* first batch: after everything queued so far (alloc's memsets) */
+        CUDA_CHECK(cudaEventRecord(g->fence, g->stream));
+        g->fence_recorded = 1;
+    }
     CUDA_CHECK(cudaStreamWaitEvent(g->copy_stream, g->fence, 0));
     CUDA_CHECK(cudaEventRecord(g->fence, g->stream));
     for (int i = 0; i < n_parts; i++)

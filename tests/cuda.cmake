@@ -23,3 +23,16 @@ if(DLTRAIN_HAVE_CUDA)
     endforeach()
   endforeach()
 endif()
+# Whole training runs on the GPU against the CPU, NCCL with one rank, tf32 and
+# bf16, and (with MPI) two ranks sharing the GPU; see tests/test_gpu_train.py.
+if(DLTRAIN_HAVE_CUDA)
+  set(dltrain_gpu_mpiexec "")
+  if(DLTRAIN_HAVE_MPI AND MPIEXEC_EXECUTABLE)
+    set(dltrain_gpu_mpiexec ${MPIEXEC_EXECUTABLE})
+  endif()
+  add_test(NAME gpu_train
+           COMMAND ${DLTRAIN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_gpu_train.py
+                   $<TARGET_FILE:dltrain> "${dltrain_gpu_mpiexec}")
+  set_tests_properties(gpu_train PROPERTIES LABELS "gpu" SKIP_RETURN_CODE 77 TIMEOUT 1800
+                       RUN_SERIAL ON)
+endif()
