@@ -72,11 +72,11 @@ static int fail_alone(const trainer *t, int code)
 }
 
 /* Gradients go through the comm backend on several ranks, and on one rank
- * when a real backend was asked for (--comm nccl on one GPU runs the whole
- * NCCL path); the local backend's average of one rank is skipped. */
+ * under --comm nccl, which then runs the whole NCCL path on one GPU (the
+ * average of one rank is skipped otherwise). */
 static int averages_gradients(const trainer *t)
 {
-    return t->ctx->world > 1 || t->ctx->comm != dl_comm_local();
+    return t->ctx->world > 1 || strcmp(t->ctx->comm->name, "nccl") == 0;
 }
 
 static dl_status make_schedule(trainer *t)
