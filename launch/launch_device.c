@@ -95,6 +95,13 @@ static int choose_gpu(const dl_ctx *ctx, const char *gpus, int count, const char
     return listed[ctx->local_rank];
 }
 
+int dl_launch_listed_gpu(const dl_ctx *ctx, const char *gpus)
+{
+    int listed[MAX_LISTED_GPUS];
+    int n = gpus && gpus[0] ? parse_gpu_list(gpus, listed, MAX_LISTED_GPUS) : 0;
+    return ctx->local_rank < n ? listed[ctx->local_rank] : -1;
+}
+
 static int set_precision(dl_ctx *ctx, const char *precision, const char *cmd)
 {
     if (ctx->dev->kind != DL_DEVICE_CUDA) {

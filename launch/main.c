@@ -113,7 +113,7 @@ int dl_cmd_train(int argc, char **argv)
         ctx.is_tty = ctx.rank == 0 && isatty(2);
         if (ctx.rank > 0 && o.log_all && redirect_rank_log(&o, &ctx))
             ctx.comm->abort(ctx.comm, 1);
-        dl_launch_place(&ctx, !o.no_bind);
+        dl_launch_place(&ctx, !o.no_bind, dl_launch_listed_gpu(&ctx, o.gpus));
         rc = open_device_and_comm(&ctx, &o);
         if (rc == 0)
             rc = dl_train_run(&o, &ctx);
