@@ -34,13 +34,13 @@ PEAKS = {
     "A100": {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0},
 }
 
-CASES = [  # model, shape, batch, precision
-    ("resnet50", "3x224x224", 64, "bf16"),
-    ("resnet50", "3x224x224", 128, "bf16"),
-    ("resnet50", "3x224x224", 64, "fp32"),
-    ("resnet50", "3x224x224", 128, "fp32"),
-    ("resnet20", "1x28x28", 128, "fp32"),
-    ("lenet", "1x28x28", 128, "fp32"),
+CASES = [  # model, shape, classes, batch, precision
+    ("resnet50", "3x224x224", 1000, 64, "bf16"),
+    ("resnet50", "3x224x224", 1000, 128, "bf16"),
+    ("resnet50", "3x224x224", 1000, 64, "fp32"),
+    ("resnet50", "3x224x224", 1000, 128, "fp32"),
+    ("resnet20", "1x28x28", 10, 128, "fp32"),
+    ("lenet", "1x28x28", 10, 128, "fp32"),
 ]
 
 
@@ -61,9 +61,9 @@ def run(cmd, timeout):
         return 124, f"timed out after {timeout} s"
 
 
-def dltrain_case(a, model, shape, batch, precision):
+def dltrain_case(a, model, shape, classes, batch, precision):
     cmd = [a.dltrain, "bench", "train", "--device", "cuda", "--model", model, "--data",
-           f"synthetic:{shape}:{a.classes}", "--batch", str(batch), "--precision", precision,
+           f"synthetic:{shape}:{classes}", "--batch", str(batch), "--precision", precision,
            "--steps", str(a.steps), "--warmup", str(a.warmup), "--repeats", str(a.repeats)]
     rc, out = run(cmd, a.timeout)
     ips = re.search(r"([\d.]+) images/s", out)
@@ -76,9 +76,9 @@ def dltrain_case(a, model, shape, batch, precision):
             "output": out.strip().splitlines(), "cmd": " ".join(cmd)}
 
 
-def torch_case(a, model, shape, batch, precision):
+def torch_case(a, model, shape, classes, batch, precision):
     cmd = [a.python, os.path.join(ROOT, "scripts", "bench_torch.py"), "--device", "cuda",
-           "--model", model, "--shape", shape, "--classes", str(a.classes), "--batch", str(batch),
+           "--model", model, "--shape", shape, "--classes", str(classes), "--batch", str(batch),
            "--precision", precision, "--steps", str(a.steps), "--warmup", str(a.warmup),
            "--repeats", str(a.repeats)]
     if precision == "bf16":
@@ -100,7 +100,6 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dltrain", default=os.path.join(ROOT, "build", "launch", "dltrain"))
     p.add_argument("--python", default=sys.executable)
-    p.add_argument("--classes", type=int, default=1000)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3)
@@ -116,19 +115,18 @@ def main():
     print(f"{'model':9} {'batch':>5} {'prec':5} {'dltrain img/s':>14} {'torch img/s':>12} "
           f"{'ratio':>6} {'dl TFLOP/s':>10} {'torch TFLOP/s':>13} {'peak':>6}")
     results = []
-    for model, shape, batch, precision in CASES:
+    for model, shape, classes, batch, precision in CASES:
         if a.only and a.only != model:
             continue
-        classes_shape = shape
-        d = dltrain_case(a, model, classes_shape, batch, precision)
+        d = dltrain_case(a, model, shape, classes, batch, precision)
         dl_prec = precision
         if not d["ok"] and precision == "bf16":
             d["refused"] = d["output"]
-            d = dict(dltrain_case(a, model, classes_shape, batch, "tf32"), refused=d["output"])
+            d = dict(dltrain_case(a, model, shape, classes, batch, "tf32"), refused=d["output"])
             dl_prec = "tf32"
-        t = torch_case(a, model, classes_shape, batch, precision)
+        t = torch_case(a, model, shape, classes, batch, precision)
         gfi = d.get("gflop_per_image")
-        row = {"model": model, "shape": shape, "batch": batch, "precision": precision,
+        row = {"model": model, "shape": shape, "classes": classes, "batch": batch, "precision": precision,
                "dltrain_precision": dl_prec, "dltrain": d, "torch": t}
         dl_ips = d["images_per_s"] if d["ok"] else None
         t_ips = t["images_per_s"] if t["ok"] else None
@@ -140,7 +138,8 @@ def main():
         results.append(row)
 
         def f(v, fmt):
-            return format(v, fmt) if v is not None else "-"
+            width = int(fmt.split(".")[0])
+            return format(v, fmt) if v is not None else "-".rjust(width)
         label = precision if dl_prec == precision else f"{precision}*"
         print(f"{model:9} {batch:5d} {label:5} {f(dl_ips, '14.1f')} {f(t_ips, '12.1f')} "
               f"{f(ratio, '6.2f')} {f(dl_tf, '10.2f')} {f(t_tf, '13.2f')} {f(peak, '6.0f')}")
