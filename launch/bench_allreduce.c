@@ -15,8 +15,10 @@
  *   mpirun -np 4 dltrain bench allreduce --max-bytes 268435456 --json ar.json
  *   dltrain predict --allreduce-json ar.json ...   (calibrates the model)
  *
- * Host memory only: GPU buffers (H2D/D2H copies, NCCL) come with --device cuda
- * in a later version. */
+ * --device cuda puts the buffer in GPU memory: --backend nccl reduces it
+ * with NCCL (the training path), --backend mpi stages it through pinned host
+ * memory (comm_staged.c).  The clock stops when the GPU has the result
+ * (the device is synchronised after each wait). */
 #include <float.h>
 #include <math.h>
 #include <stddef.h>
@@ -35,7 +37,7 @@ typedef struct {
     long min_bytes, max_bytes;
     double factor, timeout_s;
     int iters, warmup;
-    char backend[16], json[512];
+    char backend[16], json[512], device[16], gpus[256];
 } ar_opts;
 
 #define O(f) offsetof(ar_opts, f)
@@ -51,7 +53,12 @@ static const dl_option ar_options[] = {
     {"warmup", DL_OPT_INT, O(warmup), 0, "N", 0, 1000000,
      "untimed iterations per size (default 5)"},
     {"backend", DL_OPT_STRING, O(backend), S(backend), "NAME", 0, 0,
-     "auto (default: mpi under mpirun/srun, else local), mpi, local (one rank)"},
+     "auto (default: nccl with --device cuda under mpirun where built with NCCL, else mpi "
+     "under mpirun/srun, else local), mpi, nccl, local (one rank)"},
+    {"device", DL_OPT_STRING, O(device), S(device), "KIND", 0, 0,
+     "where the buffer lives: cpu (default, host memory) or cuda (GPU memory)"},
+    {"gpus", DL_OPT_STRING, O(gpus), S(gpus), "I,J,..", 0, 0,
+     "--device cuda: GPU of each node-local rank (default: GPU i for local rank i)"},
     {"timeout", DL_OPT_DOUBLE, O(timeout_s), 0, "S", 1, 1e6,
      "abort when one all-reduce makes no progress this long (default 60)"},
     {"json", DL_OPT_STRING, O(json), S(json), "FILE", 0, 0,
@@ -63,8 +70,8 @@ static const char ar_usage[] =
     "All-reduce (float32 average, the gradient path) over message sizes: time, algorithm\n"
     "and bus bandwidth (nccl-tests definitions), and a correctness check.\n"
     "  mpirun -np 4 dltrain bench allreduce [options]\n"
-    "Host memory only: GPU buffers (with their H2D/D2H copies, or NCCL) need --device cuda,\n"
-    "which a later version adds.  Exit status 1 when any element came back wrong.";
+    "--device cuda: the buffer in GPU memory, reduced by NCCL or staged through MPI.\n"
+    "Exit status 1 when any element came back wrong.";
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -94,22 +101,30 @@ typedef struct {
 
 /* One message size: warm-up, timed iterations, correctness.  Every rank
  * returns the same result (times and errors are shared). */
-static dl_status run_size(dl_comm *c, const ar_opts *o, float *buf, size_t count, double *times,
-                          double *shared, ar_result *res)
+/* One all-reduce of x (host or device memory), complete when it returns:
+ * with a GPU buffer, wait only orders the device's stream, so sync it. */
+static dl_status reduce_once(dl_comm *c, dl_device *dev, float *x, size_t count)
+{
+    dl_status st = c->allreduce_avg_start(c, x, count, 0);
+    if (st == DL_OK)
+        st = c->allreduce_wait(c, 0, NULL);
+    if (st == DL_OK && dev)
+        dev->sync(dev);
+    return st;
+}
+
+/* buf is host memory; dbuf is the buffer reduced (== buf without a device). */
+static dl_status run_size(dl_comm *c, dl_device *dev, const ar_opts *o, float *buf, float *dbuf,
+                          size_t count, double *times, double *shared, ar_result *res)
 {
     dl_status st = DL_OK;
-    for (int i = 0; st == DL_OK && i < o->warmup; i++) {
-        st = c->allreduce_avg_start(c, buf, count, 0);
-        if (st == DL_OK)
-            st = c->allreduce_wait(c, 0, NULL);
-    }
+    for (int i = 0; st == DL_OK && i < o->warmup; i++)
+        st = reduce_once(c, dev, dbuf, count);
     for (int i = 0; st == DL_OK && i < o->iters; i++) {
         st = c->barrier(c);
         double t0 = dl_now();
         if (st == DL_OK)
-            st = c->allreduce_avg_start(c, buf, count, 0);
-        if (st == DL_OK)
-            st = c->allreduce_wait(c, 0, NULL);
+            st = reduce_once(c, dev, dbuf, count);
         times[i] = dl_now() - t0;
     }
     if (st != DL_OK)
@@ -120,11 +135,13 @@ static dl_status run_size(dl_comm *c, const ar_opts *o, float *buf, size_t count
 
     for (size_t i = 0; i < count; i++)
         buf[i] = pattern(i, c->rank);
-    st = c->allreduce_avg_start(c, buf, count, 0);
-    if (st == DL_OK)
-        st = c->allreduce_wait(c, 0, NULL);
+    if (dev)
+        dev->upload(dev, dbuf, buf, sizeof(float) * count);
+    st = reduce_once(c, dev, dbuf, count);
     if (st != DL_OK)
         return st;
+    if (dev)
+        dev->download(dev, buf, dbuf, sizeof(float) * count);
     long errors = 0;
     for (size_t i = 0; i < count; i++) {
         double want = expected(i, c->world);
@@ -151,10 +168,12 @@ static dl_status run_size(dl_comm *c, const ar_opts *o, float *buf, size_t count
     return DL_OK;
 }
 
-static void print_header(FILE *f, const dl_comm *c, const ar_opts *o)
+static void print_header(FILE *f, const dl_ctx *ctx, const ar_opts *o)
 {
+    const dl_comm *c = ctx->comm;
     fprintf(f, "bench allreduce: backend %s, %d rank%s, float32 average (allreduce_avg_start/"
-               "wait), host memory\n", c->name, c->world, c->world == 1 ? "" : "s");
+               "wait), %s memory\n", c->name, c->world, c->world == 1 ? "" : "s",
+            ctx->dev ? ctx->dev->name : "host");
     fprintf(f, "  %d warm-up and %d timed iterations per size, barrier before each; time = the "
                "slowest rank's median\n", o->warmup, o->iters);
     fprintf(f, "  busbw = algbw x 2(n-1)/n = algbw x %.4g\n",
@@ -174,13 +193,13 @@ static void print_row(FILE *f, const ar_result *r)
 }
 
 static int write_json(FILE *f, const dl_comm *c, const ar_opts *o, const ar_result *res, int n,
-                      long errors)
+                      long errors, int on_gpu)
 {
     fprintf(f, "{\"bench\":\"allreduce\",\"version\":1,\"backend\":\"%s\",\"world\":%d,"
-               "\"local_size\":%d,\"op\":\"avg\",\"dtype\":\"float32\",\"memory\":\"host\","
+               "\"local_size\":%d,\"op\":\"avg\",\"dtype\":\"float32\",\"memory\":\"%s\","
                "\"iters\":%d,\"warmup\":%d,\"min_bytes\":%ld,\"max_bytes\":%ld,\"factor\":%.6g,"
                "\"time\":\"slowest rank's median\",\"bus_factor\":%.17g,\"results\":[",
-            c->name, c->world, c->local_size, o->iters, o->warmup, o->min_bytes, o->max_bytes,
+            c->name, c->world, c->local_size, on_gpu ? "device" : "host", o->iters, o->warmup, o->min_bytes, o->max_bytes,
             o->factor, c->world > 1 ? 2.0 * (c->world - 1) / c->world : 0.0);
     for (int i = 0; i < n; i++)
         fprintf(f, "%s{\"bytes\":%.0f,\"count\":%.0f,\"time_us\":%.6g,\"time_us_mean\":%.6g,"
@@ -200,11 +219,16 @@ static int bench(dl_ctx *ctx, const ar_opts *o)
     double *shared = dl_alloc(sizeof(double) * (size_t)(c->world + 1), "rank timings");
     enum { MAX_SIZES = 512 };
     ar_result *res = dl_alloc(sizeof(ar_result) * MAX_SIZES, "results");
-    int failed = !buf || !times || !shared || !res, n_failed = 0, first = -1;
+    dl_device *dev = ctx->dev;
+    float *dbuf = dev ? dev->alloc(dev, sizeof(float) * max_count, "all-reduce buffer (reduce "
+                                   "--max-bytes)") : buf;
+    int failed = !buf || !dbuf || !times || !shared || !res, n_failed = 0, first = -1;
     if (dl_comm_agree(c, failed, &n_failed, &first) != DL_OK || n_failed) {
         if (failed)
             fprintf(stderr, "dltrain bench allreduce rank %d: %s\n", ctx->rank,
                     dl_error_message());
+        if (dev)
+            dev->free(dev, dbuf);
         free(buf), free(times), free(shared), free(res);
         return DL_EXIT_ERROR;
     }
@@ -213,13 +237,13 @@ static int bench(dl_ctx *ctx, const ar_opts *o)
     int json_stdout = strcmp(o->json, "-") == 0;
     FILE *out = ctx->rank == 0 && !json_stdout ? stdout : NULL;
     if (out)
-        print_header(out, c, o);
+        print_header(out, ctx, o);
     int n = 0;
     long errors = 0;
     dl_status st = DL_OK;
     for (double b = (double)o->min_bytes; b <= (double)o->max_bytes && n < MAX_SIZES;) {
         size_t count = (size_t)(b / 4);
-        st = run_size(c, o, buf, count, times, shared, &res[n]);
+        st = run_size(c, dev, o, buf, dbuf, count, times, shared, &res[n]);
         if (st != DL_OK)
             break;
         errors += res[n].errors;
@@ -239,7 +263,8 @@ static int bench(dl_ctx *ctx, const ar_opts *o)
                     errors ? "FAILED" : "every size correct");
         if (o->json[0]) {
             FILE *f = json_stdout ? stdout : fopen(o->json, "w");
-            if (!f || write_json(f, c, o, res, n, errors) != 0 || (!json_stdout && fclose(f))) {
+            if (!f || write_json(f, c, o, res, n, errors, dev != NULL) != 0 ||
+                (!json_stdout && fclose(f))) {
                 fprintf(stderr, "dltrain bench allreduce: cannot write %s\n", o->json);
                 rc = DL_EXIT_ERROR;
             }
@@ -247,24 +272,60 @@ static int bench(dl_ctx *ctx, const ar_opts *o)
     }
     if (errors && rc == DL_EXIT_OK)
         rc = DL_EXIT_ERROR;
+    if (dev)
+        dev->free(dev, dbuf);
     free(buf), free(times), free(shared), free(res);
     return rc;
+}
+
+/* Collective: every rank opens its GPU; if one cannot, all stop.  Then the
+ * backend for GPU buffers goes on top of the host one. */
+static int open_gpu(dl_ctx *ctx, const ar_opts *o)
+{
+    int rc = dl_launch_device(ctx, "cuda", o->gpus, "fp32", 0, "bench allreduce");
+    int n_failed = 0, first = -1;
+    if (dl_comm_agree(ctx->comm, rc != 0, &n_failed, &first) != DL_OK)
+        return DL_EXIT_ERROR;
+    if (n_failed) {
+        if (ctx->rank == 0 && rc == 0)
+            fprintf(stderr, "dltrain bench allreduce: rank %d could not open its GPU (its "
+                    "message is above)\n", first);
+        return rc ? rc : DL_EXIT_ERROR;
+    }
+    const char *choice = strcmp(o->backend, "nccl") == 0 ? "nccl"
+                         : strcmp(o->backend, "auto") == 0 ? "auto" : "mpi";
+    return dl_launch_comm_backend(ctx, choice, "bench allreduce");
 }
 
 int dl_bench_allreduce(int argc, char **argv)
 {
     ar_opts o = {.min_bytes = 4, .max_bytes = 128L << 20, .factor = 2, .iters = 20, .warmup = 5,
-                 .timeout_s = 60, .backend = "auto"};
+                 .timeout_s = 60, .backend = "auto", .device = "cpu"};
     /* Options first: every rank parses the same command line, so all stop alike
      * before MPI is started. */
     int r = dl_options_parse(ar_options, &o, argc, argv, "bench allreduce", ar_usage);
     if (r)
         return r == 1 ? DL_EXIT_OK : r;
-    if (strcmp(o.backend, "auto") && strcmp(o.backend, "mpi") && strcmp(o.backend, "local")) {
+    if (strcmp(o.backend, "auto") && strcmp(o.backend, "mpi") && strcmp(o.backend, "local") &&
+        strcmp(o.backend, "nccl")) {
         fprintf(stderr, "dltrain bench allreduce: unknown backend '%s' (choose from auto, mpi, "
-                "local; nccl comes with --device cuda)\n", o.backend);
+                "nccl, local)\n", o.backend);
         return DL_EXIT_USAGE;
     }
+    if (strcmp(o.device, "cpu") && strcmp(o.device, "cuda")) {
+        fprintf(stderr, "dltrain bench allreduce: unknown --device '%s' (choose cpu or cuda)\n",
+                o.device);
+        return DL_EXIT_USAGE;
+    }
+    int on_gpu = strcmp(o.device, "cuda") == 0;
+    if (!on_gpu && (strcmp(o.backend, "nccl") == 0 || o.gpus[0])) {
+        fprintf(stderr, "dltrain bench allreduce: %s needs --device cuda\n",
+                o.gpus[0] ? "--gpus" : "--backend nccl");
+        return DL_EXIT_USAGE;
+    }
+    r = dl_launch_check_device_names("cuda", "fp32", NULL, o.gpus, "bench allreduce");
+    if (r >= 0)
+        return r;
     if (o.min_bytes % 4 || o.max_bytes % 4 || o.min_bytes > o.max_bytes) {
         fprintf(stderr, "dltrain bench allreduce: --min-bytes and --max-bytes must be multiples of "
                 "4 (float32) with min <= max, got %ld and %ld\n", o.min_bytes, o.max_bytes);
@@ -287,8 +348,11 @@ int dl_bench_allreduce(int argc, char **argv)
     else if ((r = dl_launch_comm(&ctx, &argc, &argv)))
         return r;
     ctx.comm->timeout_s = o.timeout_s;
-    r = bench(&ctx, &o);
+    r = on_gpu ? open_gpu(&ctx, &o) : 0;
+    if (r == 0)
+        r = bench(&ctx, &o);
     if (ctx.comm != dl_comm_local())
         dl_launch_finish(&ctx);
+    dl_launch_device_close(&ctx);
     return r;
 }

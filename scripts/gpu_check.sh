@@ -81,6 +81,12 @@ step "train --precision tf32" tf32.log \
     "$DLTRAIN" train --device cuda --precision tf32 --model resnet20 \
     --data synthetic:3x32x32:10 --epochs 1 --max-steps 30 --out "$OUT/tf32-run" --no-progress
 
+# NCCL all-reduce on GPU buffers, one rank (nccl-tests style table).
+step "bench allreduce --device cuda --backend nccl" allreduce-nccl.log \
+    "$DLTRAIN" bench allreduce --device cuda --backend nccl --max-bytes 268435456 \
+    --json "$OUT/allreduce-nccl.json"
+tail -3 "$OUT/allreduce-nccl.log" | sed 's/^/  /' | tee -a "$SUMMARY"
+
 # Benchmarks against PyTorch on the same GPU.
 QFLAG=""
 if [ "$QUICK" = 1 ]; then QFLAG=--quick; fi

@@ -98,6 +98,14 @@ with tempfile.TemporaryDirectory() as tmp:
         print("ok  " if ok else "FAIL", "mpiexec -np 2 train --device cuda ->", p.returncode)
         if not ok:
             failures.append((["mpiexec --device cuda"], p.returncode, p.stderr))
+        p = subprocess.run([mpiexec, "--oversubscribe", "-np", "2", DLTRAIN, "bench", "allreduce",
+                            "--device", "cuda", "--max-bytes", "64"], capture_output=True,
+                           text=True, timeout=120, env=env)
+        ok = p.returncode != 0 and p.stderr.count("--device cuda: ") == 2
+        print("ok  " if ok else "FAIL", "mpiexec -np 2 bench allreduce --device cuda ->",
+              p.returncode)
+        if not ok:
+            failures.append((["mpiexec bench allreduce --device cuda"], p.returncode, p.stderr))
 
 for args, rc, err in failures:
     print("FAILED:", " ".join(args), "rc", rc, "\n", err, file=sys.stderr)

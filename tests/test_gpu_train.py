@@ -12,7 +12,9 @@
      (bf16) of fp32 at every step.  Small learning rate (0.005): on random
      synthetic data a larger one makes the first steps jump, which magnifies
      rounding differences.  These limits are estimates, not yet tried on a GPU.
-  4. With mpiexec and an MPI build: two ranks sharing the GPU through
+  4. `dltrain bench allreduce --device cuda` with NCCL and the local backend
+     on one GPU: every element of every size correct.
+  5. With mpiexec and an MPI build: two ranks sharing the GPU through
      --comm mpi (staged through pinned memory) match two CPU ranks within
      1e-3; two ranks on one GPU with --comm nccl either work or stop with a
      message, within the timeout, never hang.
@@ -112,6 +114,16 @@ for model, data in CASES:
             failures.append(f"{model} {prec}: {e4}")
         else:
             compare(f"{model} cuda {prec} vs fp32", low, gpu, 0.05 if prec == "tf32" else 0.1)
+
+# the NCCL all-reduce itself, on GPU buffers, checked element by element
+for backend in ("nccl", "local"):
+    p = subprocess.run([DLTRAIN, "bench", "allreduce", "--device", "cuda", "--backend", backend,
+                        "--max-bytes", "4194304", "--iters", "3", "--warmup", "1"],
+                       capture_output=True, text=True, timeout=300)
+    ok = p.returncode == 0 and "every size correct" in p.stdout
+    print("ok  " if ok else "FAIL", f"bench allreduce --device cuda --backend {backend}")
+    if not ok:
+        failures.append(f"bench allreduce {backend}: {p.stdout[-400:]} {p.stderr[-400:]}")
 
 if MPIEXEC:
     v = subprocess.run([DLTRAIN, "--version"], capture_output=True, text=True).stdout
