@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "common.h"
+#include "device.h"
 
 typedef struct dl_comm dl_comm;
 struct dl_comm {
@@ -51,5 +52,23 @@ dl_status dl_comm_agree(dl_comm *c, int failed, int *n_failed, int *first_failed
  * makes the others abort with its number instead of hanging. */
 dl_comm *dl_comm_mpi(int *argc, char ***argv);
 int dl_comm_mpi_available(void);
+
+/* The NCCL backend (comm_nccl.c): gradient buckets in GPU memory are averaged
+ * by NCCL on a communication stream of its own, ordered after the compute
+ * stream's work by events, so the host never waits for a bucket.  Host
+ * collectives (broadcast, metrics, the NCCL unique id) go through `host`
+ * (mpi, or local for one rank), which the backend owns from then on: its
+ * free frees `host` too.  A watchdog thread aborts the communicator when an
+ * NCCL error is reported or a bucket is pending longer than timeout_s.
+ * Returns NULL after dl_fail where dltrain was built without NCCL or set-up
+ * fails (`host` is then still the caller's). */
+dl_comm *dl_comm_nccl(dl_comm *host, dl_device *dev);
+int dl_comm_nccl_available(void);
+
+/* MPI over GPU gradients (comm_staged.c): each bucket is copied to pinned
+ * host memory on a copy stream, averaged by `host` and copied back; the
+ * compute stream waits on the copy back.  Owns `host` like dl_comm_nccl.
+ * NULL after dl_fail in a build without CUDA. */
+dl_comm *dl_comm_staged(dl_comm *host, dl_device *dev);
 
 #endif

@@ -28,24 +28,38 @@ static double expected(size_t i, int world)
     return s / world;
 }
 
-static dl_status avg_once(dl_comm *c, float *buf, size_t count)
+/* The buffer reduced: host memory, or GPU memory (dev) with a host copy for
+ * filling and checking it. */
+typedef struct sweep_mem {
+    dl_device *dev; /* NULL: host memory */
+    float *host;    /* [max_count] */
+    float *reduced; /* == host, or the device buffer */
+} sweep_mem;
+
+/* One complete all-reduce: with a GPU buffer, wait only orders the device's
+ * stream, so the clock stops after a device sync. */
+static dl_status avg_once(dl_comm *c, const sweep_mem *m, size_t count)
 {
-    dl_status st = c->allreduce_avg_start(c, buf, count, 0);
-    return st == DL_OK ? c->allreduce_wait(c, 0, NULL) : st;
+    dl_status st = c->allreduce_avg_start(c, m->reduced, count, 0);
+    if (st == DL_OK)
+        st = c->allreduce_wait(c, 0, NULL);
+    if (st == DL_OK && m->dev)
+        m->dev->sync(m->dev);
+    return st;
 }
 
 /* This rank's median time of o->iters timed iterations, in seconds. */
-static dl_status time_size(dl_comm *c, const dl_sweep_opts *o, float *buf, size_t count,
+static dl_status time_size(dl_comm *c, const dl_sweep_opts *o, const sweep_mem *m, size_t count,
                            double *times, double *median)
 {
     dl_status st = DL_OK;
     for (int i = 0; st == DL_OK && i < o->warmup; i++)
-        st = avg_once(c, buf, count);
+        st = avg_once(c, m, count);
     for (int i = 0; st == DL_OK && i < o->iters; i++) {
         st = c->barrier(c);
         double t0 = dl_now();
         if (st == DL_OK)
-            st = avg_once(c, buf, count);
+            st = avg_once(c, m, count);
         times[i] = dl_now() - t0;
     }
     if (st != DL_OK)
@@ -56,11 +70,16 @@ static dl_status time_size(dl_comm *c, const dl_sweep_opts *o, float *buf, size_
     return DL_OK;
 }
 
-static dl_status check_size(dl_comm *c, float *buf, size_t count, long *errors)
+static dl_status check_size(dl_comm *c, const sweep_mem *m, size_t count, long *errors)
 {
+    float *buf = m->host;
     for (size_t i = 0; i < count; i++)
         buf[i] = pattern(i, c->rank);
-    dl_status st = avg_once(c, buf, count);
+    if (m->dev)
+        m->dev->upload(m->dev, m->reduced, buf, sizeof(float) * count);
+    dl_status st = avg_once(c, m, count);
+    if (st == DL_OK && m->dev)
+        m->dev->download(m->dev, buf, m->reduced, sizeof(float) * count);
     *errors = 0;
     for (size_t i = 0; st == DL_OK && i < count; i++) {
         double want = expected(i, c->world);
@@ -71,14 +90,14 @@ static dl_status check_size(dl_comm *c, float *buf, size_t count, long *errors)
 }
 
 /* One message size; shared[0, world] is scratch for the ranks' results. */
-static dl_status run_size(dl_comm *c, const dl_sweep_opts *o, float *buf, size_t count,
+static dl_status run_size(dl_comm *c, const dl_sweep_opts *o, const sweep_mem *m, size_t count,
                           double *times, double *shared, dl_sweep_point *p)
 {
     double median = 0;
     long errors = 0;
-    dl_status st = time_size(c, o, buf, count, times, &median);
+    dl_status st = time_size(c, o, m, count, times, &median);
     if (st == DL_OK)
-        st = check_size(c, buf, count, &errors);
+        st = check_size(c, m, count, &errors);
     if (st != DL_OK)
         return st;
     /* shared[0, world): every rank's median; shared[world]: errors summed */
@@ -108,10 +127,14 @@ dl_status dl_allreduce_sweep(dl_comm *c, const dl_sweep_opts *o, dl_sweep_point 
         return dl_fail(DL_ERR_ARG, "all-reduce sweep: sizes must be multiples of 4 with "
                        "4 <= min <= max, factor > 1 and at least one timed iteration");
     size_t max_count = (size_t)(o->max_bytes / 4);
-    float *buf = dl_alloc(sizeof(float) * max_count, "all-reduce buffer (reduce --max-bytes)");
+    sweep_mem m = {o->dev, dl_alloc(sizeof(float) * max_count, "all-reduce buffer (reduce "
+                                    "--max-bytes)"), NULL};
+    m.reduced = !o->dev ? m.host
+                        : o->dev->alloc(o->dev, sizeof(float) * max_count,
+                                        "all-reduce GPU buffer (reduce --max-bytes)");
     double *times = dl_alloc(sizeof(double) * (size_t)o->iters, "timings");
     double *shared = dl_alloc(sizeof(double) * (size_t)(c->world + 1), "rank timings");
-    int failed = !buf || !times || !shared, n_failed = 0, first = -1;
+    int failed = !m.host || !m.reduced || !times || !shared, n_failed = 0, first = -1;
     char why[256] = "";
     if (failed)
         snprintf(why, sizeof why, "%s", dl_error_message());
@@ -120,10 +143,12 @@ dl_status dl_allreduce_sweep(dl_comm *c, const dl_sweep_opts *o, dl_sweep_point 
         st = dl_fail(DL_ERR_OOM, "all-reduce sweep: rank %d could not allocate its buffers%s%s",
                      first, failed ? ": " : "", why);
     for (size_t i = 0; st == DL_OK && i < max_count; i++)
-        buf[i] = pattern(i, c->rank);
+        m.host[i] = pattern(i, c->rank);
+    if (st == DL_OK && m.dev)
+        m.dev->upload(m.dev, m.reduced, m.host, sizeof(float) * max_count);
     for (double b = (double)o->min_bytes; st == DL_OK && b <= (double)o->max_bytes &&
                                           *n < max_points;) {
-        st = run_size(c, o, buf, (size_t)(b / 4), times, shared, &points[*n]);
+        st = run_size(c, o, &m, (size_t)(b / 4), times, shared, &points[*n]);
         if (st != DL_OK)
             break;
         if (on_point)
@@ -132,6 +157,8 @@ dl_status dl_allreduce_sweep(dl_comm *c, const dl_sweep_opts *o, dl_sweep_point 
         double next = floor(b * o->factor / 4) * 4; /* whole floats, always growing */
         b = next > b ? next : b + 4;
     }
-    free(buf), free(times), free(shared);
+    if (m.dev && m.reduced)
+        m.dev->free(m.dev, m.reduced);
+    free(m.host), free(times), free(shared);
     return st;
 }

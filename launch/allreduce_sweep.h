@@ -12,11 +12,13 @@
 #define DL_ALLREDUCE_SWEEP_H
 
 #include "../comm/comm.h"
+#include "../runtime/device.h"
 
 typedef struct dl_sweep_opts {
     long min_bytes, max_bytes; /* multiples of 4 (float32), min <= max */
     double factor;             /* next size = size x factor (> 1) */
     int iters, warmup;         /* timed and untimed iterations per size */
+    dl_device *dev;            /* NULL: host memory; else the buffer lives on this device */
 } dl_sweep_opts;
 
 typedef struct dl_sweep_point {

@@ -16,8 +16,10 @@
  *   mpirun -np 4 dltrain bench allreduce --max-bytes 268435456 --json ar.json
  *   dltrain predict --allreduce-json ar.json ...   (calibrates the model)
  *
- * Host memory only: GPU buffers (H2D/D2H copies, NCCL) come with --device cuda
- * in a later version. */
+ * --device cuda puts the buffer in GPU memory: --backend nccl reduces it
+ * with NCCL (the training path), --backend mpi stages it through pinned host
+ * memory (comm_staged.c).  The clock stops when the GPU has the result
+ * (the device is synchronised after each wait). */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +40,7 @@ typedef struct {
     long min_bytes, max_bytes;
     double factor, timeout_s;
     int iters, warmup;
-    char backend[16], json[512], report[512];
+    char backend[16], json[512], report[512], device[16], gpus[256];
 } ar_opts;
 
 #define O(f) offsetof(ar_opts, f)
@@ -54,7 +56,12 @@ static const dl_option ar_options[] = {
     {"warmup", DL_OPT_INT, O(warmup), 0, "N", 0, 1000000,
      "untimed iterations per size (default 5)"},
     {"backend", DL_OPT_STRING, O(backend), S(backend), "NAME", 0, 0,
-     "auto (default: mpi under mpirun/srun, else local), mpi, local (one rank)"},
+     "auto (default: nccl with --device cuda under mpirun where built with NCCL, else mpi "
+     "under mpirun/srun, else local), mpi, nccl, local (one rank)"},
+    {"device", DL_OPT_STRING, O(device), S(device), "KIND", 0, 0,
+     "where the buffer lives: cpu (default, host memory) or cuda (GPU memory)"},
+    {"gpus", DL_OPT_STRING, O(gpus), S(gpus), "I,J,..", 0, 0,
+     "--device cuda: GPU of each node-local rank (default: GPU i for local rank i)"},
     {"timeout", DL_OPT_DOUBLE, O(timeout_s), 0, "S", 1, 1e6,
      "abort when one all-reduce makes no progress this long (default 60)"},
     {"json", DL_OPT_STRING, O(json), S(json), "FILE", 0, 0,
@@ -68,13 +75,15 @@ static const char ar_usage[] =
     "All-reduce (float32 average, the gradient path) over message sizes: time, algorithm\n"
     "and bus bandwidth (nccl-tests definitions), and a correctness check.\n"
     "  mpirun -np 4 dltrain bench allreduce [options]\n"
-    "Host memory only: GPU buffers (with their H2D/D2H copies, or NCCL) need --device cuda,\n"
-    "which a later version adds.  Exit status 1 when any element came back wrong.";
+    "--device cuda: the buffer in GPU memory, reduced by NCCL or staged through MPI.\n"
+    "Exit status 1 when any element came back wrong.";
 
-static void print_header(FILE *f, const dl_comm *c, const ar_opts *o)
+static void print_header(FILE *f, const dl_ctx *ctx, const ar_opts *o)
 {
+    const dl_comm *c = ctx->comm;
     fprintf(f, "bench allreduce: backend %s, %d rank%s, float32 average (allreduce_avg_start/"
-               "wait), host memory\n", c->name, c->world, c->world == 1 ? "" : "s");
+               "wait), %s memory\n", c->name, c->world, c->world == 1 ? "" : "s",
+            ctx->dev ? ctx->dev->name : "host");
     fprintf(f, "  %d warm-up and %d timed iterations per size, barrier before each; time = the "
                "slowest rank's median\n", o->warmup, o->iters);
     fprintf(f, "  busbw = algbw x 2(n-1)/n = algbw x %.4g\n",
@@ -97,14 +106,14 @@ static void print_row(void *user, const dl_sweep_point *r)
 }
 
 static int write_json(FILE *f, const dl_comm *c, const ar_opts *o, const dl_sweep_point *res,
-                      int n, long errors)
+                      int n, long errors, int on_gpu)
 {
     fprintf(f, "{\"bench\":\"allreduce\",\"version\":1,\"backend\":\"%s\",\"world\":%d,"
-               "\"local_size\":%d,\"op\":\"avg\",\"dtype\":\"float32\",\"memory\":\"host\","
+               "\"local_size\":%d,\"op\":\"avg\",\"dtype\":\"float32\",\"memory\":\"%s\","
                "\"iters\":%d,\"warmup\":%d,\"min_bytes\":%ld,\"max_bytes\":%ld,\"factor\":%.6g,"
                "\"time\":\"slowest rank's median\",\"bus_factor\":%.17g,\"env\":",
-            c->name, c->world, c->local_size, o->iters, o->warmup, o->min_bytes, o->max_bytes,
-            o->factor, dl_sweep_bus_factor(c->world));
+            c->name, c->world, c->local_size, on_gpu ? "device" : "host", o->iters, o->warmup,
+            o->min_bytes, o->max_bytes, o->factor, dl_sweep_bus_factor(c->world));
     dl_run_env_json(f);
     char links[4096];
     fprintf(f, ",\"gpus\":");
@@ -132,7 +141,7 @@ static void command_line(char *out, size_t cap, int world, int argc, char **argv
 }
 
 static int write_report(const ar_opts *o, const dl_comm *c, const dl_sweep_point *res, int n,
-                        const char *command)
+                        const char *command, int on_gpu)
 {
     dl_report *r = calloc(1, sizeof *r);
     if (!r)
@@ -143,8 +152,8 @@ static int write_report(const ar_opts *o, const dl_comm *c, const dl_sweep_point
     strftime(r->generated, sizeof r->generated, "%Y-%m-%d %H:%M:%S", localtime(&now));
     char machine[400];
     dl_run_machine(machine, sizeof machine);
-    snprintf(r->machine, sizeof r->machine, "%s; backend %s, %d rank(s), host memory, float32",
-             machine, c->name, c->world);
+    snprintf(r->machine, sizeof r->machine, "%s; backend %s, %d rank(s), %s memory, float32",
+             machine, c->name, c->world, on_gpu ? "GPU" : "host");
     snprintf(r->commands, sizeof r->commands, "%s", command);
     int n_gpus = dl_run_gpu_links(r->topology, sizeof r->topology, NULL);
     if (n_gpus == 0)
@@ -169,17 +178,17 @@ static int write_report(const ar_opts *o, const dl_comm *c, const dl_sweep_point
 }
 
 static int write_outputs(const ar_opts *o, const dl_comm *c, const dl_sweep_point *res, int n,
-                         long errors, const char *command)
+                         long errors, const char *command, int on_gpu)
 {
     int rc = DL_EXIT_OK, json_stdout = strcmp(o->json, "-") == 0;
     if (o->json[0]) {
         FILE *f = json_stdout ? stdout : fopen(o->json, "w");
-        if (!f || write_json(f, c, o, res, n, errors) != 0 || (!json_stdout && fclose(f))) {
+        if (!f || write_json(f, c, o, res, n, errors, on_gpu) != 0 || (!json_stdout && fclose(f))) {
             fprintf(stderr, "dltrain bench allreduce: cannot write %s\n", o->json);
             rc = DL_EXIT_ERROR;
         }
     }
-    if (o->report[0] && write_report(o, c, res, n, command) != 0) {
+    if (o->report[0] && write_report(o, c, res, n, command, on_gpu) != 0) {
         fprintf(stderr, "dltrain bench allreduce: cannot write the report %s: %s\n", o->report,
                 dl_error_message());
         rc = DL_EXIT_ERROR;
@@ -195,8 +204,8 @@ static int bench(dl_ctx *ctx, const ar_opts *o, const char *command)
     int json_stdout = strcmp(o->json, "-") == 0;
     FILE *out = ctx->rank == 0 && !json_stdout ? stdout : NULL;
     if (out)
-        print_header(out, c, o);
-    dl_sweep_opts so = {o->min_bytes, o->max_bytes, o->factor, o->iters, o->warmup};
+        print_header(out, ctx, o);
+    dl_sweep_opts so = {o->min_bytes, o->max_bytes, o->factor, o->iters, o->warmup, ctx->dev};
     int n = 0;
     dl_status st = dl_allreduce_sweep(c, &so, res, MAX_SIZES, &n, print_row, out);
     long errors = 0;
@@ -210,32 +219,73 @@ static int bench(dl_ctx *ctx, const ar_opts *o, const char *command)
         if (out)
             fprintf(out, "\n  %ld element%s wrong in all (%s)\n", errors, errors == 1 ? "" : "s",
                     errors ? "FAILED" : "every size correct");
-        rc = write_outputs(o, c, res, n, errors, command);
+        rc = write_outputs(o, c, res, n, errors, command, ctx->dev != NULL);
     }
     if (errors && rc == DL_EXIT_OK)
         rc = DL_EXIT_ERROR;
     return rc;
 }
 
+/* Collective: every rank opens its GPU; if one cannot, all stop.  Then the
+ * backend for GPU buffers goes on top of the host one. */
+static int open_gpu(dl_ctx *ctx, const ar_opts *o)
+{
+    int rc = dl_launch_device(ctx, "cuda", o->gpus, "fp32", 0, "bench allreduce");
+    int n_failed = 0, first = -1;
+    if (dl_comm_agree(ctx->comm, rc != 0, &n_failed, &first) != DL_OK)
+        return DL_EXIT_ERROR;
+    if (n_failed) {
+        if (ctx->rank == 0 && rc == 0)
+            fprintf(stderr, "dltrain bench allreduce: rank %d could not open its GPU (its "
+                    "message is above)\n", first);
+        return rc ? rc : DL_EXIT_ERROR;
+    }
+    const char *choice = strcmp(o->backend, "nccl") == 0 ? "nccl"
+                         : strcmp(o->backend, "auto") == 0 ? "auto" : "mpi";
+    return dl_launch_comm_backend(ctx, choice, "bench allreduce");
+}
+
+/* Device, backend and size checks, before MPI starts; an exit status or -1. */
+static int check_options(const ar_opts *o)
+{
+    if (strcmp(o->backend, "auto") && strcmp(o->backend, "mpi") && strcmp(o->backend, "local") &&
+        strcmp(o->backend, "nccl")) {
+        fprintf(stderr, "dltrain bench allreduce: unknown backend '%s' (choose from auto, mpi, "
+                "nccl, local)\n", o->backend);
+        return DL_EXIT_USAGE;
+    }
+    if (strcmp(o->device, "cpu") && strcmp(o->device, "cuda")) {
+        fprintf(stderr, "dltrain bench allreduce: unknown --device '%s' (choose cpu or cuda)\n",
+                o->device);
+        return DL_EXIT_USAGE;
+    }
+    if (strcmp(o->device, "cuda") && (strcmp(o->backend, "nccl") == 0 || o->gpus[0])) {
+        fprintf(stderr, "dltrain bench allreduce: %s needs --device cuda\n",
+                o->gpus[0] ? "--gpus" : "--backend nccl");
+        return DL_EXIT_USAGE;
+    }
+    int r = dl_launch_check_device_names("cuda", "fp32", NULL, o->gpus, "bench allreduce");
+    if (r >= 0)
+        return r;
+    if (o->min_bytes % 4 || o->max_bytes % 4 || o->min_bytes > o->max_bytes) {
+        fprintf(stderr, "dltrain bench allreduce: --min-bytes and --max-bytes must be multiples of "
+                "4 (float32) with min <= max, got %ld and %ld\n", o->min_bytes, o->max_bytes);
+        return DL_EXIT_USAGE;
+    }
+    return -1;
+}
+
 int dl_bench_allreduce(int argc, char **argv)
 {
     ar_opts o = {.min_bytes = 4, .max_bytes = 128L << 20, .factor = 2, .iters = 20, .warmup = 5,
-                 .timeout_s = 60, .backend = "auto"};
+                 .timeout_s = 60, .backend = "auto", .device = "cpu"};
     /* Options first: every rank parses the same command line, so all stop alike
      * before MPI is started. */
     int r = dl_options_parse(ar_options, &o, argc, argv, "bench allreduce", ar_usage);
     if (r)
         return r == 1 ? DL_EXIT_OK : r;
-    if (strcmp(o.backend, "auto") && strcmp(o.backend, "mpi") && strcmp(o.backend, "local")) {
-        fprintf(stderr, "dltrain bench allreduce: unknown backend '%s' (choose from auto, mpi, "
-                "local; nccl comes with --device cuda)\n", o.backend);
-        return DL_EXIT_USAGE;
-    }
-    if (o.min_bytes % 4 || o.max_bytes % 4 || o.min_bytes > o.max_bytes) {
-        fprintf(stderr, "dltrain bench allreduce: --min-bytes and --max-bytes must be multiples of "
-                "4 (float32) with min <= max, got %ld and %ld\n", o.min_bytes, o.max_bytes);
-        return DL_EXIT_USAGE;
-    }
+    if ((r = check_options(&o)) >= 0)
+        return r;
     int world = dl_launcher_world(NULL);
     if (strcmp(o.backend, "mpi") == 0 && world == 0) {
         fprintf(stderr, "dltrain bench allreduce: --backend mpi needs a launcher: "
@@ -255,8 +305,11 @@ int dl_bench_allreduce(int argc, char **argv)
     ctx.comm->timeout_s = o.timeout_s;
     char command[1024];
     command_line(command, sizeof command, ctx.world, argc, argv);
-    r = bench(&ctx, &o, command);
+    r = strcmp(o.device, "cuda") == 0 ? open_gpu(&ctx, &o) : 0;
+    if (r == 0)
+        r = bench(&ctx, &o, command);
     if (ctx.comm != dl_comm_local())
         dl_launch_finish(&ctx);
+    dl_launch_device_close(&ctx);
     return r;
 }

@@ -13,11 +13,13 @@
 #include "../runtime/optim.h"
 #include "bench.h"
 #include "context.h"
+#include "launch.h"
 #include "options.h"
 #include "step.h"
 
 typedef struct bench_opts {
     char model[32], data[512], json[512], trace_dir[512];
+    char device[16], precision[16], gpus[16];
     int batch, steps, warmup, threads, repeats, trace_steps;
     long seed;
 } bench_opts;
@@ -40,6 +42,11 @@ static const dl_option bench_train_options[] = {
      "write a timeline to DIR/trace-rank-0.json (Perfetto, chrome://tracing)"},
     {"trace-steps", DL_OPT_INT, O(trace_steps), 0, "N", 1, 1000000,
      "steps kept in the trace, after the first (default 20)"},
+    {"device", DL_OPT_STRING, O(device), S(device), "KIND", 0, 0,
+     "auto (default: CUDA when a GPU is usable, else CPU), cpu or cuda"},
+    {"precision", DL_OPT_STRING, O(precision), S(precision), "MODE", 0, 0,
+     "fp32 (default); CUDA only: tf32, bf16 (GEMM inputs; fp32 weights)"},
+    {"gpus", DL_OPT_STRING, O(gpus), S(gpus), "I", 0, 0, "the GPU to use (default 0)"},
     DL_OPT_END,
 };
 
@@ -114,12 +121,13 @@ static dl_status load_fixed_batch(dl_net *net, const dl_dataset *ds, int batch)
 }
 
 static int report(const bench_opts *o, const dl_net *net, double *ips, const dl_phase_times *tm,
-                  long steps)
+                  long steps, const char *device_note)
 {
     qsort(ips, (size_t)o->repeats, sizeof *ips, cmp_double);
     double median = ips[o->repeats / 2], gflops = median * 6.0 * dl_net_macs_per_sample(net) * 1e-9;
-    printf("bench train: model %s, data %dx%dx%d, batch %d, threads %d, device %s\n", o->model,
-           net->in_c, net->in_h, net->in_w, o->batch, o->threads, net->dev->name);
+    printf("bench train: model %s, data %dx%dx%d, batch %d, threads %d, precision %s\n", o->model,
+           net->in_c, net->in_h, net->in_w, o->batch, o->threads, o->precision);
+    printf("  device %s\n", device_note);
     printf("  %.1f images/s (median of %d; min %.1f, max %.1f), %.2f ms/step, %.1f GFLOP/s\n",
            median, o->repeats, ips[0], ips[o->repeats - 1], 1e3 * o->batch / median, gflops);
     printf("  per step (ms): forward %.2f  backward %.2f  optimizer %.2f\n",
@@ -131,8 +139,10 @@ static int report(const bench_opts *o, const dl_net *net, double *ips, const dl_
             return DL_EXIT_ERROR;
         }
         fprintf(f, "{\"bench\":\"train\",\"model\":\"%s\",\"batch\":%d,\"threads\":%d,"
+                   "\"device\":\"%s\",\"precision\":\"%s\","
                    "\"images_per_s\":%.2f,\"min\":%.2f,\"max\":%.2f,\"gflops\":%.2f}\n",
-                o->model, o->batch, o->threads, median, ips[0], ips[o->repeats - 1], gflops);
+                o->model, o->batch, o->threads, net->dev->name, o->precision, median, ips[0],
+                ips[o->repeats - 1], gflops);
         fclose(f);
     }
     return DL_EXIT_OK;
@@ -141,11 +151,15 @@ static int report(const bench_opts *o, const dl_net *net, double *ips, const dl_
 static int bench_train(int argc, char **argv)
 {
     bench_opts o = {.model = "lenet", .data = "synthetic:1x28x28:10", .batch = 128, .steps = 20,
-                    .warmup = 3, .repeats = 3, .seed = 1, .trace_steps = 20};
+                    .warmup = 3, .repeats = 3, .seed = 1, .trace_steps = 20, .device = "auto",
+                    .precision = "fp32"};
     int r = dl_options_parse(bench_train_options, &o, argc, argv, "bench train",
                              "Training-step throughput on a fixed batch (compare: scripts/bench_compare.py).");
     if (r)
         return r == 1 ? 0 : r;
+    r = dl_launch_check_device_names(o.device, o.precision, NULL, o.gpus, "bench train");
+    if (r >= 0)
+        return r;
     const dl_model *m = dl_model_find(o.model);
     if (!m) {
         fprintf(stderr, "dltrain bench: unknown model '%s' (choose from %s)\n", o.model, dl_model_names());
@@ -156,7 +170,11 @@ static int bench_train(int argc, char **argv)
     dl_sgd opt;
     memset(&net, 0, sizeof net);
     memset(&opt, 0, sizeof opt);
-    dl_device *dev = dl_device_cpu(o.threads);
+    dl_ctx ctx = {.rank = 0, .world = 1, .local_rank = 0, .comm = dl_comm_local()};
+    r = dl_launch_device(&ctx, o.device, o.gpus, o.precision, o.threads, "bench train");
+    if (r)
+        return r;
+    dl_device *dev = ctx.dev;
     o.threads = omp_get_max_threads();
     dl_status st = dl_data_open(o.data, (uint64_t)o.seed, &train, &test);
     if (st == DL_OK)
@@ -171,6 +189,9 @@ static int bench_train(int argc, char **argv)
         st = start_trace(&o, &net);
     if (st != DL_OK) {
         fprintf(stderr, "dltrain bench: %s\n", dl_error_message());
+        dl_sgd_free(&opt);
+        dl_net_free(&net);
+        dl_launch_device_close(&ctx);
         return DL_EXIT_ERROR;
     }
     dl_phase_times tm = {0};
@@ -180,12 +201,14 @@ static int bench_train(int argc, char **argv)
     for (int i = 0; i < o.repeats; i++) {
         double t0 = dl_now();
         run_steps(&net, &opt, o.steps, &tm);
+        dev->sync(dev); /* a GPU may still be running the last optimizer step */
         ips[i] = (double)o.steps * o.batch / (dl_now() - t0);
     }
-    int rc = report(&o, &net, ips, &tm, (long)o.steps * o.repeats);
+    int rc = report(&o, &net, ips, &tm, (long)o.steps * o.repeats, ctx.device_note);
     rc = finish_trace(&o, &net, rc);
     dl_sgd_free(&opt);
     dl_net_free(&net);
+    dl_launch_device_close(&ctx);
     dl_dataset_free(&train);
     dl_dataset_free(&test);
     return rc;

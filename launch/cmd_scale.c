@@ -47,6 +47,14 @@ static const dl_option scale_options[] = {
     {"sweep-max-mb", DL_OPT_DOUBLE, O(sweep_max_mb), 0, "MB", 0, 1e6,
      "largest message of the all-reduce sweep over all ranks, MiB; 0: no sweep and no "
      "prediction (default 16)"},
+    {"device", DL_OPT_STRING, O(device), S(device), "KIND", 0, 0,
+     "auto (default: CUDA when a GPU is usable, else CPU), cpu or cuda"},
+    {"precision", DL_OPT_STRING, O(precision), S(precision), "MODE", 0, 0,
+     "fp32 (default); CUDA only: tf32 or bf16"},
+    {"gpus", DL_OPT_STRING, O(gpus), S(gpus), "I,J,..", 0, 0,
+     "GPU of each node-local rank (default: GPU i for local rank i)"},
+    {"comm", DL_OPT_STRING, O(comm), S(comm), "KIND", 0, 0,
+     "gradient all-reduce: auto (default: nccl on CUDA where built with it), mpi or nccl"},
     {"seed", DL_OPT_LONG, O(seed), 0, "N", 0, 9.0e15, "random seed (default 1)"},
     {"json", DL_OPT_STRING, O(json), S(json), "FILE", 0, 0, "also write every figure as JSON"},
     {"report", DL_OPT_STRING, O(report), S(report), "FILE", 0, 0,
@@ -73,19 +81,33 @@ static int launcher_rank(void)
 
 /* Parses options with rank > 0's messages silenced: all ranks see the same
  * command line and stop alike, and one copy of the message is enough. */
-static int parse_quietly(scale_opts *o, int argc, char **argv, int quiet)
+static int silence_stderr(int quiet)
 {
-    int saved = -1;
-    if (quiet) {
-        fflush(stderr);
-        saved = dup(2);
-        int null = open("/dev/null", O_WRONLY);
-        if (null >= 0)
-            dup2(null, 2), close(null);
-    }
-    int r = dl_options_parse(scale_options, o, argc, argv, "scale", scale_usage);
+    if (!quiet)
+        return -1;
+    fflush(stderr);
+    int saved = dup(2), null = open("/dev/null", O_WRONLY);
+    if (null >= 0)
+        dup2(null, 2), close(null);
+    return saved;
+}
+
+static void restore_stderr(int saved)
+{
     if (saved >= 0)
         dup2(saved, 2), close(saved);
+}
+
+static int parse_quietly(scale_opts *o, int argc, char **argv, int quiet)
+{
+    int saved = silence_stderr(quiet);
+    int r = dl_options_parse(scale_options, o, argc, argv, "scale", scale_usage);
+    if (r == 0) { /* device names too, before MPI starts: -1 is "go on" */
+        int names = dl_launch_check_device_names(o->device, o->precision, o->comm, o->gpus,
+                                                 "scale");
+        r = names >= 0 ? names : 0;
+    }
+    restore_stderr(saved);
     return r;
 }
 
@@ -145,6 +167,11 @@ static int validate(scale_opts *o, int world, scale_run *r, char *why, size_t ca
         snprintf(why, cap, "unknown model '%s' (choose from %s)", o->model, dl_model_names());
         return -1;
     }
+    if (strcmp(o->device, "cpu") == 0 && strcmp(o->precision, "fp32") != 0) {
+        snprintf(why, cap, "--precision %s needs --device cuda; the CPU device computes in fp32 "
+                 "only", o->precision);
+        return -1;
+    }
     return parse_sizes(o->sizes, world, r->sizes, &r->n_sizes, &r->added_one, why, cap);
 }
 
@@ -192,7 +219,7 @@ static dl_status sweep_world(scale_run *r)
     if (c->world < 2 || r->o->sweep_max_mb <= 0)
         return DL_OK;
     long max_bytes = (long)(r->o->sweep_max_mb * 1048576.0) / 4 * 4;
-    dl_sweep_opts so = {4, max_bytes < 4 ? 4 : max_bytes, 4, 5, 1};
+    dl_sweep_opts so = {4, max_bytes < 4 ? 4 : max_bytes, 4, 5, 1, r->ctx->dev};
     dl_status st = dl_allreduce_sweep(c, &so, r->sweep, DL_SCALE_MAX_SWEEP, &r->n_sweep, NULL,
                                       NULL);
     if (st != DL_OK)
@@ -268,6 +295,8 @@ static int measure_all(scale_run *r)
             fflush(stdout);
         }
     }
+    if (st == DL_OK)
+        st = dl_scale_measure_pairs(r);
     if (st != DL_OK) {
         fprintf(stderr, "dltrain scale rank %d: %s\n", r->ctx->rank, dl_error_message());
         r->ctx->comm->abort(r->ctx->comm, DL_EXIT_ERROR);
@@ -280,12 +309,38 @@ static int measure_all(scale_run *r)
     return outputs(r);
 }
 
+/* Collective, as in `dltrain train`: a rank that cannot open its device
+ * stops all, and all ranks must use the same kind of device. */
+static int open_device_and_comm(dl_ctx *ctx, const scale_opts *o)
+{
+    int threads = o->threads ? o->threads : dl_launch_default_threads(ctx);
+    int rc = dl_launch_device(ctx, o->device, o->gpus, o->precision, threads, "scale");
+    int n_failed = 0, first = -1;
+    if (dl_comm_agree(ctx->comm, rc != 0, &n_failed, &first) != DL_OK)
+        return DL_EXIT_ERROR;
+    if (n_failed)
+        return rc ? rc : DL_EXIT_ERROR;
+    double kinds[2] = {ctx->dev->kind == DL_DEVICE_CUDA, 1};
+    if (ctx->comm->allreduce_sum_f64(ctx->comm, kinds, 2) != DL_OK)
+        return DL_EXIT_ERROR;
+    if (kinds[0] != 0 && kinds[0] != kinds[1]) {
+        if (ctx->rank == 0)
+            fprintf(stderr, "dltrain scale: --device %s chose a GPU on %g rank(s) and the CPU on "
+                    "the others; say --device cpu or --device cuda explicitly\n", o->device,
+                    kinds[0]);
+        return DL_EXIT_USAGE;
+    }
+    return dl_launch_comm_backend(ctx, o->comm, "scale");
+}
+
 static int run(scale_run *r, int argc, char **argv)
 {
     dl_ctx *ctx = r->ctx;
     const scale_opts *o = r->o;
-    dl_launch_place(ctx, 1);
-    ctx->dev = dl_device_cpu(o->threads ? o->threads : dl_launch_default_threads(ctx));
+    dl_launch_place(ctx, 1, dl_launch_listed_gpu(ctx, o->gpus));
+    int rc = open_device_and_comm(ctx, o);
+    if (rc)
+        return rc;
     r->threads = omp_get_max_threads();
     r->n_gpus = dl_run_gpu_links(r->gpu_links, sizeof r->gpu_links, NULL);
     command_line(r, argc, argv);
@@ -310,7 +365,8 @@ int dl_cmd_scale(int argc, char **argv)
     static scale_opts o; /* static: the run keeps a pointer; one run per process */
     o = (scale_opts){.model = "lenet", .data = "synthetic:1x28x28:10", .batch = 64, .warmup = 3,
                      .steps = 10, .repeats = 3, .bucket_mb = 25, .timeout_s = 600,
-                     .sweep_max_mb = 16, .seed = 1};
+                     .sweep_max_mb = 16, .seed = 1, .device = "auto", .precision = "fp32",
+                     .comm = "auto"};
     int quiet = launcher_rank() > 0;
     /* A quiet rank leaves the failing status to rank 0: were it to fail too,
      * mpirun could kill rank 0 before its message is out. */
@@ -342,6 +398,7 @@ int dl_cmd_scale(int argc, char **argv)
     dl_sgd_free(&run_state->opt);
     dl_net_free(&run_state->net);
     free(run_state);
-    dl_launch_finish(&ctx);
+    dl_launch_finish(&ctx); /* before the device: the comm's streams live on it */
+    dl_launch_device_close(&ctx);
     return r;
 }

@@ -15,6 +15,8 @@ typedef struct dl_ctx {
     int is_tty;   /* rank 0's stderr is a terminal: draw a live progress line */
     int verbose;  /* this rank prints (rank 0, or every rank with --log-all) */
     char placement[512]; /* which GPU and NUMA node this rank uses, and its CPU binding */
+    char device_note[768]; /* "cpu (auto: no CUDA GPU: ...)", "cuda:0 (...) (...), precision tf32" */
+    char comm_note[256];   /* which backend averages the gradients, and why */
 } dl_ctx;
 
 /* Exit statuses, shared by every subcommand. */

@@ -66,19 +66,22 @@ void dl_launch_finish(dl_ctx *ctx)
     ctx->comm = NULL;
 }
 
-void dl_launch_place(dl_ctx *ctx, int bind)
+void dl_launch_place(dl_ctx *ctx, int bind, int gpu)
 {
+    /* the topology maps "local rank" r to GPU r modulo the GPUs, so an
+     * explicit GPU (from --gpus) is placed by passing it as the rank */
+    int slot = gpu >= 0 ? gpu : ctx->local_rank;
     ctx->placement[0] = 0;
 #ifdef DLTRAIN_HAVE_TOPO
     dl_topo topo;
     if (dl_topo_discover("/sys", &topo) == DL_OK && topo.n_gpus > 0) {
         dl_topo_placement p;
-        if (dl_topo_place_local_rank(&topo, ctx->local_rank, bind, &p) != DL_OK)
+        if (dl_topo_place_local_rank(&topo, slot, bind, &p) != DL_OK)
             fprintf(stderr, "dltrain rank %d: warning: %s\n", ctx->rank, dl_error_message());
         snprintf(ctx->placement, sizeof ctx->placement, "%s", p.line);
     }
     dl_topo_free(&topo);
 #else
-    (void)bind;
+    (void)bind, (void)slot;
 #endif
 }

@@ -14,9 +14,29 @@ int dl_launch_comm(dl_ctx *ctx, int *argc, char ***argv);
 /* Default CPU threads for this rank: the node's cores shared by its ranks. */
 int dl_launch_default_threads(const dl_ctx *ctx);
 void dl_launch_finish(dl_ctx *ctx);
-/* Chooses this rank's GPU by node-local rank and, when bind is set, binds the
- * process to the CPUs local to that GPU (before any thread starts, so all
- * inherit it).  Fills ctx->placement; nothing happens on a machine without GPUs. */
-void dl_launch_place(dl_ctx *ctx, int bind);
+/* Chooses this rank's GPU by node-local rank (or takes `gpu` when >= 0, from
+ * --gpus) and, when bind is set, binds the process to the CPUs local to that
+ * GPU (before any thread starts, so all inherit it).  Fills ctx->placement;
+ * nothing happens on a machine without GPUs. */
+void dl_launch_place(dl_ctx *ctx, int bind, int gpu);
+/* The GPU --gpus gives this rank (its node-local rank's entry), or -1 when
+ * the list is empty, malformed or too short (dl_launch_device says why). */
+int dl_launch_listed_gpu(const dl_ctx *ctx, const char *gpus);
+
+/* Rejects unknown --device/--precision/--comm names and a malformed --gpus
+ * list (comm and gpus may be NULL); returns -1 to go on or an exit status
+ * after printing why. */
+int dl_launch_check_device_names(const char *device, const char *precision, const char *comm,
+                                 const char *gpus, const char *cmd);
+/* Opens this rank's device: --device auto|cpu|cuda, the GPU from --gpus or
+ * the node-local rank, the --precision mode.  Fills ctx->dev and
+ * ctx->device_note; returns 0, or an exit status after one line on stderr. */
+int dl_launch_device(dl_ctx *ctx, const char *device, const char *gpus, const char *precision,
+                     int threads, const char *cmd);
+void dl_launch_device_close(dl_ctx *ctx);
+/* Puts the gradient backend for ctx->dev in place over the host backend:
+ * --comm auto|mpi|nccl.  Collective: every rank must call it with the same
+ * choice and the same kind of device.  Returns 0 or an exit status. */
+int dl_launch_comm_backend(dl_ctx *ctx, const char *choice, const char *cmd);
 
 #endif

@@ -35,7 +35,7 @@ static void usage(FILE *f)
 
 static void version(void)
 {
-    printf("dltrain %s (CPU%s%s%s)\n", DLTRAIN_VERSION,
+    printf("dltrain %s (CPU%s%s%s%s)\n", DLTRAIN_VERSION,
 #ifdef DLTRAIN_HAVE_BLAS
            " + OpenBLAS",
 #else
@@ -47,7 +47,12 @@ static void version(void)
            "",
 #endif
 #ifdef DLTRAIN_HAVE_CUDA
-           ", CUDA"
+           ", CUDA + cuBLAS",
+#else
+           "",
+#endif
+#ifdef DLTRAIN_HAVE_NCCL
+           ", NCCL"
 #else
            ""
 #endif
@@ -67,6 +72,32 @@ static int redirect_rank_log(const dl_train_opts *o, const dl_ctx *ctx)
     return 0;
 }
 
+/* Collective: a rank that cannot open its GPU stops every rank, and all
+ * ranks must end up on the same kind of device before choosing a backend. */
+static int open_device_and_comm(dl_ctx *ctx, const dl_train_opts *o)
+{
+    int rc = dl_train_agree_options(ctx, o);
+    if (rc)
+        return rc;
+    int threads = o->threads ? o->threads : dl_launch_default_threads(ctx);
+    rc = dl_launch_device(ctx, o->device, o->gpus, o->precision, threads, "train");
+    rc = dl_train_agree_start(ctx, rc, "to open their device");
+    if (rc)
+        return rc;
+    int kind = (int)ctx->dev->kind, kind0 = kind;
+    if (ctx->world > 1 && ctx->comm->broadcast(ctx->comm, &kind0, sizeof kind0, 0) != DL_OK)
+        ctx->comm->abort(ctx->comm, DL_EXIT_ERROR);
+    if (kind != kind0)
+        fprintf(stderr, "dltrain rank %d: --device %s chose %s here but rank 0 uses %s; say "
+                "--device cpu or --device cuda explicitly\n", ctx->rank, o->device,
+                kind == DL_DEVICE_CUDA ? "a GPU" : "the CPU",
+                kind0 == DL_DEVICE_CUDA ? "a GPU" : "the CPU");
+    rc = dl_train_agree_start(ctx, kind != kind0 ? DL_EXIT_USAGE : 0, "to agree on the device");
+    if (rc)
+        return rc;
+    return dl_launch_comm_backend(ctx, o->comm, "train");
+}
+
 int dl_cmd_train(int argc, char **argv)
 {
     dl_ctx ctx = {.rank = 0, .world = 1, .local_rank = 0};
@@ -84,11 +115,13 @@ int dl_cmd_train(int argc, char **argv)
         ctx.is_tty = ctx.rank == 0 && isatty(2);
         if (ctx.rank > 0 && o.log_all && redirect_rank_log(&o, &ctx))
             ctx.comm->abort(ctx.comm, 1);
-        dl_launch_place(&ctx, !o.no_bind);
-        ctx.dev = dl_device_cpu(o.threads ? o.threads : dl_launch_default_threads(&ctx));
-        rc = dl_train_run(&o, &ctx);
+        dl_launch_place(&ctx, !o.no_bind, dl_launch_listed_gpu(&ctx, o.gpus));
+        rc = open_device_and_comm(&ctx, &o);
+        if (rc == 0)
+            rc = dl_train_run(&o, &ctx);
     }
-    dl_launch_finish(&ctx);
+    dl_launch_finish(&ctx); /* before the device: the comm's streams live on it */
+    dl_launch_device_close(&ctx);
     return rc;
 }
 

@@ -15,9 +15,12 @@
 #define DL_SCALE_MAX_SIZES 32
 #define DL_SCALE_MAX_REPEATS 100
 #define DL_SCALE_MAX_SWEEP 64
+#define DL_SCALE_MAX_RANKS 4096
+#define DL_SCALE_MAX_POINTS (DL_SCALE_MAX_SIZES + 8) /* sizes, then GPU pairs */
 
 typedef struct scale_opts {
     char model[32], data[512], sizes[256], json[512], report[512];
+    char device[16], precision[16], gpus[256], comm[16];
     int batch, warmup, steps, repeats, threads, no_overlap;
     double bucket_mb, timeout_s, sweep_max_mb;
     long seed;
@@ -48,7 +51,7 @@ typedef struct scale_run {
     dl_sgd opt;
     int sizes[DL_SCALE_MAX_SIZES], n_sizes;
     int added_one;           /* 1 was not asked for but is measured as the baseline */
-    scale_point points[DL_SCALE_MAX_SIZES];
+    scale_point points[DL_SCALE_MAX_POINTS];
     int n_points;
     dl_sweep_point sweep[DL_SCALE_MAX_SWEEP];
     int n_sweep;
@@ -63,6 +66,13 @@ typedef struct scale_run {
  * the training step; the rest wait at a world barrier.  Rank 0 (always in
  * the group) fills p; other ranks' p is undefined. */
 dl_status dl_scale_measure(scale_run *r, int size, scale_point *p);
+/* The same for any group: ranks[0..n) of the world, ranks[0] leading; the
+ * point reaches world rank 0 whoever leads, labelled with `label` if given. */
+dl_status dl_scale_measure_ranks(scale_run *r, const int *ranks, int n, const char *label,
+                                 scale_point *p);
+/* Collective: GPU pairs whose link differs from ranks 0 and 1's (one per kind
+ * of path and bottleneck; scale_subsets.h), measured and appended (rank 0). */
+dl_status dl_scale_measure_pairs(scale_run *r);
 
 /* Speedup, efficiency and predicted speedup of every point (rank 0). */
 void dl_scale_derive(scale_run *r);

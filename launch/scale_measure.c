@@ -69,9 +69,14 @@ static void label_group(const scale_run *r, const dl_comm *g, scale_point *p)
         snprintf(who, sizeof who, "rank 0");
     else
         snprintf(who, sizeof who, "ranks 0-%d", g->world - 1);
+    const char *where = g->local_size == g->world ? "one node" : "several nodes";
+    if (r->ctx->dev->kind == DL_DEVICE_CUDA) {
+        snprintf(p->label, sizeof p->label, "%s: %d GPU%s, %s", who, g->world,
+                 g->world == 1 ? "" : "s", where);
+        return;
+    }
     snprintf(p->label, sizeof p->label, "%s: %d CPU process%s x %d thread%s, %s%s", who, g->world,
-             g->world == 1 ? "" : "es", r->threads, r->threads == 1 ? "" : "s",
-             g->local_size == g->world ? "one node" : "several nodes",
+             g->world == 1 ? "" : "es", r->threads, r->threads == 1 ? "" : "s", where,
              r->n_gpus ? " (GPUs present, not used by this CPU run)" : "");
 }
 
@@ -117,16 +122,45 @@ static dl_status measure_group(scale_run *r, dl_comm *g, scale_point *p)
     return st;
 }
 
-dl_status dl_scale_measure(scale_run *r, int size, scale_point *p)
+static int in_list(const int *ranks, int n, int rank)
+{
+    for (int i = 0; i < n; i++)
+        if (ranks[i] == rank)
+            return i;
+    return -1;
+}
+
+dl_status dl_scale_measure_ranks(scale_run *r, const int *ranks, int n, const char *label,
+                                 scale_point *p)
 {
     dl_comm *w = r->ctx->comm, *g = NULL;
-    int member = r->ctx->rank < size;
-    dl_status st = w->split(w, member ? 0 : -1, r->ctx->rank, &g);
+    int pos = in_list(ranks, n, r->ctx->rank);
+    dl_status st = w->split(w, pos >= 0 ? 0 : -1, pos, &g);
     if (st == DL_OK && g) {
         st = measure_group(r, g, p);
         if (g != w) /* the local backend's group is the world itself */
             g->free(g);
     }
     /* the idle ranks wait here while the group works */
-    return st == DL_OK ? w->barrier(w) : st;
+    if (st == DL_OK)
+        st = w->barrier(w);
+    if (st == DL_OK && ranks[0] != 0)
+        st = w->broadcast(w, p, sizeof *p, ranks[0]);
+    if (st == DL_OK && r->ctx->rank == 0) {
+        p->first_rank = ranks[0];
+        if (label)
+            snprintf(p->label, sizeof p->label, "%s", label);
+    }
+    return st;
+}
+
+dl_status dl_scale_measure(scale_run *r, int size, scale_point *p)
+{
+    int ranks[DL_SCALE_MAX_RANKS];
+    if (size > DL_SCALE_MAX_RANKS)
+        return dl_fail(DL_ERR_ARG, "groups of more than %d ranks are not supported",
+                       DL_SCALE_MAX_RANKS);
+    for (int i = 0; i < size; i++)
+        ranks[i] = i;
+    return dl_scale_measure_ranks(r, ranks, size, NULL, p);
 }

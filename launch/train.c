@@ -99,6 +99,14 @@ static int fail_alone(trainer *t, int code)
     return code;
 }
 
+/* Gradients go through the comm backend on several ranks, and on one rank
+ * under --comm nccl, which then runs the whole NCCL path on one GPU (the
+ * average of one rank is skipped otherwise). */
+static int averages_gradients(const trainer *t)
+{
+    return t->ctx->world > 1 || strcmp(t->ctx->comm->name, "nccl") == 0;
+}
+
 static dl_status make_schedule(trainer *t)
 {
     const dl_train_opts *o = t->o;
@@ -189,7 +197,7 @@ static dl_status setup(trainer *t)
         st = dl_loader_init(&t->test_ld, &t->test, o->eval_batch ? o->eval_batch : o->batch, rank,
                             world, t->prog.seed, 0, 0);
     t->steps_per_epoch = dl_loader_steps_per_epoch(&t->train_ld);
-    if (st == DL_OK && t->ctx->world > 1)
+    if (st == DL_OK && averages_gradients(t))
         st = dl_buckets_init(&t->buckets, t->ctx->comm, t->net.grads, t->net.n_params,
                              (size_t)(o->bucket_mb * 1048576.0 / sizeof(float)));
     if (st == DL_OK && o->trace_dir[0])
@@ -206,9 +214,10 @@ static void print_start(const trainer *t)
     printf("dltrain %s: model %s on %s (%dx%dx%d, %d classes; %zu train, %zu test samples)\n",
            DLTRAIN_VERSION, o->model, t->train.source, net->in_c, net->in_h, net->in_w,
            net->classes, t->train.n, t->test.n);
-    printf("  device %s, %d rank(s), comm %s; batch %d per rank, %d global; %ld steps per epoch\n",
-           t->ctx->dev->name, t->ctx->world, t->ctx->comm->name, o->batch, o->batch * t->ctx->world,
-           t->steps_per_epoch);
+    printf("  device %s\n", t->ctx->device_note[0] ? t->ctx->device_note : t->ctx->dev->name);
+    printf("  %d rank(s), comm %s; batch %d per rank, %d global; %ld steps per epoch\n",
+           t->ctx->world, t->ctx->comm_note[0] ? t->ctx->comm_note : t->ctx->comm->name, o->batch,
+           o->batch * t->ctx->world, t->steps_per_epoch);
     printf("  %zu parameters (%.1f MB), %.1f MFLOP per sample per training step\n", net->n_params,
            4e-6 * (double)net->n_params, 6e-6 * dl_net_macs_per_sample(net));
     if (t->ctx->placement[0])
@@ -277,7 +286,7 @@ static step_result train_step(trainer *t, const dl_batch *b, dl_phase_times *tm,
                         b->n, (size_t)b->n * (per * sizeof(float) + sizeof(int32_t)));
     dl_net_set_batch(net, b->images, b->labels, b->n);
     dl_trace_end(t->trace, DL_TRACK_COMPUTE);
-    dl_stepper stepper = {net, t->ctx->world > 1 ? &t->buckets : NULL, !t->o->no_overlap, t->trace};
+    dl_stepper stepper = {net, averages_gradients(t) ? &t->buckets : NULL, !t->o->no_overlap, t->trace};
     dl_status st = dl_step_forward_backward(&stepper, &l, &correct, tm);
     /* Ranks decide together whether to go on: a NaN on one rank or a signal
      * to one rank stops all of them at the same step. */

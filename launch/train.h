@@ -36,6 +36,11 @@ typedef struct dl_train_opts {
     /* tracing */
     char trace_dir[512];  /* write DIR/trace-rank-R.json; "" = no trace */
     int trace_steps;      /* steps kept in the trace, after the first */
+    /* device */
+    char device[16];      /* auto, cpu, cuda */
+    char precision[16];   /* fp32, tf32, bf16 */
+    char gpus[256];       /* "0,2": GPU of each node-local rank; may differ per node */
+    char comm[16];        /* auto, mpi, nccl */
 } dl_train_opts;
 
 /* Options that may legitimately differ between ranks (file names, threads);

@@ -7,6 +7,7 @@
 #include "../models/models.h"
 #include "../runtime/data.h"
 #include "../runtime/optim.h"
+#include "launch.h"
 #include "options.h"
 #include "train.h"
 
@@ -64,6 +65,14 @@ static const dl_option train_options[] = {
      "write a timeline per rank to DIR/trace-rank-R.json (Perfetto, chrome://tracing)"},
     {"trace-steps", DL_OPT_INT, O(trace_steps), 0, "N", 1, 1000000,
      "steps kept in the trace, after the first (default 20)"},
+    {"device", DL_OPT_STRING, O(device), S(device), "KIND", 0, 0,
+     "auto (default: CUDA when a GPU is usable, else CPU), cpu or cuda"},
+    {"precision", DL_OPT_STRING, O(precision), S(precision), "MODE", 0, 0,
+     "fp32 (default); CUDA only: tf32 or bf16 tensor-core GEMMs, fp32 weights and gradients"},
+    {"gpus", DL_OPT_STRING, O(gpus), S(gpus), "I,J,..", 0, 0,
+     "GPU of each node-local rank (default: GPU i for local rank i)"},
+    {"comm", DL_OPT_STRING, O(comm), S(comm), "KIND", 0, 0,
+     "gradient all-reduce: auto (default: nccl on CUDA where built with it), mpi or nccl"},
     DL_OPT_END,
 };
 
@@ -74,6 +83,9 @@ void dl_train_defaults(dl_train_opts *o)
     snprintf(o->data, sizeof o->data, "%s", DL_DEFAULT_DATA_DIR);
     snprintf(o->schedule, sizeof o->schedule, "cosine");
     snprintf(o->out_dir, sizeof o->out_dir, "dltrain-run");
+    snprintf(o->device, sizeof o->device, "auto");
+    snprintf(o->precision, sizeof o->precision, "fp32");
+    snprintf(o->comm, sizeof o->comm, "auto");
     o->epochs = 5;
     o->batch = 128;
     o->lr = 0.05;
@@ -91,7 +103,7 @@ void dl_train_defaults(dl_train_opts *o)
 int dl_train_option_is_local(const char *name)
 {
     static const char *local[] = {"threads", "out", "json", "resume", "no-progress", "log-all",
-                                  "eval-batch", "no-bind", "trace", "trace-steps", NULL};
+                                  "eval-batch", "no-bind", "trace", "trace-steps", "gpus", NULL};
     for (int i = 0; local[i]; i++)
         if (strcmp(name, local[i]) == 0)
             return 1;
@@ -148,6 +160,9 @@ int dl_train_milestones(const char *text, dl_schedule *s)
 static int check_train_opts(const dl_train_opts *o)
 {
     dl_schedule_kind kind;
+    int rc = dl_launch_check_device_names(o->device, o->precision, o->comm, o->gpus, "train");
+    if (rc >= 0)
+        return rc;
     if (!dl_model_find(o->model)) {
         fprintf(stderr, "dltrain train: unknown model '%s' (choose from %s)\n", o->model,
                 dl_model_names());

@@ -17,6 +17,7 @@
 #define DL_CUDA_INTERNAL_CUH
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <stddef.h>
@@ -32,9 +33,19 @@ typedef struct cuda_impl {
     int gpu;              /* CUDA device ordinal */
     cudaStream_t stream;  /* every op runs on this stream, in order */
     cublasHandle_t blas;  /* bound to `stream` */
-    int tf32;             /* see dl_device_cuda_set_tf32 */
+    int tf32;             /* see dl_device_cuda_set_precision */
+    int bf16;
+    __nv_bfloat16 *bf16_scratch; /* both GEMM operands rounded to bf16; grows on first use */
+    size_t bf16_cap;             /* elements */
     int sync_each_launch; /* DLTRAIN_CUDA_SYNC=1 */
     char name[128];       /* "cuda:0 (NVIDIA H100 80GB HBM3)" */
+    /* input pipeline (upload_batch) */
+    cudaStream_t copy_stream;
+    cudaEvent_t fence;        /* compute stream at the last upload_batch call */
+    int fence_recorded;
+    cudaEvent_t copied[2];    /* the copy into buffer b is done */
+    void *pinned[2];          /* staging for buffer b, grown on first use */
+    size_t pinned_cap[2];
 } cuda_impl;
 
 static inline cuda_impl *cuda_of(dl_device *d) { return (cuda_impl *)d->impl; }

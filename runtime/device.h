@@ -38,9 +38,18 @@ typedef struct dl_sgd_args {
     int nesterov;
 } dl_sgd_args;
 
+typedef enum { DL_DEVICE_CPU = 0, DL_DEVICE_CUDA } dl_device_kind;
+
+/* One host piece of a batch upload: bytes from src to dst + dst_off. */
+typedef struct dl_host_part {
+    const void *src;
+    size_t bytes, dst_off;
+} dl_host_part;
+
 typedef struct dl_device dl_device;
 struct dl_device {
     const char *name;
+    dl_device_kind kind; /* for launch/ and comm/, which pair a device with a backend */
     void *impl; /* backend state: BLAS threads, cuBLAS handle, streams */
 
     /* memory */
@@ -49,6 +58,15 @@ struct dl_device {
     void (*upload)(dl_device *d, void *dst, const void *src, size_t bytes);
     void (*download)(dl_device *d, void *dst, const void *src, size_t bytes);
     void (*sync)(dl_device *d);
+    /* The input pipeline: copies the parts of one batch into dst (device
+     * memory).  The host pieces may be reused as soon as the call returns;
+     * device work queued after the call sees the batch.  On CUDA the copy
+     * runs on a copy stream from pinned staging memory, overlapping the
+     * device work queued before the call, so the caller alternates between
+     * two destination buffers, naming which in `buf` (0 or 1): the copy
+     * into a buffer waits only for the work queued before the previous call
+     * (which used the other buffer), i.e. for the last use of this one. */
+    void (*upload_batch)(dl_device *d, int buf, void *dst, const dl_host_part *parts, int n_parts);
     void (*fill)(dl_device *d, float *x, size_t n, float value);
     void (*copy)(dl_device *d, float *dst, const float *src, size_t n, int acc);
     void (*scale)(dl_device *d, float *x, size_t n, float s);

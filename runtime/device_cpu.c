@@ -86,6 +86,14 @@ static void cpu_add_forward(dl_device *d, const float *a, const float *b, float 
         y[i] = a[i] + b[i];
 }
 
+static void cpu_upload_batch(dl_device *d, int buf, void *dst, const dl_host_part *parts,
+                             int n_parts)
+{
+    (void)d, (void)buf;
+    for (int i = 0; i < n_parts; i++)
+        memcpy((char *)dst + parts[i].dst_off, parts[i].src, parts[i].bytes);
+}
+
 dl_device *dl_device_cpu(int threads)
 {
     static dl_device cpu = {
@@ -95,6 +103,7 @@ dl_device *dl_device_cpu(int threads)
         .upload = cpu_memcpy,
         .download = cpu_memcpy,
         .sync = cpu_sync,
+        .upload_batch = cpu_upload_batch,
         .fill = cpu_fill,
         .copy = cpu_copy,
         .scale = cpu_scale,

@@ -87,6 +87,46 @@ static void cu_download(dl_device *d, void *dst, const void *src, size_t bytes)
 
 static void cu_sync(dl_device *d) { CUDA_CHECK(cudaStreamSynchronize(cuda_stream(d))); }
 
+/* The input pipeline (device.h):
+ *   host:     memcpy into pinned[b] (after copied[b]: the copy two calls ago)
+ *   copy:     wait(fence of the previous call) H2D(pinned[b] -> dst) [copied[b]]
+ *   compute:  ... step k-1 ... | fence | ... step k ... wait(copied[b]) step k+1
+ * The staging buffer grows on first use only: the batch size is fixed. */
+static void cu_upload_batch(dl_device *d, int buf, void *dst, const dl_host_part *parts,
+                            int n_parts)
+{
+    cuda_impl *g = cuda_of(d);
+    int b = buf & 1;
+    size_t need = 0;
+    for (int i = 0; i < n_parts; i++)
+        need = parts[i].dst_off + parts[i].bytes > need ? parts[i].dst_off + parts[i].bytes : need;
+    CUDA_CHECK(cudaEventSynchronize(g->copied[b])); /* pinned[b] is free again */
+    if (need > g->pinned_cap[b]) {
+        if (g->pinned[b])
+            CUDA_CHECK(cudaFreeHost(g->pinned[b]));
+        g->pinned[b] = NULL, g->pinned_cap[b] = 0;
+        CUDA_CHECK(cudaMallocHost(&g->pinned[b], need));
+        g->pinned_cap[b] = need;
+    }
+    for (int i = 0; i < n_parts; i++)
+        memcpy((char *)g->pinned[b] + parts[i].dst_off, parts[i].src, parts[i].bytes);
+    if (!g->fence_recorded) { /* first batch: after everything queued so far (alloc's memsets) */
+        CUDA_CHECK(cudaEventRecord(g->fence, g->stream));
+        g->fence_recorded = 1;
+    }
+    CUDA_CHECK(cudaStreamWaitEvent(g->copy_stream, g->fence, 0));
+    CUDA_CHECK(cudaEventRecord(g->fence, g->stream));
+    for (int i = 0; i < n_parts; i++)
+        if (parts[i].bytes)
+            CUDA_CHECK(cudaMemcpyAsync((char *)dst + parts[i].dst_off,
+                                       (char *)g->pinned[b] + parts[i].dst_off, parts[i].bytes,
+                                       cudaMemcpyHostToDevice, g->copy_stream));
+    CUDA_CHECK(cudaEventRecord(g->copied[b], g->copy_stream));
+    CUDA_CHECK(cudaStreamWaitEvent(g->stream, g->copied[b], 0));
+    if (g->sync_each_launch)
+        CUDA_CHECK(cudaStreamSynchronize(g->stream));
+}
+
 /* ---- elementwise ------------------------------------------------------------- */
 
 __global__ void fill_kernel(float *x, size_t n, float v)
@@ -177,14 +217,65 @@ static void cu_add_forward(dl_device *d, const float *a, const float *b, float *
  * the same ld, so C = op(A) op(B) (row-major) is computed as the column-major
  *   C^T[n,m] = op(B)^T[n,k] op(A)^T[k,m]
  * i.e. cublasSgemm with the operands swapped and the same op flags. */
+__global__ void to_bf16_kernel(const float *x, __nv_bfloat16 *y, size_t n)
+{
+    GRID_STRIDE_LOOP(i, n)
+    y[i] = __float2bfloat16_rn(x[i]);
+}
+
+/* Elements a row-major operand with `rows` rows of `cols` used columns spans. */
+static size_t operand_span(int rows, int cols, int ld)
+{
+    return rows > 0 && cols > 0 ? (size_t)(rows - 1) * (size_t)ld + (size_t)cols : 0;
+}
+
+/* Room for both bf16 operands.  Grows during the first step only (the GEMM
+ * shapes repeat every step); cudaFree waits for the kernels still reading
+ * the old buffer. */
+static __nv_bfloat16 *bf16_room(cuda_impl *g, size_t n)
+{
+    if (n > g->bf16_cap) {
+        if (g->bf16_scratch)
+            CUDA_CHECK(cudaFree(g->bf16_scratch));
+        g->bf16_scratch = NULL, g->bf16_cap = 0;
+        cudaError_t e = cudaMalloc((void **)&g->bf16_scratch, n * sizeof(__nv_bfloat16));
+        if (e == cudaErrorMemoryAllocation)
+            cuda_fatal(__FILE__, __LINE__, "cudaMalloc (bf16 GEMM operands)", "out of GPU memory",
+                       "try a smaller --batch");
+        CUDA_CHECK(e);
+        g->bf16_cap = n;
+    }
+    return g->bf16_scratch;
+}
+
+static void gemm_bf16(dl_device *d, cublasOperation_t op_b, cublasOperation_t op_a, int m, int n,
+                      int k, float alpha, const float *a, int lda, size_t span_a, const float *b,
+                      int ldb, size_t span_b, float beta, float *c, int ldc)
+{
+    cuda_impl *g = cuda_of(d);
+    size_t a_room = (span_a + 7) & ~(size_t)7; /* 16-byte aligned operands for tensor cores */
+    __nv_bfloat16 *a16 = bf16_room(g, a_room + span_b), *b16 = a16 + a_room;
+    CUDA_LAUNCH(d, to_bf16_kernel, cuda_grid(span_a), CUDA_THREADS, 0, a, a16, span_a);
+    CUDA_LAUNCH(d, to_bf16_kernel, cuda_grid(span_b), CUDA_THREADS, 0, b, b16, span_b);
+    CUBLAS_CHECK(cublasGemmEx(g->blas, op_b, op_a, n, m, k, &alpha, b16, CUDA_R_16BF, ldb, a16,
+                              CUDA_R_16BF, lda, &beta, c, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT));
+}
+
 void cuda_gemm(dl_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
                const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
     if (m <= 0 || n <= 0)
         return;
-    CUBLAS_CHECK(cublasSgemm(cuda_of(d)->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                             trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, ldb, a, lda,
-                             &beta, c, ldc));
+    cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    size_t span_a = trans_a ? operand_span(k, m, lda) : operand_span(m, k, lda);
+    size_t span_b = trans_b ? operand_span(n, k, ldb) : operand_span(k, n, ldb);
+    if (cuda_of(d)->bf16 && span_a && span_b)
+        gemm_bf16(d, op_b, op_a, m, n, k, alpha, a, lda, span_a, b, ldb, span_b, beta, c, ldc);
+    else
+        CUBLAS_CHECK(cublasSgemm(cuda_of(d)->blas, op_b, op_a, n, m, k, &alpha, b, ldb, a, lda,
+                                 &beta, c, ldc));
     if (cuda_of(d)->sync_each_launch)
         CUDA_CHECK(cudaStreamSynchronize(cuda_stream(d)));
 }
@@ -294,6 +385,18 @@ static dl_device *open_failed(char *why, size_t why_size, const char *fmt, ...)
 
 static void impl_release(cuda_impl *g)
 {
+    if (g->bf16_scratch)
+        cudaFree(g->bf16_scratch);
+    for (int b = 0; b < 2; b++) {
+        if (g->pinned[b])
+            cudaFreeHost(g->pinned[b]);
+        if (g->copied[b])
+            cudaEventDestroy(g->copied[b]);
+    }
+    if (g->fence)
+        cudaEventDestroy(g->fence);
+    if (g->copy_stream)
+        cudaStreamDestroy(g->copy_stream);
     if (g->blas)
         cublasDestroy(g->blas);
     if (g->stream)
@@ -302,16 +405,28 @@ static void impl_release(cuda_impl *g)
     free(g);
 }
 
-extern "C" dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size)
+extern "C" int dl_device_cuda_count(char *why, size_t why_size)
 {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
-        return open_failed(why, why_size, "no CUDA GPU: %s", cudaGetErrorString(e));
+        open_failed(why, why_size, "no CUDA GPU: %s", cudaGetErrorString(e));
+        return -1;
     }
-    if (count < 1)
-        return open_failed(why, why_size, "no CUDA GPU: no device visible");
+    if (count < 1) {
+        open_failed(why, why_size, "no CUDA GPU: no device visible");
+        return -1;
+    }
+    return count;
+}
+
+extern "C" dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size)
+{
+    int count = dl_device_cuda_count(why, why_size);
+    cudaError_t e = cudaSuccess;
+    if (count < 0)
+        return NULL;
     if (gpu_index < 0 || gpu_index >= count)
         return open_failed(why, why_size, "CUDA GPU %d requested, but %d %s visible", gpu_index,
                            count, count == 1 ? "is" : "are");
@@ -338,7 +453,13 @@ extern "C" dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size)
     if ((e = cudaFree(0)) != cudaSuccess)
         goto cuda_failed;
     step = "cudaStreamCreateWithFlags";
-    if ((e = cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking)) != cudaSuccess)
+    if ((e = cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking)) != cudaSuccess ||
+        (e = cudaStreamCreateWithFlags(&g->copy_stream, cudaStreamNonBlocking)) != cudaSuccess)
+        goto cuda_failed;
+    step = "cudaEventCreateWithFlags";
+    if ((e = cudaEventCreateWithFlags(&g->fence, cudaEventDisableTiming)) != cudaSuccess ||
+        (e = cudaEventCreateWithFlags(&g->copied[0], cudaEventDisableTiming)) != cudaSuccess ||
+        (e = cudaEventCreateWithFlags(&g->copied[1], cudaEventDisableTiming)) != cudaSuccess)
         goto cuda_failed;
     if ((s = cublasCreate(&g->blas)) != CUBLAS_STATUS_SUCCESS ||
         (s = cublasSetStream(g->blas, g->stream)) != CUBLAS_STATUS_SUCCESS ||
@@ -352,12 +473,14 @@ extern "C" dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size)
              prop.minor);
 
     d->name = g->name;
+    d->kind = DL_DEVICE_CUDA;
     d->impl = g;
     d->alloc = cu_alloc;
     d->free = cu_free;
     d->upload = cu_upload;
     d->download = cu_download;
     d->sync = cu_sync;
+    d->upload_batch = cu_upload_batch;
     d->fill = cu_fill;
     d->copy = cu_copy;
     d->scale = cu_scale;
@@ -396,18 +519,29 @@ extern "C" void dl_device_cuda_destroy(dl_device *d)
         return;
     cuda_impl *g = cuda_of(d);
     CUDA_CHECK(cudaStreamSynchronize(g->stream));
+    CUDA_CHECK(cudaStreamSynchronize(g->copy_stream));
     impl_release(g);
     free(d);
 }
 
-extern "C" dl_status dl_device_cuda_set_tf32(dl_device *d, int enable)
+extern "C" dl_status dl_device_cuda_set_precision(dl_device *d, dl_cuda_precision p)
 {
     cuda_impl *g = cuda_of(d);
-    cublasStatus_t s =
-        cublasSetMathMode(g->blas, enable ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+    cublasStatus_t s = cublasSetMathMode(g->blas, p == DL_CUDA_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                                    : CUBLAS_DEFAULT_MATH);
     if (s != CUBLAS_STATUS_SUCCESS)
         return dl_fail(DL_ERR_DEVICE, "cublasSetMathMode: %s: %s", cublasGetStatusName(s),
                        cublasGetStatusString(s));
-    g->tf32 = enable != 0;
+    g->tf32 = p == DL_CUDA_TF32;
+    g->bf16 = p == DL_CUDA_BF16;
     return DL_OK;
 }
+
+extern "C" dl_status dl_device_cuda_set_tf32(dl_device *d, int enable)
+{
+    return dl_device_cuda_set_precision(d, enable ? DL_CUDA_TF32 : DL_CUDA_FP32);
+}
+
+extern "C" void *dl_device_cuda_stream(dl_device *d) { return (void *)cuda_stream(d); }
+
+extern "C" int dl_device_cuda_ordinal(dl_device *d) { return cuda_of(d)->gpu; }

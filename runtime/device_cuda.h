@@ -27,15 +27,35 @@ extern "C" {
  * reason is also recorded with dl_fail(DL_ERR_DEVICE). */
 dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size);
 
+/* Number of visible CUDA GPUs, or -1 with a one-line reason in why (no
+ * driver, or a build without CUDA: runtime/device_nocuda.c). */
+int dl_device_cuda_count(char *why, size_t why_size);
+
 /* Release the stream, the cuBLAS handle and the table itself.  Memory the
  * caller allocated through the table must be freed first. */
 void dl_device_cuda_destroy(dl_device *d);
 
-/* Precision hook: 0 (the default) keeps every GEMM in strict fp32; 1 lets
- * cuBLAS use TF32 tensor cores (CUBLAS_TF32_TENSOR_OP_MATH: ~10-bit mantissa
- * products, fp32 accumulation).  The op tests assume 0.  Returns DL_OK or
- * DL_ERR_DEVICE. */
+/* GEMM precision (convolutions and fully connected layers; every other op
+ * is fp32 throughout).  Parameters, gradients, activations and the optimizer
+ * stay fp32 in every mode:
+ *   DL_CUDA_FP32  strict fp32 (the default; the op tests assume it)
+ *   DL_CUDA_TF32  cuBLAS may use TF32 tensor cores (CUBLAS_TF32_TENSOR_OP_MATH:
+ *                 10-bit-mantissa products, fp32 accumulation)
+ *   DL_CUDA_BF16  both GEMM inputs rounded to bf16 (8-bit mantissa) in a
+ *                 scratch buffer, multiplied on bf16 tensor cores with fp32
+ *                 accumulation (cublasGemmEx, CUBLAS_COMPUTE_32F), fp32 output:
+ *                 the GEMM numerics of PyTorch's bf16 autocast, with fp32
+ *                 master weights and gradients.
+ * Returns DL_OK or DL_ERR_DEVICE. */
+typedef enum { DL_CUDA_FP32 = 0, DL_CUDA_TF32, DL_CUDA_BF16 } dl_cuda_precision;
+dl_status dl_device_cuda_set_precision(dl_device *d, dl_cuda_precision p);
+/* = set_precision(enable ? DL_CUDA_TF32 : DL_CUDA_FP32) */
 dl_status dl_device_cuda_set_tf32(dl_device *d, int enable);
+
+/* What comm/ needs to order its own streams after the device's work: the
+ * compute stream (a cudaStream_t) and the CUDA device ordinal. */
+void *dl_device_cuda_stream(dl_device *d);
+int dl_device_cuda_ordinal(dl_device *d);
 
 #ifdef __cplusplus
 }

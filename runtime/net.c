@@ -172,9 +172,10 @@ static size_t carve_arena(dl_net *net, char *base)
     for (int t = 0; t < net->n_tensors; t++) {
         dl_tensor *x = &net->tensors[t];
         size_t bytes = sizeof(float) * batch * dl_tensor_size(x);
+        if (t == net->input)
+            continue; /* the input lives in batch_bufs */
         TAKE(x->val, bytes);
-        if (t != net->input)
-            TAKE(x->grad, bytes);
+        TAKE(x->grad, bytes);
     }
     for (int i = 0; i < net->n_layers; i++) {
         dl_layer *l = &net->layers[i];
@@ -182,7 +183,6 @@ static size_t carve_arena(dl_net *net, char *base)
             TAKE(l->saved, l->saved_per_sample * batch + l->saved_fixed);
     }
     TAKE(net->workspace, sizeof(float) * net->ws_floats);
-    TAKE(net->labels, sizeof(int32_t) * batch);
     TAKE(net->probs, sizeof(float) * batch * net->classes);
     TAKE(net->loss, sizeof(float) * batch);
 #undef TAKE
@@ -235,14 +235,22 @@ dl_status dl_net_finalize(dl_net *net, dl_device *dev, int max_batch, uint64_t s
     net->grads = dev->alloc(dev, pbytes, "gradients");
     net->buffers = dev->alloc(dev, sizeof(float) * (net->n_buffers + 1), "running statistics");
     net->arena = dev->alloc(dev, net->arena_bytes, "activations (reduce --batch)");
+    net->labels_off = ALIGN64(sizeof(float) * (size_t)max_batch *
+                              dl_tensor_size(&net->tensors[net->input]));
+    for (int b = 0; b < 2; b++)
+        net->batch_bufs[b] = dev->alloc(dev, net->labels_off + sizeof(int32_t) * (size_t)max_batch,
+                                        "input batch (reduce --batch)");
     net->host_out = dl_alloc(sizeof(float) * (size_t)max_batch * (net->classes + 1), "loss copy");
     net->host_labels = dl_alloc(sizeof(int32_t) * (size_t)max_batch, "label copy");
     if (!net->params || !net->grads || !net->buffers || !net->arena || !net->host_out ||
-        !net->host_labels) {
+        !net->host_labels || !net->batch_bufs[0] || !net->batch_bufs[1]) {
         dl_net_free(net);
         return DL_ERR_OOM;
     }
     carve_arena(net, net->arena);
+    net->batch_cur = 0;
+    net->tensors[net->input].val = net->batch_bufs[0];
+    net->labels = (int32_t *)((char *)net->batch_bufs[0] + net->labels_off);
     return init_params(net, seed);
 }
 
@@ -254,6 +262,8 @@ void dl_net_free(dl_net *net)
     net->dev->free(net->dev, net->grads);
     net->dev->free(net->dev, net->buffers);
     net->dev->free(net->dev, net->arena);
+    for (int b = 0; b < 2; b++)
+        net->dev->free(net->dev, net->batch_bufs[b]), net->batch_bufs[b] = NULL;
     free(net->host_out);
     free(net->host_labels);
     net->host_out = NULL;
@@ -268,9 +278,14 @@ void dl_net_free(dl_net *net)
 void dl_net_set_batch(dl_net *net, const float *images, const int32_t *labels, int n)
 {
     net->batch = n;
+    net->batch_cur ^= 1;
+    char *buf = net->batch_bufs[net->batch_cur];
     size_t per = dl_tensor_size(&net->tensors[net->input]);
-    net->dev->upload(net->dev, net->tensors[net->input].val, images, sizeof(float) * per * n);
-    net->dev->upload(net->dev, net->labels, labels, sizeof(int32_t) * n);
+    net->tensors[net->input].val = (float *)buf;
+    net->labels = (int32_t *)(buf + net->labels_off);
+    dl_host_part parts[2] = {{images, sizeof(float) * per * (size_t)n, 0},
+                             {labels, sizeof(int32_t) * (size_t)n, net->labels_off}};
+    net->dev->upload_batch(net->dev, net->batch_cur, buf, parts, 2);
 }
 
 static void trace_layer_begin(dl_net *net, const dl_layer *l, const char *cat)

@@ -42,7 +42,12 @@ struct dl_net {
     size_t arena_bytes;
     float *workspace; /* [ws_floats] shared scratch (im2col) */
     size_t ws_floats;
-    int32_t *labels; /* [max_batch] device */
+    int32_t *labels; /* [max_batch] device: inside batch_bufs[batch_cur] */
+    /* The input pipeline: two device buffers, each [images | labels], used in
+     * turn, so the copy of the next batch overlaps the step on this one. */
+    void *batch_bufs[2];
+    size_t labels_off; /* bytes from a batch buffer's start to its labels */
+    int batch_cur;
     float *probs;    /* [max_batch, classes] device */
     float *loss;     /* [max_batch] device, per-sample loss */
     float *host_out;      /* [max_batch * (classes + 1)] host copy of loss and probs */
@@ -70,7 +75,9 @@ void dl_net_set_scope(dl_net *net, const char *scope);
 dl_status dl_net_finalize(dl_net *net, dl_device *dev, int max_batch, uint64_t seed);
 void dl_net_free(dl_net *net);
 
-/* One step.  set_batch uploads n images [n, c, h, w] and labels from host. */
+/* One step.  set_batch uploads n images [n, c, h, w] and labels from host
+ * (device.h upload_batch: asynchronous on CUDA; the host arrays may be reused
+ * as soon as it returns). */
 void dl_net_set_batch(dl_net *net, const float *images, const int32_t *labels, int n);
 /* With net->trace set, training forward and backward record one span per
  * layer, and synchronise the device after each so a span covers its work. */

@@ -27,10 +27,17 @@ def main():
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--device", default="cpu")
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
+                   help="CUDA: fp32 (TF32 off), tf32 (TF32 matmul/cuDNN), bf16 (autocast)")
     p.add_argument("--json", default="")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
+    if a.device != "cpu":
+        tf32 = a.precision == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.benchmark = True
     c, h, w = (int(v) for v in a.shape.split("x"))
     model = torch_models.MODELS[a.model](c, h, w, a.classes).to(a.device)
     x = torch.randn(a.batch, c, h, w, device=a.device)
@@ -44,7 +51,9 @@ def main():
     def steps(n):
         for _ in range(n):
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16,
+                                enabled=a.precision == "bf16" and a.device != "cpu"):
+                loss = loss_fn(model(x), y)
             loss.backward()
             opt.step()
             loss.item()  # dltrain reads the loss every step too
@@ -58,13 +67,16 @@ def main():
         steps(a.steps)
         ips.append(a.steps * a.batch / (time.perf_counter() - t0))
     med = statistics.median(ips)
-    print(f"torch train: model {a.model}, data {a.shape}, batch {a.batch}, threads {a.threads}, "
+    where = torch.cuda.get_device_name() if a.device != "cpu" else f"threads {a.threads}"
+    print(f"torch train: model {a.model}, data {a.shape}, batch {a.batch}, {where}, "
+          f"precision {a.precision}{', channels-last' if a.channels_last else ''}, "
           f"torch {torch.__version__}")
     print(f"  {med:.1f} images/s (median of {a.repeats}; min {min(ips):.1f}, max {max(ips):.1f})")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"bench": "torch", "model": a.model, "batch": a.batch,
-                       "threads": a.threads, "images_per_s": med}, f)
+                       "threads": a.threads, "device": a.device, "precision": a.precision,
+                       "channels_last": a.channels_last, "images_per_s": med}, f)
 
 
 if __name__ == "__main__":

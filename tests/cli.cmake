@@ -22,3 +22,8 @@ set_tests_properties(learn_fashion_mnist PROPERTIES LABELS "cpu;cli;slow" TIMEOU
 add_test(NAME cli_help_version COMMAND ${CMAKE_COMMAND} -DDLTRAIN=${DLTRAIN_BIN}
          -P ${DLTRAIN_TESTS}/check_help.cmake)
 set_tests_properties(cli_help_version PROPERTIES LABELS "cpu;cli")
+
+# --device / --precision / --gpus / --comm choices and their refusals (any machine).
+add_test(NAME device_choice
+         COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_device_cli.py ${DLTRAIN_BIN})
+set_tests_properties(device_choice PROPERTIES LABELS "cpu;cli" TIMEOUT 300)

@@ -10,4 +10,29 @@ if(DLTRAIN_HAVE_CUDA)
   target_link_libraries(test_cuda_ops PRIVATE dl_op_cases dlmodels dlruntime m)
   add_test(NAME gpu_cuda_ops COMMAND test_cuda_ops)
   set_tests_properties(gpu_cuda_ops PROPERTIES LABELS "gpu" SKIP_RETURN_CODE 77 TIMEOUT 600)
+  # Reduced-precision GEMMs (--precision tf32 / bf16): only the GEMM-based
+  # families change; tolerances scaled as test_cuda_ops.c explains.
+  foreach(prec_scale "tf32;100" "bf16;1000")
+    list(GET prec_scale 0 prec)
+    list(GET prec_scale 1 scale)
+    foreach(family gemm conv)
+      add_test(NAME gpu_cuda_ops_${prec}_${family}
+               COMMAND test_cuda_ops -p ${prec} -s ${scale} ${family})
+      set_tests_properties(gpu_cuda_ops_${prec}_${family} PROPERTIES LABELS "gpu"
+                           SKIP_RETURN_CODE 77 TIMEOUT 600)
+    endforeach()
+  endforeach()
+endif()
+# Whole training runs on the GPU against the CPU, NCCL with one rank, tf32 and
+# bf16, and (with MPI) two ranks sharing the GPU; see tests/test_gpu_train.py.
+if(DLTRAIN_HAVE_CUDA)
+  set(dltrain_gpu_mpiexec "")
+  if(DLTRAIN_HAVE_MPI AND MPIEXEC_EXECUTABLE)
+    set(dltrain_gpu_mpiexec ${MPIEXEC_EXECUTABLE})
+  endif()
+  add_test(NAME gpu_train
+           COMMAND ${DLTRAIN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_gpu_train.py
+                   $<TARGET_FILE:dltrain> "${dltrain_gpu_mpiexec}")
+  set_tests_properties(gpu_train PROPERTIES LABELS "gpu" SKIP_RETURN_CODE 77 TIMEOUT 1800
+                       RUN_SERIAL ON)
 endif()

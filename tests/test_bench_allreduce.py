@@ -88,10 +88,16 @@ p = bench(["--min-bytes", "6"])
 check("--min-bytes 6 (not whole floats) rejected", p.returncode != 0 and "multiples of 4" in p.stderr,
       p.stderr[-300:])
 p = bench(["--backend", "nccl"])
-check("--backend nccl rejected", p.returncode != 0 and "unknown backend" in p.stderr,
+check("--backend nccl without --device cuda rejected",
+      p.returncode != 0 and "--backend nccl needs --device cuda" in p.stderr, p.stderr[-300:])
+p = bench(["--backend", "gloo"])
+check("--backend gloo rejected", p.returncode != 0 and "unknown backend" in p.stderr,
+      p.stderr[-300:])
+p = bench(["--device", "tpu"])
+check("--device tpu rejected", p.returncode != 0 and "unknown --device" in p.stderr,
       p.stderr[-300:])
 p = subprocess.run([DLTRAIN, "bench", "allreduce", "--help"], capture_output=True, text=True)
-check("--help says GPU buffers come later", p.returncode == 0 and "--device cuda" in p.stdout)
+check("--help names --device cuda", p.returncode == 0 and "--device" in p.stdout)
 
 print(f"{len(FAILURES)} failed" if FAILURES else "all passed")
 sys.exit(1 if FAILURES else 0)

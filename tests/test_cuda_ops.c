@@ -31,7 +31,16 @@
  * skipped (SKIP_RETURN_CODE, tests/cuda.cmake).  With DLTRAIN_REQUIRE_GPU=1
  * in the environment a missing GPU is a failure instead (for GPU runners).
  *
- * usage: test_cuda_ops [-v] [-g GPU] [-s TOL_SCALE] [FAMILY | net]
+ * Reduced precision (-p tf32 | bf16, tests/cuda.cmake runs the gemm and conv
+ * families so): only GEMMs change, so the op tolerances are scaled to what
+ * rounding the inputs costs.  TF32 keeps 10 mantissa bits (unit roundoff
+ * 2^-11 ~ 4.9e-4), bf16 8 bits (2^-9 ~ 2e-3); each product carries two such
+ * roundings and a K-term sum of random-sign products grows like sqrt(K)
+ * while the largest output grows alike, so the error relative to the largest
+ * output stays a few roundoffs: -s 100 (1e-3) for tf32, -s 1000 (1e-2) for
+ * bf16.  A wrong index or a dropped term still gives errors of 1e-1 .. 1.
+ *
+ * usage: test_cuda_ops [-v] [-g GPU] [-s TOL_SCALE] [-p fp32|tf32|bf16] [FAMILY | net]
  *   (FAMILY: elementwise, bias, gemm, conv, maxpool, avgpool, bn, xent, sgd) */
 #include <math.h>
 #include <stdio.h>
@@ -225,7 +234,7 @@ int main(int argc, char **argv)
 {
     op_ctx c = {.tol_scale = TOL_SCALE, .seed = 20240611};
     int gpu_index = 0;
-    const char *filter = NULL;
+    const char *filter = NULL, *precision = "fp32";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-v") == 0)
             c.verbose = 1;
@@ -233,8 +242,11 @@ int main(int argc, char **argv)
             gpu_index = atoi(argv[++i]);
         else if (strcmp(argv[i], "-s") == 0 && i + 1 < argc)
             c.tol_scale = atof(argv[++i]);
+        else if (strcmp(argv[i], "-p") == 0 && i + 1 < argc)
+            precision = argv[++i];
         else if (argv[i][0] == '-') {
-            fprintf(stderr, "usage: test_cuda_ops [-v] [-g GPU] [-s TOL_SCALE] [FAMILY | net]\n");
+            fprintf(stderr, "usage: test_cuda_ops [-v] [-g GPU] [-s TOL_SCALE] [-p fp32|tf32|bf16] "
+                            "[FAMILY | net]\n");
             return 2;
         } else
             filter = argv[i];
@@ -254,9 +266,18 @@ int main(int argc, char **argv)
         printf("FAIL: cannot open CUDA GPU %d: %s\n", gpu_index, why);
         return 1;
     }
+    dl_cuda_precision prec = strcmp(precision, "tf32") == 0   ? DL_CUDA_TF32
+                             : strcmp(precision, "bf16") == 0 ? DL_CUDA_BF16
+                                                              : DL_CUDA_FP32;
+    if ((prec == DL_CUDA_FP32 && strcmp(precision, "fp32") != 0) ||
+        dl_device_cuda_set_precision(gpu, prec) != DL_OK) {
+        printf("FAIL: precision '%s': %s\n", precision, dl_error_message());
+        dl_device_cuda_destroy(gpu);
+        return 1;
+    }
     dl_device *cpu = dl_device_cpu(2);
-    printf("device under test: %s; reference: %s; tolerance scale %g\n", gpu->name, cpu->name,
-           c.tol_scale);
+    printf("device under test: %s, GEMMs in %s; reference: %s; tolerance scale %g\n", gpu->name,
+           precision, cpu->name, c.tol_scale);
     c.dev = gpu;
     c.ref = cpu;
 

@@ -105,7 +105,10 @@ def case_bad_input():
     cases = [(2, ["--sizes", "3"], "--sizes: 3"), (2, ["--sizes", "0"], "--sizes: 0"),
              (2, ["--sizes", "1,x"], "--sizes '1,x'"), (2, ["--model", "nosuch"], "unknown model"),
              (2, ["--batch", "0"], "--batch"), (2, ["--bogus"], "bogus"),
-             (2, ["--data", "/nonexistent/dir"], "nonexistent")]
+             (2, ["--data", "/nonexistent/dir"], "nonexistent"),
+             (2, ["--device", "tpu"], "unknown --device 'tpu'"),
+             (2, ["--device", "cpu", "--precision", "bf16"], "bf16"),
+             (2, ["--comm", "carrier-pigeon"], "carrier-pigeon")]
     for n, args, words in cases:
         try:
             p = scale(n, TINY + args, timeout=60)
