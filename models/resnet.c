@@ -11,8 +11,8 @@ void dl_build_resnet50(dl_net *net);
 
 static int conv_bn(dl_net *net, int x, int cout, int k, int stride, int relu)
 {
-    x = dl_net_bn(net, dl_net_conv(net, x, cout, k, stride, k / 2, 0));
-    return relu ? dl_net_relu(net, x) : x;
+    x = dl_net_conv(net, x, cout, k, stride, k / 2, 0);
+    return relu ? dl_net_bn_relu(net, x) : dl_net_bn(net, x);
 }
 
 static int shortcut(dl_net *net, int x, int cout, int stride)

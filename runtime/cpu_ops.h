@@ -42,8 +42,8 @@ void cpu_bn_forward_eval(dl_device *d, const dl_bn_desc *b, const float *x, cons
                          const float *beta, float *y, const float *running_mean,
                          const float *running_var);
 void cpu_bn_backward(dl_device *d, const dl_bn_desc *b, const float *x, const float *gamma,
-                     const float *mean, const float *invstd, const float *dy, float *dx, int acc,
-                     float *dgamma, float *dbeta);
+                     const float *beta, const float *mean, const float *invstd, const float *dy,
+                     float *dx, int acc, float *dgamma, float *dbeta);
 
 void cpu_xent_forward(dl_device *d, const float *logits, const int32_t *labels, float *probs,
                       float *loss, int n, int classes);

@@ -141,7 +141,7 @@ void cuda_bn_forward_eval(dl_device *d, const dl_bn_desc *b, const float *x, con
                           const float *beta, float *y, const float *running_mean,
                           const float *running_var);
 void cuda_bn_backward(dl_device *d, const dl_bn_desc *b, const float *x, const float *gamma,
-                      const float *mean, const float *invstd, const float *dy, float *dx, int acc,
-                      float *dgamma, float *dbeta);
+                      const float *beta, const float *mean, const float *invstd, const float *dy,
+                      float *dx, int acc, float *dgamma, float *dbeta);
 
 #endif

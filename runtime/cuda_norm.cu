@@ -8,7 +8,11 @@
  * channel's n*hw values (two passes for the variance, sums in double, fixed
  * tree order: deterministic and stable for a large mean) and then writes the
  * channel's outputs.  With few channels this uses few SMs; a split reduction
- * over several blocks per channel is the obvious next step when tuning. */
+ * over several blocks per channel is the obvious next step when tuning.
+ *
+ * With b->relu the following ReLU is fused: y = max(z, 0) for the
+ * pre-activation z = x * scale + shift, and backward masks dy where z <= 0,
+ * recomputing z with forward's expression (bn_pre) so the masks agree. */
 #include "cuda_internal.cuh"
 
 #define BN_THREADS 256
@@ -16,12 +20,23 @@
 struct bn_geom {
     int n, c, hw;
     float eps, momentum;
+    int relu;
 };
 
 static bn_geom geom_of(const dl_bn_desc *b)
 {
-    bn_geom g = {b->n, b->c, b->hw, b->eps, b->momentum};
+    bn_geom g = {b->n, b->c, b->hw, b->eps, b->momentum, b->relu};
     return g;
+}
+
+__device__ __forceinline__ float bn_pre(float x, float scale, float shift)
+{
+    return __fmaf_rn(x, scale, shift);
+}
+
+__device__ __forceinline__ float bn_out(const bn_geom &g, float z)
+{
+    return g.relu && !(z > 0.0f) ? 0.0f : z;
 }
 
 /* Element e of channel ch (e < n*hw) sits at x[(i*c + ch)*hw + j]. */
@@ -59,7 +74,7 @@ __global__ void bn_train_kernel(bn_geom g, const float *x, const float *gamma, c
     float scale = gamma[ch] * is, shift = beta[ch] - (float)mu * scale;
     for (size_t e = threadIdx.x; e < m; e += BN_THREADS) {
         size_t at = bn_at(g, ch, e);
-        y[at] = x[at] * scale + shift;
+        y[at] = bn_out(g, bn_pre(x[at], scale, shift));
     }
 }
 
@@ -71,22 +86,31 @@ __global__ void bn_eval_kernel(bn_geom g, const float *x, const float *gamma, co
     {
         int ch = (int)((e / g.hw) % g.c);
         float scale = gamma[ch] / sqrtf(running_var[ch] + g.eps);
-        y[e] = x[e] * scale + (beta[ch] - running_mean[ch] * scale);
+        y[e] = bn_out(g, bn_pre(x[e], scale, beta[ch] - running_mean[ch] * scale));
     }
 }
 
+/* dy, masked where forward's fused ReLU was off */
+__device__ __forceinline__ float bn_grad_in(const bn_geom &g, float x, float dy, float scale,
+                                            float shift)
+{
+    return g.relu && !(bn_pre(x, scale, shift) > 0.0f) ? 0.0f : dy;
+}
+
 __global__ void bn_backward_kernel(bn_geom g, const float *x, const float *gamma,
-                                   const float *mean, const float *invstd, const float *dy,
-                                   float *dx, int acc, float *dgamma, float *dbeta)
+                                   const float *beta, const float *mean, const float *invstd,
+                                   const float *dy, float *dx, int acc, float *dgamma,
+                                   float *dbeta)
 {
     __shared__ double sh[BN_THREADS];
     int ch = blockIdx.x;
     size_t m = (size_t)g.n * g.hw;
     float mu = mean[ch], is = invstd[ch];
+    float scale = gamma[ch] * is, shift = beta[ch] - mu * scale;
     double sdy = 0.0, sdyx = 0.0;
     for (size_t e = threadIdx.x; e < m; e += BN_THREADS) {
         size_t at = bn_at(g, ch, e);
-        float gy = dy[at];
+        float gy = bn_grad_in(g, x[at], dy[at], scale, shift);
         sdy += gy;
         sdyx += gy * ((x[at] - mu) * is);
     }
@@ -101,7 +125,8 @@ __global__ void bn_backward_kernel(bn_geom g, const float *x, const float *gamma
     for (size_t e = threadIdx.x; e < m; e += BN_THREADS) {
         size_t at = bn_at(g, ch, e);
         float xhat = (x[at] - mu) * is;
-        float gx = k * (dy[at] - mean_dy - xhat * mean_dyx);
+        float gy = bn_grad_in(g, x[at], dy[at], scale, shift);
+        float gx = k * (gy - mean_dy - xhat * mean_dyx);
         dx[at] = acc ? dx[at] + gx : gx;
     }
 }
@@ -126,10 +151,10 @@ void cuda_bn_forward_eval(dl_device *d, const dl_bn_desc *b, const float *x, con
 }
 
 void cuda_bn_backward(dl_device *d, const dl_bn_desc *b, const float *x, const float *gamma,
-                      const float *mean, const float *invstd, const float *dy, float *dx, int acc,
-                      float *dgamma, float *dbeta)
+                      const float *beta, const float *mean, const float *invstd, const float *dy,
+                      float *dx, int acc, float *dgamma, float *dbeta)
 {
     if (b->c > 0 && (size_t)b->n * b->hw > 0)
-        CUDA_LAUNCH(d, bn_backward_kernel, b->c, BN_THREADS, 0, geom_of(b), x, gamma, mean,
-                    invstd, dy, dx, acc, dgamma, dbeta);
+        CUDA_LAUNCH(d, bn_backward_kernel, b->c, BN_THREADS, 0, geom_of(b), x, gamma, beta,
+                    mean, invstd, dy, dx, acc, dgamma, dbeta);
 }

@@ -31,6 +31,7 @@ typedef struct dl_pool_desc {
 typedef struct dl_bn_desc {
     int n, c, hw;          /* x [n, c, hw] */
     float eps, momentum;   /* running = (1-momentum)*running + momentum*batch */
+    int relu;              /* fused ReLU: y = max(bn(x), 0) */
 } dl_bn_desc;
 
 typedef struct dl_sgd_args {
@@ -104,7 +105,10 @@ struct dl_device {
 
     /* batch normalisation over (n, hw) per channel.  Training saves the batch
      * mean and 1/sqrt(var+eps) and updates the running statistics (unbiased
-     * variance, as PyTorch); evaluation uses the running statistics. */
+     * variance, as PyTorch); evaluation uses the running statistics.
+     * With b->relu the ReLU that follows is fused in: forward writes
+     * max(bn(x), 0), backward masks dy where that was 0, recomputing the
+     * pre-activation from x, gamma and beta (y is not read). */
     void (*bn_forward_train)(dl_device *d, const dl_bn_desc *b, const float *x,
                              const float *gamma, const float *beta, float *y, float *mean,
                              float *invstd, float *running_mean, float *running_var);
@@ -112,8 +116,8 @@ struct dl_device {
                             const float *gamma, const float *beta, float *y,
                             const float *running_mean, const float *running_var);
     void (*bn_backward)(dl_device *d, const dl_bn_desc *b, const float *x, const float *gamma,
-                        const float *mean, const float *invstd, const float *dy, float *dx,
-                        int acc, float *dgamma, float *dbeta);
+                        const float *beta, const float *mean, const float *invstd,
+                        const float *dy, float *dx, int acc, float *dgamma, float *dbeta);
 
     /* softmax cross-entropy, mean over the batch.  forward writes the per-sample
      * loss into loss[n]; backward writes dlogits = (softmax - onehot) / n. */

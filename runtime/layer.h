@@ -47,6 +47,9 @@ struct dl_layer {
     const dl_layer_kind *kind;
     char name[96];
     int in[2], n_in, out;      /* tensor ids */
+    int step;                  /* position in the unfused layer sequence: the
+                                  number in the name and the initialisation
+                                  seed, so fusing a layer changes neither */
     int acc[2];                /* backward adds to in[i]'s gradient (it has several readers) */
     size_t n_params, param_off;   /* floats in net->params / net->grads */
     size_t n_buffers, buffer_off; /* non-trained state, e.g. running statistics */
@@ -57,7 +60,7 @@ struct dl_layer {
         struct { int cout, k, stride, pad, bias; } conv;
         struct { int out, bias; } fc;
         struct { int k, stride, pad; } pool;
-        struct { float eps, momentum; } bn;
+        struct { float eps, momentum; int relu; } bn; /* relu: fused ReLU after */
     } cfg;
 };
 

@@ -1,4 +1,5 @@
-/* layer_bn.c: batch normalisation.  Parameters [gamma(c), beta(c)], buffers
+/* layer_bn.c: batch normalisation, optionally with the ReLU after it fused
+ * in (cfg.bn.relu; dl_net_bn_relu).  Parameters [gamma(c), beta(c)], buffers
  * [running_mean(c), running_var(c)], saved [batch mean(c), invstd(c)]. */
 #include "net.h"
 
@@ -6,7 +7,7 @@ static dl_bn_desc bn_desc(const dl_layer *l, const dl_net *net)
 {
     const dl_tensor *x = &net->tensors[l->in[0]];
     return (dl_bn_desc){.n = net->batch, .c = x->c, .hw = x->h * x->w, .eps = l->cfg.bn.eps,
-                        .momentum = l->cfg.bn.momentum};
+                        .momentum = l->cfg.bn.momentum, .relu = l->cfg.bn.relu};
 }
 
 static dl_status bn_infer(dl_layer *l, const dl_tensor *x, const dl_tensor *unused, dl_tensor *y)
@@ -53,7 +54,7 @@ static void bn_backward(dl_layer *l, dl_net *net)
     /* The gradient of gamma and beta needs the same sums as dx, so bn backward
      * always runs; with no input gradient it writes into the workspace. */
     float *dx = x->grad ? x->grad : net->workspace;
-    net->dev->bn_backward(net->dev, &b, x->val, p, saved, saved + b.c,
+    net->dev->bn_backward(net->dev, &b, x->val, p, p + b.c, saved, saved + b.c,
                           dl_layer_output(l, net)->grad, dx, x->grad ? l->acc[0] : 0, g, g + b.c);
 }
 

@@ -58,7 +58,8 @@ static int add_layer(dl_net *net, const dl_layer_kind *kind, int a, int b, const
     dl_layer *l = &net->layers[net->n_layers];
     *l = *cfg;
     l->kind = kind;
-    snprintf(l->name, sizeof l->name, "%s%s%d", net->scope, kind->name, net->n_layers);
+    l->step = net->n_steps;
+    snprintf(l->name, sizeof l->name, "%s%s%d", net->scope, kind->name, l->step);
     l->in[0] = a, l->in[1] = b, l->n_in = b >= 0 ? 2 : 1;
     l->out = net->n_tensors;
     dl_tensor *y = &net->tensors[l->out];
@@ -70,6 +71,7 @@ static int add_layer(dl_net *net, const dl_layer_kind *kind, int a, int b, const
         return -1;
     }
     net->n_layers++;
+    net->n_steps += l->kind == &dl_layer_bn && l->cfg.bn.relu ? 2 : 1;
     net->logits = l->out;
     return net->n_tensors++;
 }
@@ -107,6 +109,12 @@ int dl_net_gap(dl_net *net, int x)
 int dl_net_bn(dl_net *net, int x)
 {
     dl_layer cfg = {.cfg.bn = {1e-5f, 0.1f}}; /* PyTorch defaults */
+    return add_layer(net, &dl_layer_bn, x, -1, &cfg);
+}
+
+int dl_net_bn_relu(dl_net *net, int x)
+{
+    dl_layer cfg = {.cfg.bn = {1e-5f, 0.1f, 1}};
     return add_layer(net, &dl_layer_bn, x, -1, &cfg);
 }
 
@@ -200,7 +208,8 @@ static dl_status init_params(dl_net *net, uint64_t seed)
     for (int i = 0; i < net->n_layers; i++) {
         dl_layer *l = &net->layers[i];
         dl_rng rng;
-        dl_rng_seed(&rng, seed, 0x1417, (uint64_t)i); /* per layer: adding a layer moves no other */
+        /* per layer: adding (or fusing) a layer moves no other */
+        dl_rng_seed(&rng, seed, 0x1417, (uint64_t)l->step);
         if (l->kind->init)
             l->kind->init(l, net, p + l->param_off, b + l->buffer_off, &rng);
     }

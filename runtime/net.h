@@ -26,6 +26,7 @@ struct dl_net {
     int in_c, in_h, in_w, classes;
     dl_layer layers[DL_NET_MAX_LAYERS];
     int n_layers;
+    int n_steps; /* layers counting a fused one as the layers it replaces (dl_layer.step) */
     dl_tensor tensors[DL_NET_MAX_LAYERS + 1];
     int n_tensors;
     int input, logits; /* tensor ids */
@@ -65,6 +66,8 @@ int dl_net_maxpool(dl_net *net, int x, int k, int stride, int pad);
 int dl_net_avgpool(dl_net *net, int x, int k, int stride, int pad);
 int dl_net_gap(dl_net *net, int x);
 int dl_net_bn(dl_net *net, int x);
+/* relu(bn(x)) as one layer: one pass over memory less each way */
+int dl_net_bn_relu(dl_net *net, int x);
 int dl_net_relu(dl_net *net, int x);
 int dl_net_add(dl_net *net, int a, int b);
 /* Prefix for the names of layers added from now on ("stage2.block1."). */

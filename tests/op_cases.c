@@ -868,14 +868,14 @@ static bn_out bn_run(dl_device *d, const dl_bn_desc *b, const float *x, const fl
     d->upload(d, gy, nanbuf, sizeof(float) * nx);
     d->bn_forward_eval(d, b, gx, gg, gb, gy, grm, grv); /* the updated running statistics */
     o.ye = dgetf(d, gy, nx);
-    d->bn_backward(d, b, gx, gg, gm, gi, gdy, gdx, 0, gdg, gdb);
+    d->bn_backward(d, b, gx, gg, gb, gm, gi, gdy, gdx, 0, gdg, gdb);
     o.dx0 = dgetf(d, gdx, nx);
     o.dg = dgetf(d, gdg, nc);
     o.db = dgetf(d, gdb, nc);
     d->upload(d, gdx, dxpre, sizeof(float) * nx);
     d->upload(d, gdg, dgpre, sizeof(float) * nc);
     d->upload(d, gdb, dbpre, sizeof(float) * nc);
-    d->bn_backward(d, b, gx, gg, gm, gi, gdy, gdx, 1, gdg, gdb);
+    d->bn_backward(d, b, gx, gg, gb, gm, gi, gdy, gdx, 1, gdg, gdb);
     o.dx1 = dgetf(d, gdx, nx);
     free(nanbuf);
     dfree(d, gx), dfree(d, gg), dfree(d, gb), dfree(d, gy), dfree(d, gm), dfree(d, gi);
@@ -889,12 +889,17 @@ static void bn_out_free(bn_out *o)
     free(o->dx0), free(o->dx1), free(o->dg), free(o->db);
 }
 
+/* dy where the fused ReLU passed its pre-activation z, else 0 */
+static double bn_naive_grad_in(double z, double dy, int relu) { return relu && z <= 0.0 ? 0.0 : dy; }
+
+/* Every case twice: plain, and with the ReLU after it fused in (b.relu). */
 static void family_bn(op_ctx *c)
 {
-    for (int ci = 0; ci < op_n_bn_cases; ci++) {
+    for (int cr = 0; cr < 2 * op_n_bn_cases; cr++) {
+        int ci = cr / 2, relu = cr % 2;
         const op_bn_case *bc = &op_bn_cases[ci];
         dl_bn_desc b = {.n = bc->n, .c = bc->c, .hw = bc->hw, .eps = bc->eps,
-                        .momentum = bc->momentum};
+                        .momentum = bc->momentum, .relu = relu};
         size_t nx = (size_t)b.n * b.c * b.hw, nc = (size_t)b.c;
         double m = (double)b.n * b.hw;
         dl_rng r;
@@ -934,19 +939,21 @@ static void family_bn(op_ctx *c)
             for (int i = 0; i < b.n; i++)
                 for (int j = 0; j < b.hw; j++) {
                     size_t at = ((size_t)i * b.c + ch) * b.hw + j;
-                    double xhat = (x[at] - mu) * is;
-                    wy[at] = (float)(gamma[ch] * xhat + beta[ch]);
-                    wye[at] = (float)(gamma[ch] * (x[at] - (double)wrm[ch]) * eis + beta[ch]);
-                    sdy += dy[at];
-                    sdyx += dy[at] * xhat;
+                    double xhat = (x[at] - mu) * is, z = gamma[ch] * xhat + beta[ch];
+                    double ze = gamma[ch] * (x[at] - (double)wrm[ch]) * eis + beta[ch];
+                    wy[at] = (float)(relu && z <= 0.0 ? 0.0 : z);
+                    wye[at] = (float)(relu && ze <= 0.0 ? 0.0 : ze);
+                    sdy += bn_naive_grad_in(z, dy[at], relu);
+                    sdyx += bn_naive_grad_in(z, dy[at], relu) * xhat;
                 }
             wdg[ch] = (float)(dgpre[ch] + sdyx);
             wdb[ch] = (float)(dbpre[ch] + sdy);
             for (int i = 0; i < b.n; i++)
                 for (int j = 0; j < b.hw; j++) {
                     size_t at = ((size_t)i * b.c + ch) * b.hw + j;
-                    double xhat = (x[at] - mu) * is;
-                    double g = gamma[ch] * is / m * (m * dy[at] - sdy - xhat * sdyx);
+                    double xhat = (x[at] - mu) * is, z = gamma[ch] * xhat + beta[ch];
+                    double gin = bn_naive_grad_in(z, dy[at], relu);
+                    double g = gamma[ch] * is / m * (m * gin - sdy - xhat * sdyx);
                     wdx0[at] = (float)g;
                     wdx1[at] = (float)(dxpre[at] + g);
                 }
@@ -957,8 +964,8 @@ static void family_bn(op_ctx *c)
         char what[192];
         double tol = bc->tol > 0 ? bc->tol : TOL_SUM;
 #define BN(field, want, count, label)                                                            \
-    snprintf(what, sizeof what, "bn[%d] %dx%dx%d offset %g: %s", ci, b.n, b.c, b.hw,          \
-             (double)bc->offset, label);                                                         \
+    snprintf(what, sizeof what, "bn[%d]%s %dx%dx%d offset %g: %s", ci, relu ? " +relu" : "",   \
+             b.n, b.c, b.hw, (double)bc->offset, label);                                                         \
     check2(c, what, g.field, c->ref ? rr.field : NULL, want, count, tol)
         BN(y, wy, nx, "train forward y");
         BN(mean, wm, nc, "train saved mean");

@@ -58,6 +58,10 @@ static void b_bn(dl_net *n)
     int x = dl_net_relu(n, dl_net_bn(n, dl_net_conv(n, 0, 5, 3, 1, 1, 0)));
     dl_net_fc(n, x, n->classes, 1);
 }
+static void b_bn_relu(dl_net *n)
+{
+    dl_net_fc(n, dl_net_bn_relu(n, dl_net_conv(n, 0, 5, 3, 1, 1, 0)), n->classes, 1);
+}
 static void b_bn_input(dl_net *n) { dl_net_fc(n, dl_net_bn(n, 0), n->classes, 1); }
 static void b_bn_fc(dl_net *n)
 {
@@ -82,6 +86,7 @@ static const oracle_case cases[] = {
     {"avgpool3x3", 3, 9, 9, 5, 3, NULL, b_avgpool, "avgpool 3x3 s2 p1 (pad counted), fc"},
     {"gap", 4, 5, 5, 5, 3, NULL, b_gap, "global average pool, fc"},
     {"bn", 4, 6, 6, 5, 4, NULL, b_bn, "conv, bn, relu, fc"},
+    {"bn_relu", 4, 6, 6, 5, 4, NULL, b_bn_relu, "conv, bn + relu fused, fc"},
     {"bn_input", 3, 5, 5, 5, 4, NULL, b_bn_input, "bn on the network input, fc"},
     {"bn_fc", 3, 4, 4, 5, 6, NULL, b_bn_fc, "fc, bn (1x1), relu, fc"},
     {"residual", 4, 6, 6, 5, 4, NULL, b_residual, "conv, bn, add(input), relu, gap, fc"},
@@ -149,7 +154,7 @@ static void write_manifest(const dl_net *net, const oracle_case *oc, const char 
     /* layer IDX KIND IN0 IN1 OUT PARAM_OFF N_PARAMS BUFFER_OFF N_BUFFERS A B C D E
      *   conv: A=cout B=k C=stride D=pad E=bias;  fc: A=out E=bias;
      *   pools: B=k C=stride D=pad;  then the layer's name.  A batch-norm layer
-     *   is followed by "bn IDX EPS MOMENTUM". */
+     *   is followed by "bn IDX EPS MOMENTUM RELU" (RELU 1: a ReLU fused in). */
     for (int i = 0; i < net->n_layers; i++) {
         const dl_layer *l = &net->layers[i];
         int a = 0, b = 0, c = 0, d = 0, e = 0;
@@ -165,7 +170,8 @@ static void write_manifest(const dl_net *net, const oracle_case *oc, const char 
                 l->in[0], l->n_in > 1 ? l->in[1] : -1, l->out, l->param_off, l->n_params,
                 l->buffer_off, l->n_buffers, a, b, c, d, e, l->name);
         if (l->kind == &dl_layer_bn)
-            fprintf(f, "bn %d %.9g %.9g\n", i, (double)l->cfg.bn.eps, (double)l->cfg.bn.momentum);
+            fprintf(f, "bn %d %.9g %.9g %d\n", i, (double)l->cfg.bn.eps,
+                    (double)l->cfg.bn.momentum, l->cfg.bn.relu);
     }
     fclose(f);
 }

@@ -67,6 +67,7 @@ class Manifest:
         self.tensors = {}
         self.layers = []
         self.bn = {}
+        self.bn_relu = {}  # batch-norm layers with the following ReLU fused in
         with open(path) as f:
             for line in f:
                 w = line.split()
@@ -83,6 +84,7 @@ class Manifest:
                         d=int(w[13]), e=int(w[14]), name=w[15]))
                 elif key == "bn":
                     self.bn[int(w[1])] = (float(w[2]), float(w[3]))
+                    self.bn_relu[int(w[1])] = w[4] == "1"
                 elif key in ("case", "model"):
                     setattr(self, key, w[1])
                 elif key == "input":
@@ -119,6 +121,8 @@ class Graph(nn.Module):
             elif k == "batchnorm":
                 eps, mom = man.bn[L["idx"]]
                 m = nn.BatchNorm2d(cin, eps=eps, momentum=mom)
+                if man.bn_relu[L["idx"]]:
+                    m = nn.Sequential(m, nn.ReLU())
             elif k == "relu":
                 m = nn.ReLU()
             elif k == "add":
