@@ -43,12 +43,12 @@ def parse_args():
     p.add_argument("--rounds", type=int, default=3,
                    help="interleaved dltrain/torch rounds over all cases (3)")
     p.add_argument("--dltrain", default=os.environ.get("DLTRAIN", ""),
-                   help="dltrain executable (default: $DLTRAIN, build-perf/ or build/launch/dltrain)")
+                   help="dltrain executable (default: $DLTRAIN, build/ or build-perf/launch/dltrain)")
     p.add_argument("--python", default="/usr/bin/python3", help="interpreter with torch")
     p.add_argument("--json", default="", help="write all measurements to this file")
     a = p.parse_args()
     if not a.dltrain:
-        for d in ("build-perf", "build"):
+        for d in ("build", "build-perf"):
             cand = os.path.join(ROOT, d, "launch", "dltrain")
             if os.access(cand, os.X_OK):
                 a.dltrain = cand

@@ -4,6 +4,7 @@ batch, thread count and step (forward, cross-entropy, backward, SGD with
 momentum 0.9 and weight decay 5e-4) on a fixed synthetic batch, after warm-up;
 prints images/s as the median of several timed repeats."""
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -48,11 +49,17 @@ def main():
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     loss_fn = torch.nn.CrossEntropyLoss()
 
+    def autocast():
+        # Built only for bf16 on a GPU: CPU-only torch builds reject even a
+        # disabled CUDA autocast (is_bf16_supported initialises CUDA).
+        if a.precision == "bf16" and a.device != "cpu":
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def steps(n):
         for _ in range(n):
             opt.zero_grad(set_to_none=True)
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16,
-                                enabled=a.precision == "bf16" and a.device != "cpu"):
+            with autocast():
                 loss = loss_fn(model(x), y)
             loss.backward()
             opt.step()
