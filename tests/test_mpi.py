@@ -119,6 +119,26 @@ def rank_pids(mpirun_proc):
     return found
 
 
+def running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:  # gone between the check and the read
+        return False
+
+
+def still_running(pids, grace_s):
+    """The processes left after mpirun returned.  mpirun can return while the
+    kernel is still tearing down a rank it killed (a stopped one in particular),
+    so allow a few seconds before calling a process left behind."""
+    deadline = time.time() + grace_s
+    left = [q for q in pids if running(q)]
+    while left and time.time() < deadline:
+        time.sleep(0.1)
+        left = [q for q in left if running(q)]
+    return left
+
+
 def fault(tmp, data, name, sig, timeout_s):
     out = os.path.join(tmp, name)
     args = ["--model", "resnet20", "--data", data, "--epochs", "40", "--batch", "8",
@@ -146,8 +166,7 @@ def fault(tmp, data, name, sig, timeout_s):
         text, _ = p.communicate()
         check(f"{name}: job ends", False, "still running after the timeout + 30 s")
     took = time.time() - hit
-    alive = [q for q in pids.values() if os.path.exists(f"/proc/{q}") and
-             open(f"/proc/{q}/stat").read().split()[2] != "Z"]
+    alive = still_running(pids.values(), grace_s=5)
     for q in alive:
         os.kill(q, signal.SIGKILL)
     check(f"{name}: every rank gone within {timeout_s} s + margin",
