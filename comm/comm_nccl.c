@@ -29,8 +29,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "device_cuda.h"
+#include "nccl_log.h"
 
 #define WATCHDOG_PERIOD_S 0.05
 
@@ -377,12 +379,59 @@ static dl_status init_communicator(nccl_impl *m)
     return DL_OK;
 }
 
+/* "2.21.5" */
+static void version_text(char *buf, size_t cap)
+{
+    int v = 0;
+    if (ncclGetVersion(&v) != ncclSuccess) {
+        snprintf(buf, cap, "unknown");
+        return;
+    }
+    /* 2.9 and later: major*10000 + minor*100 + patch; before: major*1000 + minor*100 + patch */
+    int major = v >= 10000 ? v / 10000 : v / 1000, rest = v >= 10000 ? v % 10000 : v % 1000;
+    snprintf(buf, cap, "%d.%d.%d", major, rest / 100, rest % 100);
+}
+
+/* Every rank's view of the channels NCCL set up (its own log), joined on all
+ * ranks and kept for the results (nccl_log.h).  Only the first ranks take
+ * part, to keep set-up short on large jobs. */
+enum { ROUTE_RANKS = 64 };
+
+static void record_routes(dl_comm *host, const char *log_path)
+{
+    dl_nccl_route mine[DL_NCCL_MAX_ROUTES], all[DL_NCCL_MAX_ROUTES], got[DL_NCCL_MAX_ROUTES];
+    memset(mine, 0, sizeof mine);
+    int n_mine = log_path[0] ? dl_nccl_read_routes(log_path, mine, DL_NCCL_MAX_ROUTES) : 0;
+    int n_all = 0;
+    for (int r = 0; r < host->world && r < ROUTE_RANKS; r++) {
+        int n = r == host->rank ? n_mine : 0;
+        memcpy(got, mine, sizeof got);
+        if (host->broadcast(host, &n, sizeof n, r) != DL_OK ||
+            host->broadcast(host, got, sizeof got, r) != DL_OK)
+            break;
+        for (int i = 0; i < n && i < DL_NCCL_MAX_ROUTES; i++)
+            dl_nccl_add_route(all, &n_all, DL_NCCL_MAX_ROUTES, &got[i]);
+    }
+    char version[32], text[2048];
+    version_text(version, sizeof version);
+    dl_nccl_routes_text(all, n_all, text, sizeof text);
+    dl_nccl_record_set(version, text);
+}
+
 dl_comm *dl_comm_nccl(dl_comm *host, dl_device *dev)
 {
+    /* Before any NCCL call: NCCL reads its log settings once.  (setenv while
+     * the MPI thread runs is safe here: that thread reads no environment.) */
+    char log_path[512];
+    int own_log = dl_nccl_log_capture(log_path, sizeof log_path);
     nccl_impl *m = new_impl(host, dev);
     if (!m)
         return NULL;
     dl_status st = init_communicator(m);
+    if (st == DL_OK)
+        record_routes(host, own_log ? log_path : "");
+    if (own_log)
+        unlink(log_path); /* NCCL keeps it open; the name is no longer needed */
     dl_comm *c = st == DL_OK ? wrap(host, m) : NULL;
     if (!c) {
         char msg[1024];

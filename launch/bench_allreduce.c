@@ -115,6 +115,8 @@ static int write_json(FILE *f, const dl_comm *c, const ar_opts *o, const dl_swee
             c->name, c->world, c->local_size, on_gpu ? "device" : "host", o->iters, o->warmup,
             o->min_bytes, o->max_bytes, o->factor, dl_sweep_bus_factor(c->world));
     dl_run_env_json(f);
+    fprintf(f, ",\"nccl\":");
+    dl_run_nccl_json(f);
     char links[4096];
     fprintf(f, ",\"gpus\":");
     dl_run_gpu_links(links, sizeof links, f);
@@ -159,12 +161,13 @@ static int write_report(const ar_opts *o, const dl_comm *c, const dl_sweep_point
     if (n_gpus == 0)
         snprintf(r->topology, sizeof r->topology, "no GPUs found under /sys: host memory and "
                  "CPU processes only\n");
-    char env[2048];
+    char env[2048], nccl[1024];
     int n_env = dl_run_env_text(env, sizeof env);
+    dl_run_nccl_text(nccl, sizeof nccl);
     snprintf(r->notes, sizeof r->notes, "time = the slowest rank's median of %d timed iterations "
              "(%d warm-up), a barrier before each; busbw = algbw x 2(n-1)/n = algbw x %.4g.\n"
-             "Environment variables recorded (%d):\n%s%s", o->iters, o->warmup,
-             dl_sweep_bus_factor(c->world), n_env, n_env ? env : "(none set)\n",
+             "%sEnvironment variables recorded (%d):\n%s%s", o->iters, o->warmup,
+             dl_sweep_bus_factor(c->world), nccl, n_env, n_env ? env : "(none set)\n",
              n > DL_REPORT_MAX_POINTS ? "Only the first 64 sizes are drawn; the JSON has all.\n"
                                       : "");
     r->bw_ranks = c->world;

@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "run_env.h"
 
+#include "../comm/nccl_log.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,6 +29,11 @@ int dl_run_env_recorded(const char *v)
                                      "OMPI_MCA_mpi_oversubscribe", NULL};
     for (int i = 0; launcher[i]; i++)
         if (starts(v, launcher[i]))
+            return 0;
+    /* dltrain's own capture of NCCL's log (nccl_log.h), not the user's setting */
+    static const char *ours[] = {"NCCL_DEBUG=", "NCCL_DEBUG_SUBSYS=", "NCCL_DEBUG_FILE=", NULL};
+    for (int i = 0; ours[i] && dl_nccl_log_owned(); i++)
+        if (starts(v, ours[i]))
             return 0;
     for (int i = 0; keep[i]; i++)
         if (starts(v, keep[i]))
@@ -143,4 +150,24 @@ int dl_run_gpu_links(char *text, size_t cap, FILE *json)
     if (json)
         fputc(']', json);
     return n;
+}
+
+void dl_run_nccl_json(FILE *f)
+{
+    fprintf(f, "{\"version\":");
+    dl_json_string(f, dl_nccl_record_version());
+    fprintf(f, ",\"routes\":");
+    dl_json_string(f, dl_nccl_record_routes());
+    fprintf(f, "}");
+}
+
+int dl_run_nccl_text(char *out, size_t cap)
+{
+    out[0] = 0;
+    if (!dl_nccl_record_version()[0])
+        return 0;
+    snprintf(out, cap, "NCCL %s; transports chosen (from NCCL's log, rank->rank): %s\n",
+             dl_nccl_record_version(),
+             dl_nccl_record_routes()[0] ? dl_nccl_record_routes() : "not seen in NCCL's log");
+    return 1;
 }

@@ -25,4 +25,10 @@ void dl_json_string(FILE *f, const char *s);
  * Returns the number of GPUs. */
 int dl_run_gpu_links(char *text, size_t cap, FILE *json);
 
+/* What NCCL chose (comm/nccl_log.h): {"version":"2.21.5","routes":"0->1 P2P/IPC; ..."},
+ * both "" when NCCL was not used; and the same as one line of text (returns 0
+ * and writes "" when NCCL was not used). */
+void dl_run_nccl_json(FILE *f);
+int dl_run_nccl_text(char *out, size_t cap);
+
 #endif

@@ -224,6 +224,8 @@ static void json_body(FILE *f, const scale_run *r)
     json_claims(f, r);
     fputs(",\"env\":", f);
     dl_run_env_json(f);
+    fputs(",\"nccl\":", f);
+    dl_run_nccl_json(f);
     char links[64];
     fputs(",\"gpus\":", f);
     dl_run_gpu_links(links, sizeof links, f);
@@ -275,9 +277,11 @@ static void report_notes(dl_report *rep, const scale_run *r)
         len += (size_t)snprintf(rep->notes + len, sizeof rep->notes - len, "  %s: %s%.2fx -> %s\n",
                                 claims[i].claim, m > 0 ? "" : "(none) ", m, v);
     }
+    char nccl[1024];
+    dl_run_nccl_text(nccl, sizeof nccl);
     if (len < sizeof rep->notes)
-        snprintf(rep->notes + len, sizeof rep->notes - len, "Environment variables recorded "
-                 "(%d):\n%s", n_env, n_env ? env : "(none set)\n");
+        snprintf(rep->notes + len, sizeof rep->notes - len, "%sEnvironment variables recorded "
+                 "(%d):\n%s", nccl, n_env, n_env ? env : "(none set)\n");
 }
 
 int dl_scale_write_report(const char *path, const scale_run *r)

@@ -63,3 +63,9 @@ add_test(NAME predict_validation
          COMMAND ${DLTRAIN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_predict_validation.py
                  ${DLTRAIN_BIN} ${PROJECT_SOURCE_DIR}/docs/scaling.md)
 set_tests_properties(predict_validation PROPERTIES LABELS "cpu;predict" TIMEOUT 120)
+
+# Which transport NCCL chose, read from NCCL's own log lines (comm/nccl_log.c).
+add_executable(test_nccl_log ${CMAKE_CURRENT_SOURCE_DIR}/test_nccl_log.c)
+target_link_libraries(test_nccl_log PRIVATE dlcomm)
+add_test(NAME nccl_log COMMAND test_nccl_log ${CMAKE_CURRENT_BINARY_DIR})
+set_tests_properties(nccl_log PROPERTIES LABELS "cpu;sanitize" TIMEOUT 30)

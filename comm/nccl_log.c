@@ -1,0 +1,115 @@
+/* nccl_log.c: reading NCCL's choice of transport from its own log. */
+#define _POSIX_C_SOURCE 200809L
+#include "nccl_log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* "0[0] -> 1[1]" or "0[18000] -> 1[3b000]": the ranks before the brackets. */
+static int parse_ranks(const char *p, int *src, int *dst)
+{
+    char *end;
+    long a = strtol(p, &end, 10);
+    if (end == p || *end != '[')
+        return 0;
+    const char *arrow = strstr(end, "->");
+    if (!arrow)
+        return 0;
+    const char *q = arrow + 2;
+    while (*q == ' ')
+        q++;
+    long b = strtol(q, &end, 10);
+    if (end == q || *end != '[')
+        return 0;
+    *src = (int)a, *dst = (int)b;
+    return 1;
+}
+
+int dl_nccl_parse_route(const char *line, dl_nccl_route *r)
+{
+    const char *ch = strstr(line, "NCCL INFO Channel ");
+    const char *colon = ch ? strstr(ch, " : ") : NULL;
+    const char *via = colon ? strstr(colon, " via ") : NULL;
+    if (!via || !parse_ranks(colon + 3, &r->src, &r->dst))
+        return 0;
+    const char *t = via + 5;
+    size_t len = strcspn(t, "\r\n"); /* "P2P/direct pointer" has a space in it */
+    while (len > 0 && t[len - 1] == ' ')
+        len--;
+    if (len == 0)
+        return 0;
+    if (len >= sizeof r->transport)
+        len = sizeof r->transport - 1;
+    memcpy(r->transport, t, len);
+    r->transport[len] = 0;
+    return 1;
+}
+
+void dl_nccl_add_route(dl_nccl_route *routes, int *n, int max, const dl_nccl_route *r)
+{
+    for (int i = 0; i < *n; i++)
+        if (routes[i].src == r->src && routes[i].dst == r->dst &&
+            strcmp(routes[i].transport, r->transport) == 0)
+            return;
+    if (*n < max)
+        routes[(*n)++] = *r;
+}
+
+int dl_nccl_read_routes(const char *path, dl_nccl_route *routes, int max)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char line[1024];
+    int n = 0;
+    dl_nccl_route r;
+    while (fgets(line, sizeof line, f))
+        if (dl_nccl_parse_route(line, &r))
+            dl_nccl_add_route(routes, &n, max, &r);
+    fclose(f);
+    return n;
+}
+
+void dl_nccl_routes_text(const dl_nccl_route *routes, int n, char *buf, size_t cap)
+{
+    size_t len = 0;
+    buf[0] = 0;
+    for (int i = 0; i < n && len + 1 < cap; i++) {
+        int w = snprintf(buf + len, cap - len, "%s%d->%d %s", i ? "; " : "", routes[i].src,
+                         routes[i].dst, routes[i].transport);
+        if (w < 0)
+            break;
+        len += (size_t)w;
+    }
+}
+
+static int log_owned;
+
+int dl_nccl_log_owned(void) { return log_owned; }
+
+int dl_nccl_log_capture(char *path, size_t cap)
+{
+    path[0] = 0;
+    if (getenv("NCCL_DEBUG"))
+        return 0;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(path, cap, "%s/dltrain-nccl-%ld.log", tmp && tmp[0] ? tmp : "/tmp", (long)getpid());
+    setenv("NCCL_DEBUG", "INFO", 1);
+    setenv("NCCL_DEBUG_SUBSYS", "INIT", 1);
+    setenv("NCCL_DEBUG_FILE", path, 1);
+    log_owned = 1;
+    return 1;
+}
+
+static char record_version[32], record_routes[2048];
+
+void dl_nccl_record_set(const char *version, const char *routes)
+{
+    snprintf(record_version, sizeof record_version, "%s", version);
+    snprintf(record_routes, sizeof record_routes, "%s", routes);
+}
+
+const char *dl_nccl_record_version(void) { return record_version; }
+const char *dl_nccl_record_routes(void) { return record_routes; }

@@ -1,0 +1,49 @@
+/* nccl_log.h: what NCCL chose, read from NCCL's own log.
+ *
+ * NCCL decides per pair of ranks and per channel whether data moves by
+ * P2P (direct over PCIe/NVLink), SHM (through host memory) or NET (sockets,
+ * InfiniBand), and says so only in its INFO log ("Channel 00/0 : 0[0] ->
+ * 1[1] via P2P/IPC").  dltrain turns that log on for the communicator's
+ * set-up (unless the user set NCCL_DEBUG), sends it to a file, and keeps
+ * one line per pair and transport for every result it records. */
+#ifndef DL_NCCL_LOG_H
+#define DL_NCCL_LOG_H
+
+#include <stddef.h>
+
+#define DL_NCCL_MAX_ROUTES 64
+
+typedef struct dl_nccl_route {
+    int src, dst;        /* ranks of the communicator */
+    char transport[48];  /* "P2P/IPC", "SHM/direct/direct", "NET/IB/0/GDRDMA" */
+} dl_nccl_route;
+
+/* Parses one NCCL log line; returns 1 and fills r for a channel connection
+ * line, else 0. */
+int dl_nccl_parse_route(const char *line, dl_nccl_route *r);
+
+/* Adds r to routes[0, *n) unless the same (src, dst, transport) is there. */
+void dl_nccl_add_route(dl_nccl_route *routes, int *n, int max, const dl_nccl_route *r);
+
+/* Reads a whole NCCL log file into routes; returns how many (0 if unreadable). */
+int dl_nccl_read_routes(const char *path, dl_nccl_route *routes, int max);
+
+/* "0->1 P2P/IPC; 1->0 P2P/IPC" into buf. */
+void dl_nccl_routes_text(const dl_nccl_route *routes, int n, char *buf, size_t cap);
+
+/* Set before the process's first NCCL call: unless NCCL_DEBUG is set,
+ * NCCL_DEBUG=INFO, NCCL_DEBUG_SUBSYS=INIT and NCCL_DEBUG_FILE=path (a file
+ * of this process).  Returns 1 if it took over the log (the file is then
+ * dltrain's to read and remove), 0 if the user's settings stand. */
+int dl_nccl_log_capture(char *path, size_t cap);
+/* Whether dl_nccl_log_capture set those variables (so they are not the
+ * user's, and a recorded environment leaves them out). */
+int dl_nccl_log_owned(void);
+
+/* What the process learnt (set by the NCCL backend after set-up): the
+ * library version and the routes, as text; "" before or without NCCL. */
+void dl_nccl_record_set(const char *version, const char *routes);
+const char *dl_nccl_record_version(void);
+const char *dl_nccl_record_routes(void);
+
+#endif
