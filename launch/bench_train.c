@@ -215,19 +215,24 @@ static int bench_train(int argc, char **argv)
 }
 
 int dl_bench_allreduce(int argc, char **argv); /* bench_allreduce.c */
+int dl_bench_copy(int argc, char **argv);      /* bench_copy.c */
 
 int dl_cmd_bench(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         printf("usage: dltrain bench train [options]       training-step throughput\n"
                "       dltrain bench allreduce [options]   all-reduce time and bandwidth "
-               "(under mpirun)\n");
+               "(under mpirun)\n"
+               "       dltrain bench copy [options]        host<->GPU copy bandwidth per GPU, "
+               "pinned and pageable\n");
         return argc < 2 ? DL_EXIT_USAGE : DL_EXIT_OK;
     }
     if (strcmp(argv[1], "train") == 0)
         return bench_train(argc - 1, argv + 1);
     if (strcmp(argv[1], "allreduce") == 0)
         return dl_bench_allreduce(argc - 1, argv + 1);
-    fprintf(stderr, "dltrain bench: unknown benchmark '%s' (try: train, allreduce)\n", argv[1]);
+    if (strcmp(argv[1], "copy") == 0)
+        return dl_bench_copy(argc - 1, argv + 1);
+    fprintf(stderr, "dltrain bench: unknown benchmark '%s' (try: train, allreduce, copy)\n", argv[1]);
     return DL_EXIT_USAGE;
 }

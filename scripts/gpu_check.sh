@@ -87,6 +87,16 @@ step "bench allreduce --device cuda --backend nccl" allreduce-nccl.log \
     --json "$OUT/allreduce-nccl.json"
 tail -3 "$OUT/allreduce-nccl.log" | sed 's/^/  /' | tee -a "$SUMMARY"
 
+# Host<->GPU copies (the figure the lanes set directly), then `scale` on one
+# GPU with its report (more GPUs need mpirun: see docs/lanes.md).
+step "bench copy (pinned and pageable)" copy.log \
+    "$DLTRAIN" bench copy --json "$OUT/copy.json"
+sed 's/^/  /' "$OUT/copy.log" | tee -a "$SUMMARY" >/dev/null
+step "scale --device cuda, one rank, resnet50 batch 64" scale.log \
+    "$DLTRAIN" scale --device cuda --model resnet50 --data synthetic:3x224x224:1000 --batch 64 \
+    --steps 10 --repeats 3 --json "$OUT/scale.json" --report "$OUT/scale.html"
+grep -E "images/s|rank" "$OUT/scale.log" | head -5 | sed 's/^/  /' | tee -a "$SUMMARY"
+
 # Benchmarks against PyTorch on the same GPU.
 QFLAG=""
 if [ "$QUICK" = 1 ]; then QFLAG=--quick; fi

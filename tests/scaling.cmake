@@ -69,3 +69,8 @@ add_executable(test_nccl_log ${CMAKE_CURRENT_SOURCE_DIR}/test_nccl_log.c)
 target_link_libraries(test_nccl_log PRIVATE dlcomm)
 add_test(NAME nccl_log COMMAND test_nccl_log ${CMAKE_CURRENT_BINARY_DIR})
 set_tests_properties(nccl_log PROPERTIES LABELS "cpu;sanitize" TIMEOUT 30)
+
+# `dltrain bench copy`: host<->GPU bandwidth with a GPU, one clear line without.
+add_test(NAME bench_copy COMMAND ${DLTRAIN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_bench_copy.py
+                                 ${DLTRAIN_BIN})
+set_tests_properties(bench_copy PROPERTIES LABELS "cpu;gpu" TIMEOUT 300)
