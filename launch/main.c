@@ -24,7 +24,7 @@ static void usage(FILE *f)
             "\n"
             "commands:\n"
             "  train     train a model (the default: lenet on Fashion-MNIST)\n"
-            "  bench     benchmarks: 'dltrain bench train', 'dltrain bench allreduce'\n"
+            "  bench     benchmarks: 'dltrain bench train', 'bench allreduce', 'bench copy'\n"
             "  scale     training throughput on 1, 2, 4 .. N ranks: speedup, efficiency, breakdown\n"
             "  predict   model a data-parallel step on N GPUs: all-reduce cost, overlap, PCIe lanes\n"
             "  topo      how each GPU is attached: PCIe lanes, generation, switches, NUMA, NVLink\n"
