@@ -57,6 +57,13 @@ const op_conv_case op_conv_cases[] = {
     {8, 16, 32, 32, 16, 3, 1, 1, 0, "several images per chunk, ragged last chunk"},
     {2, 64, 32, 32, 64, 3, 1, 1, 0, "one image per chunk"},
     {5, 32, 16, 16, 32, 3, 2, 1, 1, "3x3 stride 2, 5 images"},
+    /* resnet20's 3x3 shapes at each stage, and odd ones around them */
+    {3, 16, 7, 7, 32, 3, 1, 1, 1, "3x3 pad 1 on 7x7 planes, 16 -> 32"},
+    {2, 1, 28, 28, 16, 3, 1, 1, 0, "3x3 pad 1, one input channel (the 28x28 stem)"},
+    {2, 32, 14, 14, 16, 3, 1, 1, 1, "3x3 pad 1, 14x14, 32 -> 16"},
+    {1, 16, 5, 3, 16, 3, 1, 1, 1, "3x3 pad 1, plane of 15 pixels"},
+    {2, 16, 6, 11, 48, 3, 1, 1, 0, "3x3 pad 1, non-square, 16 -> 48"},
+    {2, 24, 9, 9, 16, 3, 1, 1, 0, "3x3 pad 1, 24 -> 16"},
 };
 const int op_n_conv_cases = (int)DL_ARRAY_LEN(op_conv_cases);
 
