@@ -68,7 +68,7 @@ static void write_machine(FILE *f, const dl_report *r) {
     if (r->model[0] && r->batch_per_rank > 0) {
         fputs("<p>Model ", f);
         dl_html_puts(f, r->model);
-        fprintf(f, ", batch %d per rank (GPU).</p>\n", r->batch_per_rank);
+        fprintf(f, ", batch %d per rank.</p>\n", r->batch_per_rank);
     }
 }
 
