@@ -80,3 +80,9 @@ void dl_buckets_free(dl_buckets *b)
     b->end = NULL;
     b->start_at = b->done_at = NULL;
 }
+
+double dl_buckets_default_mb(size_t n_params)
+{
+    double mb = (double)n_params * sizeof(float) / 8.0 / 1048576.0;
+    return mb < 0.25 ? 0.25 : mb > 25.0 ? 25.0 : mb;
+}

@@ -35,4 +35,10 @@ void dl_buckets_ready(void *buckets, size_t ready);
 dl_status dl_buckets_finish(dl_buckets *b, double *last_done);
 void dl_buckets_free(dl_buckets *b);
 
+/* The default bucket size for n_params gradients, in MiB: an eighth of them,
+ * at least 0.25 and at most 25 MiB.  With one bucket nothing can overlap
+ * backward (it is ready only when backward ends), so small models need
+ * buckets smaller than the customary 25 MiB to hide their all-reduce. */
+double dl_buckets_default_mb(size_t n_params);
+
 #endif

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../comm/bucket.h"
 #include "../models/models.h"
 #include "../runtime/data.h"
 #include "../runtime/device.h"
@@ -36,7 +37,7 @@ static const dl_option scale_options[] = {
     {"sizes", DL_OPT_STRING, O(sizes), S(sizes), "LIST", 0, 0,
      "group sizes, e.g. 1,2,4 (default 1,2,4,... up to the ranks, and all ranks)"},
     {"bucket-mb", DL_OPT_DOUBLE, O(bucket_mb), 0, "MB", 0.001, 1e6,
-     "gradient bucket size in MiB (default 25)"},
+     "gradient bucket size in MiB (default: an eighth of the gradients, 0.25 to 25)"},
     {"no-overlap", DL_OPT_FLAG, O(no_overlap), 0, NULL, 0, 0,
      "start the all-reduce after backward instead of during it"},
     {"threads", DL_OPT_INT, O(threads), 0, "N", 0, 1024,
@@ -251,7 +252,7 @@ static void print_start(const scale_run *r)
            o->batch);
     printf("  %d ranks, backend %s, device %s, %d thread(s) per rank; %d warm-up, %d x %d timed "
            "steps per group; buckets of %g MiB, %s\n", r->ctx->world, r->ctx->comm->name,
-           r->ctx->dev->name, r->threads, o->warmup, o->repeats, o->steps, o->bucket_mb,
+           r->ctx->dev->name, r->threads, o->warmup, o->repeats, o->steps, r->bucket_mb,
            o->no_overlap ? "after backward (--no-overlap)" : "overlapping backward");
     if (r->added_one)
         printf("  (1 rank added to --sizes: the baseline of the speedup)\n");
@@ -345,6 +346,7 @@ static int run(scale_run *r, int argc, char **argv)
     r->n_gpus = dl_run_gpu_links(r->gpu_links, sizeof r->gpu_links, NULL);
     command_line(r, argc, argv);
     dl_status st = setup_model(r);
+    r->bucket_mb = o->bucket_mb > 0 ? o->bucket_mb : dl_buckets_default_mb(r->net.n_params);
     int failed = st != DL_OK, n_failed = 0, first = -1;
     char why[512];
     snprintf(why, sizeof why, "%s", failed ? dl_error_message() : "");
@@ -364,7 +366,7 @@ int dl_cmd_scale(int argc, char **argv)
 {
     static scale_opts o; /* static: the run keeps a pointer; one run per process */
     o = (scale_opts){.model = "lenet", .data = "synthetic:1x28x28:10", .batch = 64, .warmup = 3,
-                     .steps = 10, .repeats = 3, .bucket_mb = 25, .timeout_s = 600,
+                     .steps = 10, .repeats = 3, .bucket_mb = 0, .timeout_s = 600,
                      .sweep_max_mb = 16, .seed = 1, .device = "auto", .precision = "fp32",
                      .comm = "auto"};
     int quiet = launcher_rank() > 0;

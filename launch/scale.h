@@ -57,6 +57,7 @@ typedef struct scale_run {
     int n_sweep;
     double link_gbps, link_alpha_us; /* fitted from the sweep; 0 = no sweep */
     int threads;
+    double bucket_mb;        /* --bucket-mb, or the default for the model (bucket.h) */
     int n_gpus;              /* GPUs on this node (topology), 0 here means CPU only */
     char command[2048];
     char gpu_links[4096];    /* each GPU's PCIe link read after the runs */

@@ -89,7 +89,7 @@ static dl_status measure_group(scale_run *r, dl_comm *g, scale_point *p)
     dl_status st = DL_OK;
     if (n > 1)
         st = dl_buckets_init(&buckets, g, r->net.grads, r->net.n_params,
-                             (size_t)(o->bucket_mb * 1048576.0 / sizeof(float)));
+                             (size_t)(r->bucket_mb * 1048576.0 / sizeof(float)));
     size_t n_shared = (size_t)(reps * n + 5);
     double *shared = st == DL_OK ? dl_alloc_zero(sizeof(double) * n_shared, "group timings") : NULL;
     if (!shared) {

@@ -63,7 +63,7 @@ static double predict_speedup(const scale_run *r, const scale_point *one, int ra
                          .backward_frac = one->compute_ms > 0 ? one->backward_ms / one->compute_ms
                                                               : 2.0 / 3.0,
                          .grad_bytes = 4.0 * (double)r->net.n_params,
-                         .bucket_bytes = r->o->bucket_mb * 1048576.0,
+                         .bucket_bytes = r->bucket_mb * 1048576.0,
                          .overlap = !r->o->no_overlap,
                          .gpus = ranks,
                          .gbps = r->link_gbps,
@@ -210,7 +210,7 @@ static void json_body(FILE *f, const scale_run *r)
     dl_json_string(f, o->data);
     fprintf(f, ",\"batch_per_rank\":%d,\"warmup\":%d,\"steps\":%d,\"repeats\":%d,"
                "\"bucket_mb\":%g,\"overlap\":%s,\"params\":%zu,\"sizes\":[", o->batch, o->warmup,
-            o->steps, o->repeats, o->bucket_mb, o->no_overlap ? "false" : "true",
+            o->steps, o->repeats, r->bucket_mb, o->no_overlap ? "false" : "true",
             r->net.n_params);
     for (int i = 0; i < r->n_sizes; i++)
         fprintf(f, "%s%d", i ? "," : "", r->sizes[i]);

@@ -50,6 +50,7 @@ typedef struct trainer {
     char ckpt_path[600];
     long steps_per_epoch;
     double last_lr;
+    double bucket_mb; /* --bucket-mb, or the default for this model */
     int stop_votes; /* ranks that asked to stop at the last step (a signal) */
 } trainer;
 
@@ -197,9 +198,10 @@ static dl_status setup(trainer *t)
         st = dl_loader_init(&t->test_ld, &t->test, o->eval_batch ? o->eval_batch : o->batch, rank,
                             world, t->prog.seed, 0, 0);
     t->steps_per_epoch = dl_loader_steps_per_epoch(&t->train_ld);
+    t->bucket_mb = o->bucket_mb > 0 ? o->bucket_mb : dl_buckets_default_mb(t->net.n_params);
     if (st == DL_OK && averages_gradients(t))
         st = dl_buckets_init(&t->buckets, t->ctx->comm, t->net.grads, t->net.n_params,
-                             (size_t)(o->bucket_mb * 1048576.0 / sizeof(float)));
+                             (size_t)(t->bucket_mb * 1048576.0 / sizeof(float)));
     if (st == DL_OK && o->trace_dir[0])
         st = setup_trace(t);
     return st;
@@ -225,7 +227,7 @@ static void print_start(const trainer *t)
     if (t->ctx->world > 1)
         printf("  global batch %d = %d ranks x %d; gradients averaged in %d bucket(s) of <= %g MB, "
                "%s; lr %s\n", o->batch * t->ctx->world, t->ctx->world, o->batch, t->buckets.count,
-               o->bucket_mb, o->no_overlap ? "after backward (--no-overlap)" : "overlapping backward",
+               t->bucket_mb, o->no_overlap ? "after backward (--no-overlap)" : "overlapping backward",
                o->scale_lr ? "scaled by the number of ranks (--scale-lr)"
                            : "not scaled (--scale-lr applies the linear scaling rule)");
     printf("  SGD lr %g momentum %g%s weight decay %g, %s schedule, warm-up %g epochs, seed %ld\n",

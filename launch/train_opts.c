@@ -48,7 +48,8 @@ static const dl_option train_options[] = {
     {"eval-batch", DL_OPT_INT, O(eval_batch), 0, "N", 1, 1 << 20, "evaluation batch (default: --batch)"},
     {"no-progress", DL_OPT_FLAG, O(no_progress), 0, NULL, 0, 0, "no live progress line"},
     {"bucket-mb", DL_OPT_DOUBLE, O(bucket_mb), 0, "MB", 0.001, 4096,
-     "gradient all-reduce bucket size in MiB (default 25)"},
+     "gradient all-reduce bucket size in MiB (default: an eighth of the gradients, "
+     "0.25 to 25)"},
     {"no-overlap", DL_OPT_FLAG, O(no_overlap), 0, NULL, 0, 0,
      "all-reduce after backward instead of overlapping it (for comparison)"},
     {"check-every", DL_OPT_LONG, O(check_every), 0, "N", 0, 1e15,
@@ -94,7 +95,7 @@ void dl_train_defaults(dl_train_opts *o)
     o->lr_gamma = 0.1;
     o->seed = 1;
     o->log_every = 50;
-    o->bucket_mb = 25;
+    o->bucket_mb = 0; /* dl_buckets_default_mb of the model */
     o->check_every = 200;
     o->timeout_s = 60;
     o->trace_steps = 20;
