@@ -103,23 +103,6 @@ static int finish_trace(const bench_opts *o, dl_net *net, int rc)
     return st == DL_OK ? rc : DL_EXIT_ERROR;
 }
 
-/* Fill one batch from the data set and upload it once. */
-static dl_status load_fixed_batch(dl_net *net, const dl_dataset *ds, int batch)
-{
-    size_t per = (size_t)ds->c * ds->h * ds->w;
-    float *x = dl_alloc(sizeof(float) * per * batch, "bench batch");
-    int32_t *y = dl_alloc(sizeof(int32_t) * batch, "bench labels");
-    if (!x || !y) {
-        free(x), free(y);
-        return DL_ERR_OOM;
-    }
-    for (int i = 0; i < batch; i++)
-        dl_dataset_sample(ds, (size_t)i % ds->n, x + per * i, &y[i], 0, NULL);
-    dl_net_set_batch(net, x, y, batch);
-    free(x), free(y);
-    return DL_OK;
-}
-
 static int report(const bench_opts *o, const dl_net *net, double *ips, const dl_phase_times *tm,
                   long steps, const char *device_note)
 {
@@ -184,7 +167,7 @@ static int bench_train(int argc, char **argv)
     if (st == DL_OK)
         st = dl_sgd_init(&opt, dev, net.n_params, 0.9f, 5e-4f, 0);
     if (st == DL_OK)
-        st = load_fixed_batch(&net, &train, o.batch);
+        st = dl_step_load_fixed_batch(&net, &train, o.batch);
     if (st == DL_OK)
         st = start_trace(&o, &net);
     if (st != DL_OK) {

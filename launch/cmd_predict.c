@@ -116,21 +116,6 @@ typedef struct {
     double images_per_s, speedup, efficiency;
 } predict_row;
 
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
 static int parse_shape(const char *text, int *c, int *h, int *w, int *classes)
 {
     int n = 0;
@@ -408,27 +393,27 @@ static void print_json(FILE *f, const prediction *p)
 {
     const predict_opts *o = p->o;
     fprintf(f, "{\"command\":\"predict\",\"version\":1,\"model\":");
-    json_string(f, p->model);
+    dl_json_string(f, p->model);
     fprintf(f, ",\"params\":%.0f,\"macs_per_sample\":%.6g,\"batch\":%d,\"grad_bytes\":%.0f,"
                "\"bucket_bytes\":%.0f,\"overlap\":%s,\"backward_frac\":%.6g,",
             p->params, p->macs, o->batch, p->grad_bytes, p->bucket_bytes,
             o->no_overlap ? "false" : "true", o->backward_frac);
     if (p->have_step) {
         fprintf(f, "\"compute_ms\":%.6g,\"compute_source\":", p->rows[0].m.compute_ms);
-        json_string(f, p->compute_src);
+        dl_json_string(f, p->compute_src);
         fputc(',', f);
     } else {
         fprintf(f, "\"compute_ms\":null,");
     }
     fprintf(f, "\"link\":{\"name\":");
-    json_string(f, p->link.name);
+    dl_json_string(f, p->link.name);
     fprintf(f, ",\"gbps\":%.6g,\"share\":%d,\"gbps_per_gpu\":%.6g,\"alpha_us\":%.6g,\"source\":",
             p->link.link_gbps, o->link_share, p->link.gbps, p->link.alpha_us);
-    json_string(f, p->link.what);
+    dl_json_string(f, p->link.what);
     fprintf(f, "},\"net\":");
     if (p->net) {
         fprintf(f, "{\"name\":");
-        json_string(f, p->net->name);
+        dl_json_string(f, p->net->name);
         fprintf(f, ",\"gbps\":%.6g,\"alpha_us\":%.6g,\"gpus_per_node\":%d}", p->net->gbps,
                 p->net->alpha_us, p->gpus_per_node);
     } else {
@@ -456,9 +441,9 @@ static void print_json(FILE *f, const prediction *p)
     fprintf(f, "],\"transfer\":");
     if (p->transfer_bytes > 0) {
         fprintf(f, "{\"bytes\":%.0f,\"source\":", p->transfer_bytes);
-        json_string(f, p->transfer_src);
+        dl_json_string(f, p->transfer_src);
         fprintf(f, ",\"link\":");
-        json_string(f, p->link.name);
+        dl_json_string(f, p->link.name);
         fprintf(f, ",\"ms\":%.6g}", dl_transfer_ms(p->transfer_bytes, p->link.link_gbps));
     } else {
         fprintf(f, "null");

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../comm/bucket.h"
+#include "../comm/topo.h"
 #include "../models/models.h"
 #include "../runtime/data.h"
 #include "../runtime/device.h"
@@ -20,6 +21,7 @@
 #include "predict_model.h"
 #include "run_env.h"
 #include "scale.h"
+#include "step.h"
 
 #define O(f) offsetof(scale_opts, f)
 #define S(f) sizeof(((scale_opts *)0)->f)
@@ -72,12 +74,9 @@ static const char scale_usage[] =
 /* This process's rank as the launcher announced it, before MPI starts (-1: none). */
 static int launcher_rank(void)
 {
-    static const char *vars[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID",
-                                 "MV2_COMM_WORLD_RANK", NULL};
-    for (int i = 0; vars[i]; i++)
-        if (getenv(vars[i]))
-            return atoi(getenv(vars[i]));
-    return -1;
+    dl_topo_launch l;
+    dl_topo_launch_read(&l, NULL);
+    return l.rank;
 }
 
 /* Parses options with rank > 0's messages silenced: all ranks see the same
@@ -176,23 +175,6 @@ static int validate(scale_opts *o, int world, scale_run *r, char *why, size_t ca
     return parse_sizes(o->sizes, world, r->sizes, &r->n_sizes, &r->added_one, why, cap);
 }
 
-/* One fixed batch from the data set, set on the net once. */
-static dl_status load_fixed_batch(dl_net *net, const dl_dataset *ds, int batch)
-{
-    size_t per = (size_t)ds->c * ds->h * ds->w;
-    float *x = dl_alloc(sizeof(float) * per * batch, "scale batch");
-    int32_t *y = dl_alloc(sizeof(int32_t) * batch, "scale labels");
-    if (!x || !y) {
-        free(x), free(y);
-        return DL_ERR_OOM;
-    }
-    for (int i = 0; i < batch; i++)
-        dl_dataset_sample(ds, (size_t)i % ds->n, x + per * i, &y[i], 0, NULL);
-    dl_net_set_batch(net, x, y, batch);
-    free(x), free(y);
-    return DL_OK;
-}
-
 static dl_status setup_model(scale_run *r)
 {
     const scale_opts *o = r->o;
@@ -207,7 +189,7 @@ static dl_status setup_model(scale_run *r)
     if (st == DL_OK)
         st = dl_sgd_init(&r->opt, r->ctx->dev, r->net.n_params, 0.9f, 5e-4f, 0);
     if (st == DL_OK)
-        st = load_fixed_batch(&r->net, &train, o->batch);
+        st = dl_step_load_fixed_batch(&r->net, &train, o->batch);
     if (st == DL_OK)
         dl_dataset_free(&train), dl_dataset_free(&test);
     return st;

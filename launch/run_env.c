@@ -54,21 +54,6 @@ int dl_run_env_text(char *out, size_t cap)
     return n;
 }
 
-void dl_json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
 void dl_run_env_json(FILE *f)
 {
     int n = 0;

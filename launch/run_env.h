@@ -17,8 +17,6 @@ int dl_run_env_text(char *out, size_t cap);
 void dl_run_env_json(FILE *f);
 /* One line: host, CPU model, cores online. */
 void dl_run_machine(char *out, size_t cap);
-/* A JSON string literal (quotes and escapes). */
-void dl_json_string(FILE *f, const char *s);
 
 /* Each GPU's PCIe link read now (generation and width, current and maximum),
  * as text lines and as a JSON array; "" / [] on a machine without GPUs.

@@ -2,6 +2,7 @@
 #include "step.h"
 
 #include <stddef.h>
+#include <stdlib.h>
 
 #include "../runtime/common.h"
 
@@ -57,4 +58,20 @@ dl_status dl_step_forward_backward(dl_stepper *s, double *loss_sum, int *correct
     dl_trace_end(s->trace, DL_TRACK_COMPUTE);
     tm->forward += dl_now() - t0;
     return backward_and_reduce(s, tm);
+}
+
+dl_status dl_step_load_fixed_batch(dl_net *net, const dl_dataset *ds, int batch)
+{
+    size_t per = (size_t)ds->c * ds->h * ds->w;
+    float *x = dl_alloc(sizeof(float) * per * batch, "fixed batch");
+    int32_t *y = dl_alloc(sizeof(int32_t) * batch, "fixed batch labels");
+    if (!x || !y) {
+        free(x), free(y);
+        return DL_ERR_OOM;
+    }
+    for (int i = 0; i < batch; i++)
+        dl_dataset_sample(ds, (size_t)i % ds->n, x + per * i, &y[i], 0, NULL);
+    dl_net_set_batch(net, x, y, batch);
+    free(x), free(y);
+    return DL_OK;
 }

@@ -5,6 +5,7 @@
 #define DL_STEP_H
 
 #include "../comm/bucket.h"
+#include "../runtime/data.h"
 #include "../runtime/net.h"
 #include "../runtime/trace.h"
 #include "metrics.h"
@@ -21,5 +22,10 @@ typedef struct dl_stepper {
  * and correct count (this rank's), and adds phase times to tm. */
 dl_status dl_step_forward_backward(dl_stepper *s, double *loss_sum, int *correct,
                                    dl_phase_times *tm);
+
+/* Sets the first `batch` samples of ds (repeated if ds is smaller) on the net
+ * once, for benchmarks that time steps without data loading (`bench train`,
+ * `scale`, like the PyTorch peer script). */
+dl_status dl_step_load_fixed_batch(dl_net *net, const dl_dataset *ds, int batch);
 
 #endif

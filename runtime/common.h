@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef enum {
     DL_OK = 0,
@@ -46,6 +47,10 @@ double dl_now(void);
 
 /* mkdir -p: creates dir and its missing parents; fails if dir is not a directory. */
 dl_status dl_make_dirs(const char *dir);
+
+/* s as a JSON string literal: quotes, and escapes for quotes, backslashes and
+ * control characters (every JSON file dltrain writes goes through this). */
+void dl_json_string(FILE *f, const char *s);
 
 /* 64-bit FNV-1a, used for configuration and parameter hashes. */
 uint64_t dl_hash_bytes(uint64_t h, const void *data, size_t n);

@@ -216,21 +216,6 @@ size_t dl_trace_dropped(const dl_tracer *t)
 
 /* ---- writing ------------------------------------------------------------- */
 
-static void write_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 static const char *track_name(int track, char *buf, size_t size)
 {
     switch (track) {
@@ -263,7 +248,7 @@ static void write_metadata(FILE *f, const dl_tracer *t)
         char buf[32];
         fprintf(f, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":%d,\"args\":{\"name\":",
                 t->rank, k + 1);
-        write_string(f, track_name(k, buf, sizeof buf));
+        dl_json_string(f, track_name(k, buf, sizeof buf));
         fprintf(f, "}},\n{\"name\":\"thread_sort_index\",\"ph\":\"M\",\"pid\":%d,\"tid\":%d,"
                    "\"args\":{\"sort_index\":%d}}", t->rank, k + 1, track_order(k));
     }
@@ -276,7 +261,7 @@ static void write_event(FILE *f, const dl_tracer *t, const trace_event *e)
             e->track + 1);
     if (e->ph == 'B') {
         fputs(",\"name\":", f);
-        write_string(f, e->name);
+        dl_json_string(f, e->name);
         fprintf(f, ",\"cat\":\"%s\"", e->cat);
         if (e->args[0])
             fprintf(f, ",\"args\":{%s}", e->args);
