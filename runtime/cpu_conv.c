@@ -36,17 +36,79 @@ typedef struct conv_plan {
     int nb;                 /* images per GEMM */
     int pointwise;          /* 1x1, stride 1, no padding: x is already col */
     int transposed;         /* backward dx as the convolution t of dy */
+    int pk_fwd, pk_dw, pk_dx; /* which GEMMs use the packed kernels (cpu_conv_packed.c) */
     dl_conv_desc t;         /* dy [n, cout, oh, ow] -> dx [n, cin, h, w], flipped kernel */
-    size_t col, tmp, dw;    /* floats of each slot's buffers */
+    size_t col, tmp, row, dyt, dw; /* floats of each slot's buffers */
     size_t stride;          /* floats per slot */
+    size_t wt, wp;          /* after the slots: flipped kernel, packed kernel, */
+    size_t mc, mt;          /* and the packed im2col masks of c and of t */
 } conv_plan;
 
 static size_t round_up16(size_t n) { return (n + 15) & ~(size_t)15; }
 
+/* Which GEMMs run on the packed kernels: all but 1x1 stride-1 ones (their
+ * operand is x itself, nothing to save) when AVX-512 is there; the weight
+ * gradient's kernel holds 16 output channels per vector. */
+static void plan_packed(const dl_conv_desc *c, conv_plan *p)
+{
+    int on = cpu_packed_available() && !p->pointwise;
+    p->pk_fwd = on;
+    p->pk_dw = on && c->cout % 16 == 0;
+    p->pk_dx = on && p->transposed;
+}
+
+/* Sizes of the buffers, in floats: the largest any path of the plan needs. */
+static void plan_buffers(const dl_conv_desc *c, conv_plan *p)
+{
+    size_t ohw = (size_t)c->oh * c->ow, hw = (size_t)c->h * c->w;
+    int kk = c->k * c->k, kdim = c->cin * kk, tdim = c->cout * kk;
+    int cols = (int)(p->nb * ohw), tcols = (int)(p->nb * hw);
+    if (!p->pointwise) {
+        size_t col = kdim * (size_t)cols;
+        if (p->transposed)
+            col = DL_MAX(col, (size_t)tdim * tcols);
+        if (p->pk_fwd || p->pk_dw)
+            col = DL_MAX(col, cpu_packed_col_floats(kdim, cols));
+        if (p->pk_dx)
+            col = DL_MAX(col, cpu_packed_col_floats(tdim, tcols));
+        p->col = round_up16(col);
+    }
+    if (p->nb > 1)
+        p->tmp = round_up16(DL_MAX((size_t)c->cout * ohw, (size_t)c->cin * hw) * p->nb);
+    if (p->pk_fwd || p->pk_dx)
+        p->row = round_up16(DL_MAX(cols, tcols));
+    if (p->pk_dw)
+        p->dyt = round_up16(cpu_packed_dyt_floats(c->cout, cols));
+    p->dw = round_up16((size_t)c->cout * kdim);
+    p->stride = p->col + p->tmp + p->row + p->dyt + p->dw;
+    p->wt = p->transposed ? round_up16((size_t)c->cout * kdim) : 0;
+    if (p->pk_fwd)
+        p->wp = cpu_packed_w_floats(c->cout, kdim);
+    if (p->pk_dx)
+        p->wp = DL_MAX(p->wp, cpu_packed_w_floats(c->cin, tdim));
+    p->mc = p->pk_fwd || p->pk_dw ? round_up16(cpu_packed_mask_count(c, p->nb)) : 0;
+    p->mt = p->pk_dx ? round_up16(cpu_packed_mask_count(&p->t, p->nb)) : 0;
+}
+
+/* The shared tail of the workspace, after the slots */
+typedef struct conv_shared {
+    float *wt, *wp;
+    uint32_t *mc, *mt;
+} conv_shared;
+
+static conv_shared conv_shared_of(const conv_plan *p, float *ws)
+{
+    conv_shared sh = {.wt = ws + (size_t)p->slots * p->stride};
+    sh.wp = sh.wt + p->wt;
+    sh.mc = (uint32_t *)(sh.wp + p->wp);
+    sh.mt = sh.mc + p->mc;
+    return sh;
+}
+
 static conv_plan conv_plan_of(const dl_conv_desc *c)
 {
     conv_plan p = {.slots = DL_MAX(1, DL_MIN(cpu_threads(), c->n)), .nb = 1};
-    size_t ohw = (size_t)c->oh * c->ow, hw = (size_t)c->h * c->w;
+    size_t ohw = (size_t)c->oh * c->ow;
     size_t kk = (size_t)c->k * c->k, kdim = c->cin * kk;
     p.pointwise = c->k == 1 && c->stride == 1 && c->pad == 0;
     p.transposed = !p.pointwise && c->stride == 1 && c->pad < c->k;
@@ -57,12 +119,8 @@ static conv_plan conv_plan_of(const dl_conv_desc *c)
     while (!p.pointwise && p.nb < share && p.nb * ohw < CONV_MIN_COLS &&
            kdim * (p.nb + 1) * ohw <= CONV_COL_FLOATS)
         p.nb++;
-    if (!p.pointwise)
-        p.col = round_up16(DL_MAX(kdim * p.nb * ohw, p.transposed ? c->cout * kk * p.nb * hw : 0));
-    if (p.nb > 1)
-        p.tmp = round_up16(DL_MAX((size_t)c->cout * ohw, (size_t)c->cin * hw) * p.nb);
-    p.dw = round_up16((size_t)c->cout * kdim);
-    p.stride = p.col + p.tmp + p.dw;
+    plan_packed(c, &p);
+    plan_buffers(c, &p);
     return p;
 }
 
@@ -77,8 +135,7 @@ size_t cpu_conv_workspace(dl_device *d, const dl_conv_desc *c)
 {
     (void)d;
     conv_plan p = conv_plan_of(c);
-    /* the slots, then the flipped kernel of the transposed convolution */
-    return (size_t)p.slots * p.stride + (p.transposed ? (size_t)c->cout * c->cin * c->k * c->k : 0);
+    return (size_t)p.slots * p.stride + p.wt + p.wp + p.mc + p.mt;
 }
 
 /* Output columns ox whose input column ox*s - p + kj lies inside [0, w):
@@ -151,24 +208,28 @@ static void im2col_plane_same(const dl_conv_desc *c, const float *plane, int ki,
             dst[(size_t)oy * ow + hi + e] = 0.0f;
 }
 
+void cpu_im2col_row(const dl_conv_desc *c, const float *x, int nb, int r, float *dst)
+{
+    int k = c->k, ohw = c->oh * c->ow, ci = r / (k * k), ki = (r / k) % k, kj = r % k;
+    size_t plane_size = (size_t)c->h * c->w;
+    int same = c->stride == 1 && c->ow == c->w;
+    for (int j = 0; j < nb; j++) {
+        const float *plane = x + ((size_t)j * c->cin + ci) * plane_size;
+        if (same)
+            im2col_plane_same(c, plane, ki, kj, dst + (size_t)j * ohw);
+        else
+            im2col_plane(c, plane, ki, kj, dst + (size_t)j * ohw);
+    }
+}
+
 /* col[(ci*k + ki)*k + kj][j*ohw + oy*ow + ox] = x[j][ci][oy*s - p + ki][ox*s - p + kj]
  * for the nb images at x. */
 static void im2col(const dl_conv_desc *c, const float *x, int nb, float *col)
 {
-    int k = c->k, ohw = c->oh * c->ow, rows = c->cin * k * k;
-    size_t ld = (size_t)nb * ohw, plane_size = (size_t)c->h * c->w;
-    int same = c->stride == 1 && c->ow == c->w;
-    for (int r = 0; r < rows; r++) {
-        int ci = r / (k * k), ki = (r / k) % k, kj = r % k;
-        for (int j = 0; j < nb; j++) {
-            const float *plane = x + ((size_t)j * c->cin + ci) * plane_size;
-            float *dst = col + r * ld + (size_t)j * ohw;
-            if (same)
-                im2col_plane_same(c, plane, ki, kj, dst);
-            else
-                im2col_plane(c, plane, ki, kj, dst);
-        }
-    }
+    int rows = c->cin * c->k * c->k;
+    size_t ld = (size_t)nb * c->oh * c->ow;
+    for (int r = 0; r < rows; r++)
+        cpu_im2col_row(c, x, nb, r, col + r * ld);
 }
 
 /* The adjoint of im2col_plane: plane[iy][ox*s - p + kj] += src[oy*ow + ox]. */
@@ -244,22 +305,48 @@ static const float *unfold(const dl_conv_desc *c, const conv_plan *p, const floa
     return col;
 }
 
-/* Forward for images [lo, hi), with one slot's buffers at buf. */
-static void forward_images(const dl_conv_desc *c, const conv_plan *p, int lo, int hi,
-                           const float *x, const float *w, const float *bias, float *y,
-                           float *buf)
+/* A slot's buffers (conv_plan sizes them) */
+typedef struct slot_bufs {
+    float *col, *tmp, *row, *dyt, *dw;
+} slot_bufs;
+
+static slot_bufs slot_bufs_of(const conv_plan *p, float *ws, int s)
 {
-    int ohw = c->oh * c->ow, kdim = c->cin * c->k * c->k;
+    slot_bufs b = {.col = ws + (size_t)s * p->stride};
+    b.tmp = b.col + p->col;
+    b.row = b.tmp + p->tmp;
+    b.dyt = b.row + p->row;
+    b.dw = b.dyt + p->dyt;
+    return b;
+}
+
+/* y [cout, cols] = W x im2col(nb images at x) */
+static void forward_gemm(const dl_conv_desc *c, const conv_plan *p, const float *x, int nb,
+                         const float *w, const conv_shared *sh, float *y, slot_bufs *b)
+{
+    int cols = nb * c->oh * c->ow, kdim = c->cin * c->k * c->k;
+    if (p->pk_fwd) {
+        cpu_packed_im2col(c, x, nb, b->col, b->row, sh->mc);
+        cpu_packed_gemm(sh->wp, c->cout, kdim, b->col, cols, y, cols, 0);
+        return;
+    }
+    const float *col = unfold(c, p, x, nb, b->col);
+    cpu_gemm_serial(0, 0, c->cout, cols, kdim, 1.0f, w, kdim, col, cols, 0.0f, y, cols);
+}
+
+/* Forward for images [lo, hi) of one slot */
+static void forward_images(const dl_conv_desc *c, const conv_plan *p, int lo, int hi,
+                           const float *x, const float *w, const conv_shared *sh,
+                           const float *bias, float *y, slot_bufs *b)
+{
+    int ohw = c->oh * c->ow;
     size_t in_size = (size_t)c->cin * c->h * c->w, out_size = (size_t)c->cout * ohw;
-    float *col = buf, *tmp = buf + p->col;
     for (int i = lo; i < hi; i += p->nb) {
-        int nb = DL_MIN(p->nb, hi - i), cols = nb * ohw;
+        int nb = DL_MIN(p->nb, hi - i);
         float *yi = y + i * out_size;
-        const float *b = unfold(c, p, x + i * in_size, nb, col);
-        cpu_gemm_serial(0, 0, c->cout, cols, kdim, 1.0f, w, kdim, b, cols, 0.0f,
-                        nb == 1 ? yi : tmp, cols);
+        forward_gemm(c, p, x + i * in_size, nb, w, sh, nb == 1 ? yi : b->tmp, b);
         if (nb > 1)
-            group_to_nchw(tmp, yi, nb, c->cout, ohw, 0);
+            group_to_nchw(b->tmp, yi, nb, c->cout, ohw, 0);
         if (bias)
             for (int jc = 0; jc < nb * c->cout; jc++) {
                 float v = bias[jc % c->cout], *row = yi + (size_t)jc * ohw;
@@ -276,59 +363,86 @@ void cpu_conv_forward(dl_device *d, const dl_conv_desc *c, const float *x, const
     if (c->n < 1)
         return;
     conv_plan p = conv_plan_of(c);
+    conv_shared sh = conv_shared_of(&p, ws);
+    if (p.pk_fwd) {
+        cpu_packed_pack_w(w, c->cout, c->cin * c->k * c->k, sh.wp);
+        cpu_packed_masks(c, p.nb, sh.mc);
+    }
 #pragma omp parallel for schedule(static) num_threads(p.slots)
     for (int s = 0; s < p.slots; s++) {
         int lo, hi;
+        slot_bufs b = slot_bufs_of(&p, ws, s);
         slot_range(c->n, p.slots, s, &lo, &hi);
-        forward_images(c, &p, lo, hi, x, w, bias, y, ws + s * p.stride);
+        forward_images(c, &p, lo, hi, x, w, &sh, bias, y, &b);
     }
 }
 
 /* dx for nb images as the stride-1 convolution of their dy with the flipped
- * kernel wt [cin, cout*k*k] (overwriting dx unless acc). */
-static void dx_transposed(const dl_conv_desc *c, const conv_plan *p, const float *wt,
-                          const float *dy, int nb, float *dx, int acc, float *col, float *tmp)
+ * kernel sh->wt [cin, cout*k*k] (overwriting dx unless acc). */
+static void dx_transposed(const dl_conv_desc *c, const conv_plan *p, const conv_shared *sh,
+                          const float *dy, int nb, float *dx, int acc, slot_bufs *b)
 {
     int hw = c->h * c->w, tdim = c->cout * c->k * c->k, cols = nb * hw;
-    im2col(&p->t, dy, nb, col);
-    float *dst = nb == 1 ? dx : tmp;
-    cpu_gemm_serial(0, 0, c->cin, cols, tdim, 1.0f, wt, tdim, col, cols,
-                    nb == 1 && acc ? 1.0f : 0.0f, dst, cols);
+    float *dst = nb == 1 ? dx : b->tmp;
+    int add = nb == 1 && acc;
+    if (p->pk_dx) {
+        cpu_packed_im2col(&p->t, dy, nb, b->col, b->row, sh->mt);
+        cpu_packed_gemm(sh->wp, c->cin, tdim, b->col, cols, dst, cols, add);
+    } else {
+        im2col(&p->t, dy, nb, b->col);
+        cpu_gemm_serial(0, 0, c->cin, cols, tdim, 1.0f, sh->wt, tdim, b->col, cols,
+                        add ? 1.0f : 0.0f, dst, cols);
+    }
     if (nb > 1)
-        group_to_nchw(tmp, dx, nb, c->cin, hw, acc);
+        group_to_nchw(b->tmp, dx, nb, c->cin, hw, acc);
+}
+
+/* This slot's dW^T [kdim, cout] for nb images, written (first) or added */
+static void dw_group(const dl_conv_desc *c, const conv_plan *p, const float *x, const float *dy,
+                     const float *g, int nb, int first, const conv_shared *sh, slot_bufs *b)
+{
+    int ohw = c->oh * c->ow, cols = nb * ohw, kdim = c->cin * c->k * c->k;
+    if (p->pk_dw) {
+        cpu_packed_im2col(c, x, nb, b->col, b->row, sh->mc);
+        cpu_packed_transpose(dy, nb, c->cout, ohw, b->dyt);
+        cpu_packed_dw(b->col, kdim, b->dyt, c->cout, cols, b->dw, !first);
+        return;
+    }
+    const float *col = unfold(c, p, x, nb, b->col);
+    cpu_gemm_serial(0, 1, kdim, c->cout, cols, 1.0f, col, cols, g, cols, first ? 0.0f : 1.0f,
+                    b->dw, c->cout);
 }
 
 /* Backward for images [lo, hi): this slot's share of dW goes to the slot's
  * partial sum, [kdim, cout] (overwritten), dx is written or accumulated. */
 static void backward_images(const dl_conv_desc *c, const conv_plan *p, int lo, int hi,
-                            const float *x, const float *w, const float *wt, const float *dy,
-                            float *dx, int acc, float *buf)
+                            const float *x, const float *w, const conv_shared *sh,
+                            const float *dy, float *dx, int acc, slot_bufs *b)
 {
     int ohw = c->oh * c->ow, kdim = c->cin * c->k * c->k;
     size_t in_size = (size_t)c->cin * c->h * c->w, out_size = (size_t)c->cout * ohw;
-    float *col = buf, *tmp = buf + p->col, *dw_part = tmp + p->tmp;
     for (int i = lo; i < hi; i += p->nb) {
         int nb = DL_MIN(p->nb, hi - i), cols = nb * ohw;
-        const float *g = dy + i * out_size;
-        if (nb > 1) {
-            nchw_to_group(g, tmp, nb, c->cout, ohw);
-            g = tmp;
+        const float *dyi = dy + i * out_size, *g = dyi;
+        /* the BLAS paths read dy as one [cout, cols] matrix */
+        int grouped = nb > 1 && !(p->pk_dw && (p->transposed || !dx));
+        if (grouped) {
+            nchw_to_group(dyi, b->tmp, nb, c->cout, ohw);
+            g = b->tmp;
         }
-        const float *b = unfold(c, p, x + i * in_size, nb, col);
-        cpu_gemm_serial(0, 1, kdim, c->cout, cols, 1.0f, b, cols, g, cols, i == lo ? 0.0f : 1.0f,
-                        dw_part, c->cout);
+        dw_group(c, p, x + i * in_size, dyi, g, nb, i == lo, sh, b);
         if (!dx)
             continue;
         float *dxi = dx + i * in_size;
         if (p->transposed) {
             /* col and tmp are consumed: reuse them */
-            dx_transposed(c, p, wt, dy + i * out_size, nb, dxi, acc, col, tmp);
+            dx_transposed(c, p, sh, dyi, nb, dxi, acc, b);
         } else if (p->pointwise) {
             cpu_gemm_serial(1, 0, kdim, cols, c->cout, 1.0f, w, kdim, g, cols, acc ? 1.0f : 0.0f,
                             dxi, cols);
         } else {
-            cpu_gemm_serial(1, 0, kdim, cols, c->cout, 1.0f, w, kdim, g, cols, 0.0f, col, cols);
-            col2im(c, col, nb, dxi, acc);
+            cpu_gemm_serial(1, 0, kdim, cols, c->cout, 1.0f, w, kdim, g, cols, 0.0f, b->col, cols);
+            col2im(c, b->col, nb, dxi, acc);
         }
     }
 }
@@ -353,19 +467,30 @@ void cpu_conv_backward(dl_device *d, const dl_conv_desc *c, const float *x, cons
         return;
     conv_plan p = conv_plan_of(c);
     size_t kdim = (size_t)c->cin * c->k * c->k, nw = c->cout * kdim;
-    float *dw_parts = ws + p.col + p.tmp, *wt = ws + (size_t)p.slots * p.stride;
+    conv_shared sh = conv_shared_of(&p, ws);
+    float *dw_parts = slot_bufs_of(&p, ws, 0).dw;
     int flip = p.transposed && dx;
     if (db)
         cpu_bias_grad(d, dy, db, c->n, c->cout, c->oh * c->ow);
 #pragma omp parallel num_threads(p.slots)
     {
         if (flip)
-            flip_kernel(c, w, wt); /* ends in a barrier */
+            flip_kernel(c, w, sh.wt); /* ends in a barrier */
+#pragma omp single
+        {
+            if (flip && p.pk_dx) {
+                cpu_packed_pack_w(sh.wt, c->cin, c->cout * c->k * c->k, sh.wp);
+                cpu_packed_masks(&p.t, p.nb, sh.mt);
+            }
+            if (p.pk_dw)
+                cpu_packed_masks(c, p.nb, sh.mc);
+        }
 #pragma omp for schedule(static)
         for (int s = 0; s < p.slots; s++) {
             int lo, hi;
+            slot_bufs b = slot_bufs_of(&p, ws, s);
             slot_range(c->n, p.slots, s, &lo, &hi);
-            backward_images(c, &p, lo, hi, x, w, wt, dy, dx, acc, ws + s * p.stride);
+            backward_images(c, &p, lo, hi, x, w, &sh, dy, dx, acc, &b);
         }
         /* every slot has at least one image (slots <= n): sum them in order */
 #pragma omp for schedule(static)

@@ -27,6 +27,31 @@ void cpu_conv_forward(dl_device *d, const dl_conv_desc *c, const float *x, const
 void cpu_conv_backward(dl_device *d, const dl_conv_desc *c, const float *x, const float *w,
                        const float *dy, float *dx, int acc, float *dw, float *db, float *ws);
 
+/* One row r of im2col (cpu_conv.c) for nb images: dst[j*oh*ow + q]. */
+void cpu_im2col_row(const dl_conv_desc *c, const float *x, int nb, int r, float *dst);
+
+/* AVX-512 convolution kernels on packed im2col data (cpu_conv_packed.c).
+ * cpu_packed_available() is 0 without AVX-512 or with DLTRAIN_CONV_BLAS=1
+ * (then every convolution GEMM goes through BLAS). */
+int cpu_packed_available(void);
+size_t cpu_packed_col_floats(int kdim, int cols);
+size_t cpu_packed_w_floats(int m, int kdim);
+size_t cpu_packed_dyt_floats(int cout, int cols);
+void cpu_packed_pack_w(const float *w, int m, int kdim, float *wp);
+/* masks: cpu_packed_masks for the full group of nb images (the direct path) */
+int cpu_packed_direct(const dl_conv_desc *c);
+size_t cpu_packed_mask_count(const dl_conv_desc *c, int nb);
+void cpu_packed_masks(const dl_conv_desc *c, int nb, uint32_t *masks);
+void cpu_packed_im2col(const dl_conv_desc *c, const float *x, int nb, float *packed, float *row,
+                       const uint32_t *masks);
+void cpu_packed_transpose(const float *dy, int nb, int cout, int ohw, float *dyt);
+/* y[m][q] (+)= sum_r W[m][r] col[r][q], W packed by cpu_packed_pack_w */
+void cpu_packed_gemm(const float *wp, int m, int kdim, const float *packed, int cols, float *y,
+                     int ldy, int acc);
+/* dwt[r][co] (+)= sum_q col[r][q] dy[co][q]; cout a multiple of 16 */
+void cpu_packed_dw(const float *packed, int kdim, const float *dyt, int cout, int cols,
+                   float *dwt, int acc);
+
 void cpu_maxpool_forward(dl_device *d, const dl_pool_desc *p, const float *x, float *y,
                          int32_t *argmax);
 void cpu_maxpool_backward(dl_device *d, const dl_pool_desc *p, const float *dy,

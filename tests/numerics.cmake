@@ -23,6 +23,9 @@ target_link_libraries(dl_op_cases PUBLIC dlruntime m)
 add_executable(test_ops ${CMAKE_CURRENT_SOURCE_DIR}/test_ops.c)
 target_link_libraries(test_ops PRIVATE dl_op_cases dlruntime)
 add_test(NAME numerics_ops COMMAND test_ops)
+# the same cases with every convolution GEMM on BLAS (no packed kernels)
+add_test(NAME numerics_ops_blas COMMAND test_ops conv)
+set_tests_properties(numerics_ops_blas PROPERTIES ENVIRONMENT DLTRAIN_CONV_BLAS=1)
 
 add_executable(test_gradcheck ${CMAKE_CURRENT_SOURCE_DIR}/test_gradcheck.c)
 target_link_libraries(test_gradcheck PRIVATE dlruntime m)
@@ -32,7 +35,7 @@ add_test(NAME numerics_gradcheck COMMAND test_gradcheck)
 # Python side rebuilds the same networks in torch and compares.
 add_executable(oracle_runner ${CMAKE_CURRENT_SOURCE_DIR}/oracle_runner.c)
 target_link_libraries(oracle_runner PRIVATE dlmodels dlruntime)
-set(DLTRAIN_NUMERICS_TESTS numerics_ops numerics_gradcheck)
+set(DLTRAIN_NUMERICS_TESTS numerics_ops numerics_ops_blas numerics_gradcheck)
 if(DLTRAIN_PYTHON)
   add_test(NAME numerics_torch_oracle
            COMMAND ${DLTRAIN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_torch_oracle.py

@@ -64,6 +64,13 @@ const op_conv_case op_conv_cases[] = {
     {1, 16, 5, 3, 16, 3, 1, 1, 1, "3x3 pad 1, plane of 15 pixels"},
     {2, 16, 6, 11, 48, 3, 1, 1, 0, "3x3 pad 1, non-square, 16 -> 48"},
     {2, 24, 9, 9, 16, 3, 1, 1, 0, "3x3 pad 1, 24 -> 16"},
+    /* the packed AVX-512 kernels' edges (cpu_conv_packed.c): weight-gradient
+     * row tiles of 16/12/8/4 and plain rows, 1 to 3 channel vectors, output
+     * rows not a multiple of 8, panels straddling images */
+    {3, 3, 17, 17, 32, 3, 1, 1, 1, "3x3 pad 1, 3 -> 32, kdim 27"},
+    {2, 16, 8, 8, 64, 3, 1, 1, 0, "3x3 pad 1, 16 -> 64 (3 + 1 channel vectors)"},
+    {3, 12, 6, 6, 24, 3, 1, 1, 1, "3x3 pad 1, 12 -> 24 (BLAS weight gradient)"},
+    {4, 20, 5, 4, 13, 3, 1, 1, 0, "3x3 pad 1, 20 -> 13, 20-pixel planes"},
 };
 const int op_n_conv_cases = (int)DL_ARRAY_LEN(op_conv_cases);
 
