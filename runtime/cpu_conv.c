@@ -94,11 +94,17 @@ static void plan_buffers(const dl_conv_desc *c, conv_plan *p)
 typedef struct conv_shared {
     float *wt, *wp;
     uint32_t *mc, *mt;
+    /* the whole x and dy tensors, which cpu_packed_im2col may read past a
+     * plane's edges */
+    const float *x_begin, *x_end, *dy_begin, *dy_end;
 } conv_shared;
 
-static conv_shared conv_shared_of(const conv_plan *p, float *ws)
+static conv_shared conv_shared_of(const dl_conv_desc *c, const conv_plan *p, float *ws,
+                                  const float *x, const float *dy)
 {
-    conv_shared sh = {.wt = ws + (size_t)p->slots * p->stride};
+    conv_shared sh = {.wt = ws + (size_t)p->slots * p->stride, .x_begin = x, .dy_begin = dy};
+    sh.x_end = x + (size_t)c->n * c->cin * c->h * c->w;
+    sh.dy_end = dy ? dy + (size_t)c->n * c->cout * c->oh * c->ow : NULL;
     sh.wp = sh.wt + p->wt;
     sh.mc = (uint32_t *)(sh.wp + p->wp);
     sh.mt = sh.mc + p->mc;
@@ -326,7 +332,7 @@ static void forward_gemm(const dl_conv_desc *c, const conv_plan *p, const float 
 {
     int cols = nb * c->oh * c->ow, kdim = c->cin * c->k * c->k;
     if (p->pk_fwd) {
-        cpu_packed_im2col(c, x, nb, b->col, b->row, sh->mc);
+        cpu_packed_im2col(c, x, nb, b->col, b->row, sh->mc, sh->x_begin, sh->x_end);
         cpu_packed_gemm(sh->wp, c->cout, kdim, b->col, cols, y, cols, 0);
         return;
     }
@@ -363,7 +369,7 @@ void cpu_conv_forward(dl_device *d, const dl_conv_desc *c, const float *x, const
     if (c->n < 1)
         return;
     conv_plan p = conv_plan_of(c);
-    conv_shared sh = conv_shared_of(&p, ws);
+    conv_shared sh = conv_shared_of(c, &p, ws, x, NULL);
     if (p.pk_fwd) {
         cpu_packed_pack_w(w, c->cout, c->cin * c->k * c->k, sh.wp);
         cpu_packed_masks(c, p.nb, sh.mc);
@@ -386,7 +392,7 @@ static void dx_transposed(const dl_conv_desc *c, const conv_plan *p, const conv_
     float *dst = nb == 1 ? dx : b->tmp;
     int add = nb == 1 && acc;
     if (p->pk_dx) {
-        cpu_packed_im2col(&p->t, dy, nb, b->col, b->row, sh->mt);
+        cpu_packed_im2col(&p->t, dy, nb, b->col, b->row, sh->mt, sh->dy_begin, sh->dy_end);
         cpu_packed_gemm(sh->wp, c->cin, tdim, b->col, cols, dst, cols, add);
     } else {
         im2col(&p->t, dy, nb, b->col);
@@ -403,7 +409,7 @@ static void dw_group(const dl_conv_desc *c, const conv_plan *p, const float *x, 
 {
     int ohw = c->oh * c->ow, cols = nb * ohw, kdim = c->cin * c->k * c->k;
     if (p->pk_dw) {
-        cpu_packed_im2col(c, x, nb, b->col, b->row, sh->mc);
+        cpu_packed_im2col(c, x, nb, b->col, b->row, sh->mc, sh->x_begin, sh->x_end);
         cpu_packed_transpose(dy, nb, c->cout, ohw, b->dyt);
         cpu_packed_dw(b->col, kdim, b->dyt, c->cout, cols, b->dw, !first);
         return;
@@ -467,7 +473,7 @@ void cpu_conv_backward(dl_device *d, const dl_conv_desc *c, const float *x, cons
         return;
     conv_plan p = conv_plan_of(c);
     size_t kdim = (size_t)c->cin * c->k * c->k, nw = c->cout * kdim;
-    conv_shared sh = conv_shared_of(&p, ws);
+    conv_shared sh = conv_shared_of(c, &p, ws, x, dy);
     float *dw_parts = slot_bufs_of(&p, ws, 0).dw;
     int flip = p.transposed && dx;
     if (db)

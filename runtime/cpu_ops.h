@@ -38,12 +38,14 @@ size_t cpu_packed_col_floats(int kdim, int cols);
 size_t cpu_packed_w_floats(int m, int kdim);
 size_t cpu_packed_dyt_floats(int cout, int cols);
 void cpu_packed_pack_w(const float *w, int m, int kdim, float *wp);
-/* masks: cpu_packed_masks for the full group of nb images (the direct path) */
+/* masks: cpu_packed_masks for the full group of nb images (the direct path);
+ * [lo, hi): the whole tensor around x, which the direct path may read past
+ * a plane's edges (the values read there are masked off) */
 int cpu_packed_direct(const dl_conv_desc *c);
 size_t cpu_packed_mask_count(const dl_conv_desc *c, int nb);
 void cpu_packed_masks(const dl_conv_desc *c, int nb, uint32_t *masks);
 void cpu_packed_im2col(const dl_conv_desc *c, const float *x, int nb, float *packed, float *row,
-                       const uint32_t *masks);
+                       const uint32_t *masks, const float *lo, const float *hi);
 void cpu_packed_transpose(const float *dy, int nb, int cout, int ohw, float *dyt);
 /* y[m][q] (+)= sum_r W[m][r] col[r][q], W packed by cpu_packed_pack_w */
 void cpu_packed_gemm(const float *wp, int m, int kdim, const float *packed, int cols, float *y,
