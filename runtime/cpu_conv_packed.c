@@ -56,18 +56,17 @@ void cpu_packed_pack_w(const float *w, int m, int kdim, float *wp)
                 i < m ? w[(size_t)i * kdim + r] : 0.0f;
 }
 
-/* dyT[q][co] = dy[j][co][p] for q = j*ohw + p, rows past the last zero */
-void cpu_packed_transpose(const float *dy, int nb, int cout, int ohw, float *dyt)
+/* dyt[(j*ohw + p) * cout + co] = dy[(j*cout + co) * ohw + p] for pixels
+ * [p0, p1) of image j, all channels */
+static void transpose_plain(const float *dy, int j, int p0, int p1, int cout, int ohw,
+                            float *dyt)
 {
-    int cols = nb * ohw;
-    for (int j = 0; j < nb; j++)
-        for (int p = 0; p < ohw; p++) {
-            const float *src = dy + (size_t)j * cout * ohw + p;
-            float *dst = dyt + ((size_t)j * ohw + p) * cout;
-            for (int co = 0; co < cout; co++)
-                dst[co] = src[(size_t)co * ohw];
-        }
-    memset(dyt + (size_t)cols * cout, 0, sizeof(float) * cout * (round_lanes(cols) - cols));
+    for (int p = p0; p < p1; p++) {
+        const float *src = dy + (size_t)j * cout * ohw + p;
+        float *dst = dyt + ((size_t)j * ohw + p) * cout;
+        for (int co = 0; co < cout; co++)
+            dst[co] = src[(size_t)co * ohw];
+    }
 }
 
 /* The masks of cpu_packed_im2col's direct path: stride 1 and "same"
@@ -190,6 +189,52 @@ void cpu_packed_im2col(const dl_conv_desc *c, const float *x, int nb, float *pac
         packed_im2col_direct(c, x, nb, packed, masks, lo, hi);
     else
         packed_im2col_rows(c, x, nb, packed, row);
+}
+
+/* dst row i = column i of the 16x16 block at src (rows lds apart) */
+static void transpose16(const float *src, size_t lds, float *dst, size_t ldd)
+{
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; i++)
+        r[i] = _mm512_loadu_ps(src + i * lds);
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
+        __m512d c = _mm512_castps_pd(t[i + 2]), d = _mm512_castps_pd(t[i + 3]);
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int h = 0; h < 16; h += 8)
+        for (int i = 0; i < 4; i++) {
+            t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+            t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xdd);
+        }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
+    for (int i = 0; i < 16; i++)
+        _mm512_storeu_ps(dst + i * ldd, r[i]);
+}
+
+/* dyT[q][co] = dy[j][co][p] for q = j*ohw + p, rows past the last zero;
+ * cout a multiple of 16 */
+void cpu_packed_transpose(const float *dy, int nb, int cout, int ohw, float *dyt)
+{
+    int cols = nb * ohw, whole = ohw / LANES * LANES;
+    for (int j = 0; j < nb; j++) {
+        for (int p = 0; p < whole; p += LANES)
+            for (int co = 0; co < cout; co += LANES)
+                transpose16(dy + ((size_t)j * cout + co) * ohw + p, ohw,
+                            dyt + ((size_t)j * ohw + p) * cout + co, cout);
+        transpose_plain(dy, j, whole, ohw, cout, ohw, dyt);
+    }
+    memset(dyt + (size_t)cols * cout, 0, sizeof(float) * cout * (round_lanes(cols) - cols));
 }
 
 /* Y rows [0, rows) (rows <= 8) x nv panels; `left` columns of y are valid */
@@ -328,6 +373,14 @@ void cpu_packed_dw(const float *packed, int kdim, const float *dyt, int cout, in
 /* Without AVX-512 the convolution keeps BLAS: cpu_packed_available() is 0
  * and the kernels below are never called. */
 int cpu_packed_available(void) { return 0; }
+
+void cpu_packed_transpose(const float *dy, int nb, int cout, int ohw, float *dyt)
+{
+    for (int j = 0; j < nb; j++)
+        transpose_plain(dy, j, 0, ohw, cout, ohw, dyt);
+    memset(dyt + (size_t)nb * ohw * cout, 0,
+           sizeof(float) * cout * (round_lanes((size_t)nb * ohw) - (size_t)nb * ohw));
+}
 
 void cpu_packed_im2col(const dl_conv_desc *c, const float *x, int nb, float *packed, float *row,
                        const uint32_t *masks, const float *lo, const float *hi)
