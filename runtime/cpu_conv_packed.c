@@ -107,6 +107,9 @@ void cpu_packed_masks(const dl_conv_desc *c, int nb, uint32_t *masks)
     }
 }
 
+#ifdef __AVX512F__
+#include <immintrin.h>
+
 static void packed_im2col_rows(const dl_conv_desc *c, const float *x, int nb, float *packed,
                                float *row)
 {
@@ -121,9 +124,6 @@ static void packed_im2col_rows(const dl_conv_desc *c, const float *x, int nb, fl
             memcpy(dst + q * kdim, row + q, sizeof(float) * LANES);
     }
 }
-
-#ifdef __AVX512F__
-#include <immintrin.h>
 
 int cpu_packed_available(void)
 {
