@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "../models/models.h"
+#include "../runtime/parse.h"
 #ifdef DLTRAIN_HAVE_TOPO
 #include "../comm/topo.h"
 #endif
@@ -118,16 +119,7 @@ typedef struct {
 
 static int parse_shape(const char *text, int *c, int *h, int *w, int *classes)
 {
-    int n = 0;
-    if (sscanf(text, "%dx%dx%d%n", c, h, w, &n) != 3 || *c < 1 || *h < 1 || *w < 1)
-        return -1;
-    if (text[n] == ':' && classes) {
-        int m = 0;
-        if (sscanf(text + n + 1, "%d%n", classes, &m) != 1 || *classes < 2 || text[n + 1 + m])
-            return -1;
-        return 0;
-    }
-    return text[n] ? -1 : 0;
+    return dl_parse_shape(text, 4096, 1 << 16, 1 << 24, c, h, w, classes) ? 0 : -1;
 }
 
 static void model_default_shape(const char *name, int *c, int *h, int *w, int *classes)

@@ -2,11 +2,13 @@
 #define _GNU_SOURCE
 #include "options.h"
 
-#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "../runtime/parse.h"
 
 #define MAX_OPTIONS 64
 
@@ -69,7 +71,7 @@ static int is_abbreviation(const char *token, const char *name)
 
 static int set_value(const dl_option *o, void *dst, const char *text, const char *cmd)
 {
-    char *base = (char *)dst + o->offset, *end = NULL;
+    char *base = (char *)dst + o->offset;
     if (o->type == DL_OPT_STRING) {
         if (strlen(text) >= o->size) {
             fprintf(stderr, "dltrain %s: --%s value is too long\n", cmd, o->name);
@@ -78,23 +80,29 @@ static int set_value(const dl_option *o, void *dst, const char *text, const char
         strcpy(base, text);
         return 0;
     }
-    errno = 0;
-    double v = strtod(text, &end);
+    /* Integers are decimal and whole ("0x10", "1e3", "16.0" are refused);
+     * numbers are decimal too (no hex floats, inf or nan). */
     int integral = o->type != DL_OPT_DOUBLE;
-    if (errno || end == text || *end || !isfinite(v) || (integral && v != floor(v))) {
+    long long iv = 0;
+    double v = 0;
+    int ok = integral ? dl_parse_ll(text, LLONG_MIN, LLONG_MAX, &iv)
+                      : dl_parse_double(text, &v) && isfinite(v);
+    if (!ok) {
         fprintf(stderr, "dltrain %s: --%s needs %s, got '%s'\n", cmd, o->name,
-                integral ? "an integer" : "a number", text);
+                integral ? "a decimal integer" : "a number", text);
         return 2;
     }
+    if (integral)
+        v = (double)iv;
     if (v < o->min || v > o->max) {
         fprintf(stderr, "dltrain %s: --%s must be between %g and %g, got %s\n", cmd, o->name,
                 o->min, o->max, text);
         return 2;
     }
     if (o->type == DL_OPT_INT)
-        *(int *)base = (int)v;
+        *(int *)base = (int)iv;
     else if (o->type == DL_OPT_LONG)
-        *(long *)base = (long)v;
+        *(long *)base = (long)iv;
     else
         *(double *)base = v;
     return 0;
@@ -115,9 +123,11 @@ int dl_options_parse(const dl_option *table, void *dst, int argc, char **argv, c
     longopts[n] = (struct option){"help", no_argument, NULL, 'h'};
     longopts[n + 1] = (struct option){NULL, 0, NULL, 0};
     opterr = 0;
-    optind = 1;
+    /* 0, not 1: glibc then forgets where it stopped in a previous argv (a
+     * pointer into it), which matters when parsing more than once. */
+    optind = 0;
     for (;;) {
-        int prev = optind;
+        int prev = optind ? optind : 1;
         int c = getopt_long(argc, argv, "h", longopts, NULL);
         if (c == -1)
             break;

@@ -153,6 +153,8 @@ static dl_status resume_or_start(trainer *t)
     if (!o->resume[0] || t->ctx->rank != 0)
         return DL_OK;
     dl_status st = dl_checkpoint_load(o->resume, t->model->name, &t->net, t->opt.velocity, &t->prog);
+    if (st == DL_OK)
+        st = dl_checkpoint_check_position(o->resume, &t->prog, t->train.n);
     if (st == DL_OK && t->ctx->verbose && t->prog.seed != (uint64_t)o->seed)
         printf("note: continuing with the checkpoint's seed %llu for the data order\n",
                (unsigned long long)t->prog.seed);
@@ -180,8 +182,11 @@ static dl_status setup(trainer *t)
 {
     const dl_train_opts *o = t->o;
     dl_status st = make_schedule(t);
+    snprintf(t->ckpt_path, sizeof t->ckpt_path, "%s/checkpoint.bin", o->out_dir);
     if (st == DL_OK && t->ctx->rank == 0)
         st = dl_make_dirs(o->out_dir);
+    if (st == DL_OK && t->ctx->rank == 0)
+        st = dl_checkpoint_prepare(t->ckpt_path);
     if (st == DL_OK)
         st = setup_data_and_model(t);
     if (st == DL_OK)
@@ -191,7 +196,6 @@ static dl_status setup(trainer *t)
         st = resume_or_start(t);
     if (st != DL_OK)
         return st;
-    snprintf(t->ckpt_path, sizeof t->ckpt_path, "%s/checkpoint.bin", o->out_dir);
     int rank = t->ctx->rank, world = t->ctx->world;
     st = dl_loader_init(&t->train_ld, &t->train, o->batch, rank, world, t->prog.seed, 1, o->augment);
     if (st == DL_OK)
@@ -370,7 +374,7 @@ static epoch_result train_epoch(trainer *t, dl_epoch_summary *e)
             dl_metrics_progress(&t->metrics, (int)t->prog.epoch, step, t->steps_per_epoch, loss,
                                 done * global / el, el / done * (double)(t->steps_per_epoch - step));
         int ckpt_due = o->checkpoint_every && t->prog.step % (unsigned long)o->checkpoint_every == 0;
-        int stop = t->stop_votes || (o->max_steps && (long)t->prog.step >= o->max_steps);
+        int stop = t->stop_votes || (o->max_steps && t->prog.step >= (uint64_t)o->max_steps);
         if (o->check_every && t->prog.step % (unsigned long)o->check_every == 0 &&
             dl_train_check_replicas(t->ctx, &t->net, (long)t->prog.step) != 0)
             return EPOCH_FAILED;
@@ -436,7 +440,7 @@ static int train_loop(trainer *t)
         if (rc)
             return rc;
         acc = e.test_acc, test_loss = e.test_loss;
-        if (o->max_steps && (long)t->prog.step >= o->max_steps)
+        if (o->max_steps && t->prog.step >= (uint64_t)o->max_steps)
             break;
     }
     if (isnan(acc) && evaluate(t, &test_loss, &acc) != DL_OK)
@@ -488,7 +492,10 @@ static int start(trainer *t)
         dl_metrics_open(&t->metrics, t->ctx->rank == 0 ? t->o->json : "",
                         t->ctx->is_tty && !t->o->no_progress))
         st = dl_fail(DL_ERR_IO, "cannot write metrics file %s: %s", t->o->json, strerror(errno));
-    rc = st == DL_OK ? 0 : fail(t, st == DL_ERR_ARG ? DL_EXIT_USAGE : DL_EXIT_ERROR);
+    /* Bad options and bad input files (a corrupt checkpoint, a malformed IDX
+     * file, a missing data directory) exit 2, as README says. */
+    int bad_input = st == DL_ERR_ARG || st == DL_ERR_FORMAT;
+    rc = st == DL_OK ? 0 : fail(t, bad_input ? DL_EXIT_USAGE : DL_EXIT_ERROR);
     rc = dl_train_agree_start(t->ctx, rc, "during start-up");
     if (rc)
         return rc;

@@ -2,16 +2,20 @@
 #define _POSIX_C_SOURCE 200809L
 #include "checkpoint.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
+
+#include "parse.h"
 
 #define CKPT_MAGIC "DLTCKPT"
 #define CKPT_VERSION 1
@@ -119,14 +123,20 @@ dl_status dl_checkpoint_save(const char *path, const char *model, const dl_net *
         free(payload);
         return dl_fail(DL_ERR_IO, "cannot write checkpoint %s: %s", tmp, strerror(errno));
     }
-    int bad = write_all(fd, &h, sizeof h) || write_all(fd, payload, sizeof(float) * count) ||
-              fsync(fd) != 0;
-    int err = errno;
-    bad |= close(fd) != 0;
+    int err = 0; /* the first failure's errno, not a stale one from earlier calls */
+    if (write_all(fd, &h, sizeof h) || write_all(fd, payload, sizeof(float) * count) ||
+        fsync(fd) != 0)
+        err = errno ? errno : EIO;
+    if (close(fd) != 0 && !err)
+        err = errno;
     free(payload);
-    if (bad || rename(tmp, path) != 0) {
-        err = err ? err : errno;
+    if (!err && rename(tmp, path) != 0)
+        err = errno;
+    if (err) {
         unlink(tmp);
+        struct stat sb;
+        if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+            return dl_fail(DL_ERR_IO, "cannot write checkpoint %s: it is a directory", path);
         return dl_fail(DL_ERR_IO, "cannot write checkpoint %s: %s (previous checkpoint kept)",
                        path, strerror(err));
     }
@@ -139,11 +149,16 @@ static dl_status check_header(const char *path, const ckpt_header *h, const char
 {
     if (memcmp(h->magic, CKPT_MAGIC, sizeof CKPT_MAGIC) != 0)
         return dl_fail(DL_ERR_FORMAT, "%s is not a dltrain checkpoint (bad magic)", path);
-    if (h->version != CKPT_VERSION || h->header_bytes != sizeof *h)
+    if (h->version != CKPT_VERSION)
         return dl_fail(DL_ERR_FORMAT, "%s: checkpoint version %u not supported (expected %d)",
                        path, h->version, CKPT_VERSION);
+    if (h->header_bytes != sizeof *h)
+        return dl_fail(DL_ERR_FORMAT, "%s: checkpoint header size field is %u, expected %zu "
+                       "(corrupt header)", path, h->header_bytes, sizeof *h);
     if (h->header_crc != header_crc(*h))
         return dl_fail(DL_ERR_FORMAT, "%s: checkpoint header is corrupt (checksum mismatch)", path);
+    if (!memchr(h->model, 0, sizeof h->model))
+        return dl_fail(DL_ERR_FORMAT, "%s: checkpoint header is corrupt (model name)", path);
     if (strncmp(h->model, model, sizeof h->model) != 0)
         return dl_fail(DL_ERR_ARG, "%s is a checkpoint of model '%.32s', not '%s'", path, h->model,
                        model);
@@ -154,26 +169,76 @@ static dl_status check_header(const char *path, const ckpt_header *h, const char
                        "this run has %dx%dx%d, %d classes (%zu parameters)",
                        path, h->c, h->h, h->w, h->classes, (unsigned long long)h->n_params,
                        net->in_c, net->in_h, net->in_w, net->classes, net->n_params);
-    long expect = (long)(sizeof *h + sizeof(float) * (2 * h->n_params + h->n_buffers));
+    long expect = (long)(sizeof *h + sizeof(float) * (2 * net->n_params + net->n_buffers));
     if (file_size != expect)
         return dl_fail(DL_ERR_FORMAT, "%s: checkpoint is %s (%ld bytes, expected %ld)", path,
                        file_size < expect ? "truncated" : "too long", file_size, expect);
     return DL_OK;
 }
 
+/* A forged or damaged file can carry a valid checksum; these hold for every
+ * checkpoint dltrain writes (each step consumes at least one sample). */
+static dl_status check_progress(const char *path, const dl_progress *p)
+{
+    if (p->epoch < 0 || p->epoch > DL_CKPT_MAX_EPOCH)
+        return dl_fail(DL_ERR_FORMAT, "%s: checkpoint epoch %lld is out of range (corrupt)", path,
+                       (long long)p->epoch);
+    if (p->samples_seen > DL_CKPT_MAX_SAMPLES || p->step > p->samples_seen ||
+        p->epoch_pos > p->samples_seen)
+        return dl_fail(DL_ERR_FORMAT, "%s: checkpoint progress is inconsistent (step %llu, %llu "
+                       "samples seen, %llu in the epoch): corrupt", path,
+                       (unsigned long long)p->step, (unsigned long long)p->samples_seen,
+                       (unsigned long long)p->epoch_pos);
+    return DL_OK;
+}
+
+dl_status dl_checkpoint_check_position(const char *path, const dl_progress *p, size_t train_n)
+{
+    if (p->epoch_pos > train_n)
+        return dl_fail(DL_ERR_ARG, "%s: checkpoint is at sample %llu of its epoch but the data "
+                       "set has %zu training samples", path, (unsigned long long)p->epoch_pos,
+                       train_n);
+    return DL_OK;
+}
+
+static dl_status check_payload(const char *path, const float *payload, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (!isfinite(payload[i]))
+            return dl_fail(DL_ERR_FORMAT, "%s: checkpoint holds a non-finite value at %zu of %zu "
+                           "(dltrain never saves one): corrupt", path, i, count);
+    return DL_OK;
+}
+
+static dl_status open_checkpoint(const char *path, FILE **f)
+{
+    int fd;
+    dl_status st = dl_open_regular(path, "checkpoint", &fd);
+    if (st != DL_OK)
+        return st;
+    *f = fdopen(fd, "rb");
+    if (!*f) {
+        close(fd);
+        return dl_fail(DL_ERR_IO, "cannot open checkpoint %s: %s", path, strerror(errno));
+    }
+    return DL_OK;
+}
+
 dl_status dl_checkpoint_load(const char *path, const char *model, dl_net *net, float *velocity,
                              dl_progress *p)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return dl_fail(DL_ERR_IO, "cannot open checkpoint %s: %s", path, strerror(errno));
+    FILE *f;
+    dl_status st = open_checkpoint(path, &f);
+    if (st != DL_OK)
+        return st;
     struct stat sb;
     ckpt_header h;
-    dl_status st = DL_OK;
     if (fstat(fileno(f), &sb) != 0 || fread(&h, sizeof h, 1, f) != 1)
         st = dl_fail(DL_ERR_FORMAT, "%s is not a dltrain checkpoint (too short)", path);
     if (st == DL_OK)
         st = check_header(path, &h, model, net, (long)sb.st_size);
+    if (st == DL_OK)
+        st = check_progress(path, &h.progress);
     size_t count = 2 * net->n_params + net->n_buffers;
     float *payload = st == DL_OK ? dl_alloc(sizeof(float) * (count + 1), "checkpoint") : NULL;
     if (st == DL_OK && !payload)
@@ -182,6 +247,8 @@ dl_status dl_checkpoint_load(const char *path, const char *model, dl_net *net, f
         st = dl_fail(DL_ERR_IO, "%s: read error", path);
     if (st == DL_OK && crc_update(0, payload, sizeof(float) * count) != h.payload_crc)
         st = dl_fail(DL_ERR_FORMAT, "%s: checkpoint data is corrupt (checksum mismatch)", path);
+    if (st == DL_OK)
+        st = check_payload(path, payload, count);
     fclose(f);
     if (st == DL_OK) {
         size_t np = net->n_params;
@@ -192,4 +259,69 @@ dl_status dl_checkpoint_load(const char *path, const char *model, dl_net *net, f
     }
     free(payload);
     return st;
+}
+
+size_t dl_checkpoint_header_bytes(void) { return sizeof(ckpt_header); }
+
+int dl_checkpoint_reseal(unsigned char *file, size_t size)
+{
+    ckpt_header h;
+    if (size < sizeof h)
+        return 0;
+    memcpy(&h, file, sizeof h);
+    h.payload_crc = crc_update(0, file + sizeof h, size - sizeof h);
+    h.header_crc = header_crc(h);
+    memcpy(file, &h, sizeof h);
+    return 1;
+}
+
+/* pid of a "BASE.tmp.PID" name, or 0 if name is not one. */
+static long tmp_owner(const char *name, const char *base)
+{
+    size_t len = strlen(base);
+    long long pid;
+    if (strncmp(name, base, len) != 0 || strncmp(name + len, ".tmp.", 5) != 0 ||
+        !dl_parse_ll(name + len + 5, 1, 1LL << 31, &pid))
+        return 0;
+    return (long)pid;
+}
+
+/* Only rank 0 of a job saves, so a temporary file whose writer is gone is an
+ * orphan of a run killed mid-save.  A live PID is left alone: it may be
+ * another dltrain saving into the same directory right now. */
+static void remove_orphans(const char *dir, const char *base)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long pid = tmp_owner(e->d_name, base);
+        if (pid <= 0 || (pid != (long)getpid() && !(kill((pid_t)pid, 0) != 0 && errno == ESRCH)))
+            continue;
+        char full[4600];
+        snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
+        unlink(full);
+    }
+    closedir(d);
+}
+
+dl_status dl_checkpoint_prepare(const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return dl_fail(DL_ERR_ARG, "checkpoint path %s is a directory", path);
+    char dir_copy[4096], base_copy[4096];
+    snprintf(dir_copy, sizeof dir_copy, "%s", path);
+    snprintf(base_copy, sizeof base_copy, "%s", path);
+    const char *dir = dirname(dir_copy), *base = basename(base_copy);
+    remove_orphans(dir, base);
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd < 0)
+        return dl_fail(DL_ERR_ARG, "cannot write checkpoints to %s: %s", dir, strerror(errno));
+    close(fd);
+    unlink(probe);
+    return DL_OK;
 }

@@ -27,8 +27,30 @@ typedef struct dl_progress {
 dl_status dl_checkpoint_save(const char *path, const char *model, const dl_net *net,
                              const float *velocity, const dl_progress *p);
 /* Validates everything before touching the network; the message names the
- * file and what is wrong (not a checkpoint, truncated, checksum, other model). */
+ * file and what is wrong (not a checkpoint, truncated, checksum, other model,
+ * progress fields out of range, a non-finite value).  A path that is not a
+ * regular file (a FIFO, a device) is refused without blocking. */
 dl_status dl_checkpoint_load(const char *path, const char *model, dl_net *net, float *velocity,
                              dl_progress *p);
+
+/* Limits no real run reaches; a checkpoint beyond them is corrupt or forged
+ * (the epoch option stops at 100000; 2^53 samples is years of training). */
+#define DL_CKPT_MAX_EPOCH 1000000
+#define DL_CKPT_MAX_SAMPLES ((uint64_t)1 << 53)
+
+/* The checkpoint's position in its epoch against this run's training set. */
+dl_status dl_checkpoint_check_position(const char *path, const dl_progress *p, size_t train_n);
+
+/* Before training: refuses a checkpoint path that is a directory, removes
+ * temporary files (path.tmp.PID) left by a dltrain that died mid-save (its
+ * PID no longer alive), and checks that the directory is writable, so a
+ * read-only --out fails now and not after an epoch of work. */
+dl_status dl_checkpoint_prepare(const char *path);
+
+/* For tests and the fuzzer that forge checkpoints: the header size, and
+ * recomputing both checksums of a whole checkpoint image in memory
+ * (returns 0 if size is smaller than a header). */
+size_t dl_checkpoint_header_bytes(void);
+int dl_checkpoint_reseal(unsigned char *file, size_t size);
 
 #endif

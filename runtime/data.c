@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "parse.h"
+
 void dl_dataset_free(dl_dataset *ds)
 {
     free(ds->images);
@@ -34,10 +36,10 @@ static dl_status load_split(const char *dir, const char *prefix, dl_dataset *ds)
     char img[600], lab[600], stem[64];
     snprintf(stem, sizeof stem, "%s-images-idx3-ubyte", prefix);
     if (!find_split_file(dir, stem, img, sizeof img))
-        return dl_fail(DL_ERR_IO, "data file %s/%s[.gz] not found", dir, stem);
+        return dl_fail(DL_ERR_ARG, "data file %s/%s[.gz] not found", dir, stem);
     snprintf(stem, sizeof stem, "%s-labels-idx1-ubyte", prefix);
     if (!find_split_file(dir, stem, lab, sizeof lab))
-        return dl_fail(DL_ERR_IO, "data file %s/%s[.gz] not found", dir, stem);
+        return dl_fail(DL_ERR_ARG, "data file %s/%s[.gz] not found", dir, stem);
     return dl_idx_load(img, lab, ds);
 }
 
@@ -58,13 +60,16 @@ static void pixel_stats(dl_dataset *ds)
 static dl_status open_idx_dir(const char *dir, dl_dataset *train, dl_dataset *test)
 {
     struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+    /* A missing or wrong data directory is bad input (exit status 2). */
+    if (stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode))
+        return dl_fail(DL_ERR_ARG, "data directory %s is not a directory", dir);
+    if (stat(dir, &sb) != 0) {
         if (strcmp(dir, DL_DEFAULT_DATA_DIR) == 0)
-            return dl_fail(DL_ERR_IO,
+            return dl_fail(DL_ERR_ARG,
                            "data directory %s not found: install it with 'apt-get install %s' "
                            "or pass --data DIR",
                            dir, DL_DEFAULT_DATA_PACKAGE);
-        return dl_fail(DL_ERR_IO, "data directory %s not found (Fashion-MNIST comes in Debian's %s package)",
+        return dl_fail(DL_ERR_ARG, "data directory %s not found (Fashion-MNIST comes in Debian's %s package)",
                        dir, DL_DEFAULT_DATA_PACKAGE);
     }
     dl_status st = load_split(dir, "train", train);
@@ -90,14 +95,10 @@ static dl_status open_idx_dir(const char *dir, dl_dataset *train, dl_dataset *te
 static dl_status parse_synthetic(const char *spec, int *c, int *h, int *w, int *classes)
 {
     const char *s = spec + strlen("synthetic:");
-    char tail = 0;
     *classes = 10;
-    int got = sscanf(s, "%dx%dx%d:%d%c", c, h, w, classes, &tail);
-    if (got != 3 && got != 4)
-        return dl_fail(DL_ERR_ARG, "bad data spec '%s': expected synthetic:CxHxW[:classes]", spec);
-    if (*c < 1 || *h < 1 || *w < 1 || *c > 64 || *h > 4096 || *w > 4096 || *classes < 2 ||
-        *classes > 100000)
-        return dl_fail(DL_ERR_ARG, "bad data spec '%s': sizes out of range", spec);
+    if (!dl_parse_shape(s, 64, 4096, 255, c, h, w, classes))
+        return dl_fail(DL_ERR_ARG, "bad data spec '%s': expected synthetic:CxHxW[:classes] with "
+                       "C 1 to 64, H and W 1 to 4096, classes 2 to 255", spec);
     return DL_OK;
 }
 
@@ -139,8 +140,6 @@ dl_status dl_data_open(const char *spec, uint64_t seed, dl_dataset *train, dl_da
         return open_idx_dir(spec, train, test);
     int c, h, w, classes;
     dl_status st = parse_synthetic(spec, &c, &h, &w, &classes);
-    if (st == DL_OK && classes > 255)
-        st = dl_fail(DL_ERR_ARG, "bad data spec '%s': at most 255 synthetic classes", spec);
     if (st == DL_OK)
         st = make_synthetic(spec, c, h, w, classes, 60000, seed, train);
     if (st == DL_OK)

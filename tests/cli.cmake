@@ -9,6 +9,8 @@ set(DLTRAIN_TESTS ${CMAKE_CURRENT_SOURCE_DIR})
 
 add_test(NAME bad_input COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_bad_input.py ${DLTRAIN_BIN})
 set_tests_properties(bad_input PROPERTIES LABELS "cpu;cli;sanitize" TIMEOUT 600)
+add_test(NAME hostile_input COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_hostile_input.py ${DLTRAIN_BIN})
+set_tests_properties(hostile_input PROPERTIES LABELS "cpu;cli;sanitize" TIMEOUT 900)
 
 add_test(NAME resume_bit_identical
          COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_resume.py ${DLTRAIN_BIN})
