@@ -108,7 +108,7 @@ int dl_net_gap(dl_net *net, int x)
 
 int dl_net_bn(dl_net *net, int x)
 {
-    dl_layer cfg = {.cfg.bn = {1e-5f, 0.1f}}; /* PyTorch defaults */
+    dl_layer cfg = {.cfg.bn = {1e-5f, 0.1f, 0}}; /* PyTorch defaults */
     return add_layer(net, &dl_layer_bn, x, -1, &cfg);
 }
 
