@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "../comm/topo.h"
+#include "../runtime/parse.h"
 #include "bench.h"
 #include "context.h"
 #include "options.h"
@@ -186,18 +187,10 @@ static int parse_gpus(const char *text, int n_present, int *out, int max)
             out[i] = i;
         return n_present < max ? n_present : max;
     }
-    int n = 0;
-    for (const char *p = text; *p && n < max;) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || (*end && *end != ',') || v < 0 || v >= n_present) {
-            fprintf(stderr, "dltrain bench copy: --gpus '%s': expected GPU numbers 0..%d, "
-                    "comma-separated\n", text, n_present - 1);
-            return -1;
-        }
-        out[n++] = (int)v;
-        p = *end ? end + 1 : end;
-    }
+    int n = n_present > 0 ? dl_parse_int_list(text, 0, n_present - 1, out, max) : -1;
+    if (n < 0)
+        fprintf(stderr, "dltrain bench copy: --gpus '%s': expected GPU numbers 0..%d, "
+                "comma-separated\n", text, n_present - 1);
     return n;
 }
 

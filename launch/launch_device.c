@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "../runtime/device_cuda.h"
+#include "../runtime/parse.h"
 
 #define MAX_LISTED_GPUS 256
 
@@ -46,19 +47,7 @@ int dl_launch_check_device_names(const char *device, const char *precision, cons
 /* "0,2,3" -> {0, 2, 3}; returns the count, or -1 on a malformed list. */
 static int parse_gpu_list(const char *text, int *out, int max)
 {
-    int n = 0;
-    const char *p = text;
-    while (*p) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 0 || v > 1 << 20 || n == max || (*end && *end != ','))
-            return -1;
-        out[n++] = (int)v;
-        p = *end == ',' ? end + 1 : end;
-        if (*end == ',' && !*p)
-            return -1;
-    }
-    return n;
+    return dl_parse_int_list(text, 0, 1 << 20, out, max);
 }
 
 /* The GPU this rank uses: --gpus[local_rank], else local_rank itself. */

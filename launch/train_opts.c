@@ -7,6 +7,7 @@
 #include "../models/models.h"
 #include "../runtime/data.h"
 #include "../runtime/optim.h"
+#include "../runtime/parse.h"
 #include "launch.h"
 #include "options.h"
 #include "train.h"
@@ -144,15 +145,20 @@ int dl_train_options_differ(const dl_train_opts *mine, const dl_train_opts *rank
 int dl_train_milestones(const char *text, dl_schedule *s)
 {
     s->n_milestones = 0;
-    const char *p = text;
-    while (*p) {
-        char *end;
-        double v = strtod(p, &end);
-        if (end == p || v <= 0 || s->n_milestones == DL_MAX_MILESTONES)
+    for (const char *p = text; *p;) {
+        char item[64];
+        size_t len = strcspn(p, ",");
+        double v;
+        if (len >= sizeof item || s->n_milestones == DL_MAX_MILESTONES)
+            return 0;
+        memcpy(item, p, len);
+        item[len] = '\0';
+        /* decimal only: strtod would also take "inf", "nan" and hex */
+        if (!dl_parse_double(item, &v) || !(v > 0) || v > 1e9)
             return 0;
         s->milestones[s->n_milestones++] = v;
-        p = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',')
+        p += len;
+        if (*p == ',' && !*++p)
             return 0;
     }
     return s->n_milestones > 0;

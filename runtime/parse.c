@@ -69,6 +69,21 @@ int dl_parse_double(const char *text, double *out)
     return 1;
 }
 
+int dl_parse_int_list(const char *text, int lo, int hi, int *out, int max)
+{
+    int n = 0;
+    for (const char *p = text; *p;) {
+        size_t len = strcspn(p, ",");
+        if (n == max || !dl_parse_int_n(p, len, lo, hi, &out[n]))
+            return -1;
+        n++;
+        p += len;
+        if (*p == ',' && !*++p)
+            return -1; /* "1,2," */
+    }
+    return n;
+}
+
 /* The next 'x'-separated size of a shape: digits up to stop (or the end). */
 static const char *shape_field(const char *s, const char *stops, int lo, int hi, int *out)
 {

@@ -19,6 +19,10 @@ int dl_parse_int_n(const char *text, size_t len, int lo, int hi, int *out);
  * digits, '.', an exponent; no hex floats, inf, nan or trailing text. */
 int dl_parse_double(const char *text, double *out);
 
+/* "0,2,3": up to max comma-separated integers in [lo, hi], no empty items;
+ * returns the count, or -1 if malformed, out of range or too many. */
+int dl_parse_int_list(const char *text, int lo, int hi, int *out, int max);
+
 /* "CxHxW" or, where classes is non-NULL, "CxHxW[:K]" (classes keeps its
  * value when ":K" is absent).  Each size must lie in [1, max_dim], K in
  * [2, max_classes].  Returns 1 when well formed and in range. */

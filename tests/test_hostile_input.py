@@ -143,6 +143,11 @@ def integer_cases(good):
                        ("--seed", "-0x1"), ("--lr", "0x1p-4"), ("--lr", "nan"), ("--lr", "inf"),
                        ("--max-steps", "1e3")]:
         expect(f"{opt} {value!r}", ["train", "--data", good, opt, value] + SMALL, opt, value.strip())
+    for opt, value in [("--lr-steps", "inf"), ("--lr-steps", "nan"), ("--lr-steps", "3,0x10"),
+                       ("--lr-steps", "3,"), ("--gpus", "0,,1"), ("--gpus", "+1"),
+                       ("--gpus", "99999999999")]:
+        expect(f"{opt} {value!r}", ["train", "--schedule", "step", "--data", good, opt, value] + SMALL,
+               opt, value)
     for opt, value in [("--input", "4294967299x224x224:1000"), ("--input", "3x224x224:"),
                        ("--input", "3x224x224x"), ("--image", "3x224x224:10")]:
         expect(f"predict {opt} {value}", ["predict", "--model", "resnet50", "--images-per-s", "400",

@@ -25,8 +25,13 @@ static void remove_scratch(void)
 const char *fuzz_scratch_dir(void)
 {
     if (!scratch[0]) {
+        /* tmpfs when there is one: the harnesses write files on every input,
+         * and building a topology tree on a disk file system took ~20 times
+         * longer here (2.3 s against 0.12 s per tree) */
         const char *tmp = getenv("TMPDIR");
-        snprintf(scratch, sizeof scratch, "%s/dltrain-fuzz-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!tmp || !*tmp)
+            tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+        snprintf(scratch, sizeof scratch, "%s/dltrain-fuzz-XXXXXX", tmp);
         if (!mkdtemp(scratch)) {
             perror("mkdtemp");
             abort();

@@ -7,7 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A directory of this process's own, made at the first call. */
+/* A directory of this process's own, made at the first call under $TMPDIR,
+ * else /dev/shm, else /tmp; removed at exit. */
 const char *fuzz_scratch_dir(void);
 /* Writes bytes to scratch/name (gzip-compressed when gz); returns the path
  * in a static buffer of slot 0..3, or NULL. */

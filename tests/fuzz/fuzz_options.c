@@ -3,7 +3,7 @@
  *
  * Input: NUL-separated words.  They are parsed as a command line against a
  * table with one option of each type; separately the first word goes
- * through dl_parse_shape, dl_parse_ll and dl_parse_double.  Whatever is
+ * through dl_parse_shape, dl_parse_ll, dl_parse_int_list and dl_parse_double.  Whatever is
  * accepted must be in range and must read back the same (a number printed
  * from the parsed value parses to the same value). */
 #include <stddef.h>
@@ -45,6 +45,13 @@ static void check_word(const char *w)
         if (v < -1000 || v > 1000000 || (strcmp(back, w) != 0 && w[0] != '0' && w[0] != '-'))
             abort();
     }
+    int list[8];
+    int n = dl_parse_int_list(w, 0, 1000, list, 8);
+    if (n > 8 || (n == 0 && w[0]))
+        abort();
+    for (int i = 0; i < n; i++)
+        if (list[i] < 0 || list[i] > 1000)
+            abort();
     double d;
     if (dl_parse_double(w, &d) && (d != d || strpbrk(w, "xXnNiIpP ")))
         abort();
