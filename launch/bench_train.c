@@ -175,7 +175,8 @@ static int bench_train(int argc, char **argv)
         dl_sgd_free(&opt);
         dl_net_free(&net);
         dl_launch_device_close(&ctx);
-        return DL_EXIT_ERROR;
+        /* a bad --data spec or data file is bad input, as for train */
+        return st == DL_ERR_ARG || st == DL_ERR_FORMAT ? DL_EXIT_USAGE : DL_EXIT_ERROR;
     }
     dl_phase_times tm = {0};
     double ips[1000];

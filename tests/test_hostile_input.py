@@ -138,6 +138,8 @@ def integer_cases(good):
                        ("synthetic:0x10x28x28", "hex-looking channel count"),
                        ("synthetic:1x28x28:256", "too many classes")]:
         expect(f"--data {spec} ({what})", ["train", "--data", spec] + SMALL, spec)
+    expect("bench train --data synthetic:1x28x28garbage",
+           ["bench", "train", "--data", "synthetic:1x28x28garbage", "--steps", "1"], "synthetic")
     for opt, value in [("--epochs", "0x10"), ("--epochs", "16.0"), ("--epochs", "1e1"),
                        ("--epochs", " 5"), ("--batch", "99999999999999999999"),
                        ("--seed", "-0x1"), ("--lr", "0x1p-4"), ("--lr", "nan"), ("--lr", "inf"),
