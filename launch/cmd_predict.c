@@ -20,7 +20,7 @@
 
 #include "../models/models.h"
 #ifdef DLTRAIN_HAVE_TOPO
-#include "../comm/topo.h"
+#include "../comm/topo/topo.h"
 #endif
 #include "context.h"
 #include "options.h"

@@ -1,4 +1,4 @@
-# comm/topo.cmake: dltopo, GPU topology detection from sysfs (dltrain topo).
+# comm/topo/topo.cmake: dltopo, GPU topology detection from sysfs (dltrain topo).
 # Pure C over a sysfs root directory; NVML and the CUDA driver are opened
 # with dlopen at run time, so the only link dependency is libdl.
 add_library(dltopo STATIC
