@@ -16,7 +16,8 @@ add_library(dltopo STATIC
   ${CMAKE_CURRENT_LIST_DIR}/topo_json.c
   ${CMAKE_CURRENT_LIST_DIR}/topo_cost.c
   ${CMAKE_CURRENT_LIST_DIR}/topo_machine.c
-  ${CMAKE_CURRENT_LIST_DIR}/topo_machine_topo.c)
+  ${CMAKE_CURRENT_LIST_DIR}/topo_machine_topo.c
+  ${CMAKE_CURRENT_LIST_DIR}/topo_json_read.c)
 target_include_directories(dltopo PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 # dlruntime provides common.h (dl_status, dl_fail); m for fabs/isfinite.
 target_link_libraries(dltopo PUBLIC dlruntime ${CMAKE_DL_LIBS} m)

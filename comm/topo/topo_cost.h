@@ -77,6 +77,9 @@ const char *dl_machine_words(void);
 /* A machine from dltrain topo's view of one: each GPU's link at its best
  * speed, switches, sockets, CPU vendor, NVLinks, NVML's P2P verdict. */
 int dl_machine_from_topo(const dl_topo *t, dl_machine *m, char *err, size_t cap);
+/* The same from a saved `dltrain topo --json` file (topo_json_read.c); -1
+ * with one line in err for another schema, a truncated file or not JSON. */
+int dl_machine_from_topo_json(const char *path, dl_machine *m, char *err, size_t cap);
 
 /* The network between nodes: "1gbit", "10gbit", "25gbit", "100gbit",
  * "ib-edr", "ib-hdr", "ib-ndr".  GB/s per direction and latency per step. */
