@@ -78,7 +78,7 @@ def check_report(n, j, p):
         for q in j["points"]:
             if j["cpu_processes"] and q["ranks"] * threads > cores:
                 check(f"{q['ranks']} ranks on {cores} cores: predicted <= {cores / threads:g}",
-                      q["predicted_speedup"] <= cores / threads + 1e-9, q["predicted_speedup"])
+                      q["predicted_speedup"] <= cores / threads + 1e-9, str(q["predicted_speedup"]))
     verdicts = {c["claim"]: c["verdict"] for c in j["claims"]}
     for c in j["claims"]:
         m = max([q["speedup"] for q in j["points"] if q["ranks"] == c["gpus"]], default=None)
