@@ -230,7 +230,7 @@ void predict_whatifs(prediction *p, const dl_step_inputs *base, int n)
 {
     static const char *labels[] = {"as described", "P2P on everywhere", "every GPU at x16",
                                    "every GPU at x8", "every GPU at x4", "one PCIe generation up",
-                                   "NVLink bridges on pairs"};
+                                   "NVLink bridge on pairs"};
     p->n_whatifs = 0;
     for (int i = 0; i < 7 && p->n_whatifs < MAX_WHATIFS; i++) {
         predict_whatif *w = &p->whatifs[p->n_whatifs];

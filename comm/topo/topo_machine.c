@@ -113,7 +113,7 @@ static void defaults(dl_machine *m)
 }
 
 /* HCM: the DGX-1's hybrid cube mesh; two fully connected quads, GPU i linked
- * to i+4 (NVIDIA DGX-1 system architecture white paper, figure 4). */
+ * to i+4 (NVIDIA's DGX-1 system architecture white paper). */
 static void nvl_shape(dl_machine *m, const char *shape, int links)
 {
     for (int a = 0; a < m->n_gpus; a++)
