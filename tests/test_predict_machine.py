@@ -92,6 +92,17 @@ def tree_and_json():
         f.write(text.replace('"dltrain.topo/1"', '"dltrain.topo/9"'))
     refused(["--step-ms", 100, "--machine", other], ["another dltrain version", "dltrain.topo/9"],
             "topo json of another version")
+    odd = os.path.join(WORK, "machine_odd.json")
+    with open(odd, "w", encoding="utf-8") as f:
+        json.dump({"schema": "dltrain.topo/1", "ports": [{"switch": 99999}], "switches": [],
+                   "gpus": [{"compute": True, "path_ports": [1e300, -5, 0],
+                             "link": {"max_speed": {"gts": 1e300}}}],
+                   "pairs": [{"a": 1e300, "b": 0}]}, f)
+    refused(["--step-ms", 100, "--machine", odd], ["PCIe link of GPU 0"], "nonsense values in topo json")
+    empty = os.path.join(WORK, "machine_empty.json")
+    with open(empty, "w", encoding="utf-8") as f:
+        f.write("")
+    refused(["--step-ms", 100, "--machine", empty], ["not JSON"], "empty file")
 
 
 def calibration():

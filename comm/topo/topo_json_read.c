@@ -174,6 +174,13 @@ static double num(const jnode *n, double fallback)
     return n && (n->type == J_NUM || n->type == J_BOOL) ? n->num : fallback;
 }
 
+/* An integer field; out-of-range numbers (hostile files) become the fallback. */
+static int inum(const jnode *n, int fallback)
+{
+    double v = num(n, fallback);
+    return v >= -1e9 && v <= 1e9 ? (int)v : fallback;
+}
+
 static const char *str(const jnode *n)
 {
     return n && n->type == J_STR ? n->str : "";
@@ -184,19 +191,19 @@ static void read_link(const jparser *j, const jnode *link, dl_topo_link *l)
 {
     l->max_gts = num(get(j, get(j, link, "max_speed"), "gts"), 0);
     l->cur_gts = num(get(j, get(j, link, "current_speed"), "gts"), 0);
-    l->cur_width = (int)num(get(j, get(j, link, "current_width"), "lanes"), 0);
-    l->max_width = (int)num(get(j, get(j, link, "max_width"), "lanes"), 0);
+    l->cur_width = inum(get(j, get(j, link, "current_width"), "lanes"), 0);
+    l->max_width = inum(get(j, get(j, link, "max_width"), "lanes"), 0);
 }
 
 static void read_gpu(const jparser *j, const jnode *g, dl_topo *t, dl_topo_gpu *out)
 {
     snprintf(out->bdf, sizeof out->bdf, "%s", str(get(j, g, "bdf")));
-    out->package = (int)num(get(j, get(j, g, "socket"), "value"), -1);
+    out->package = inum(get(j, get(j, g, "socket"), "value"), -1);
     out->complex = -1;
     const jnode *ports = get(j, g, "path_ports");
     out->n_ports = 0;
     for (int k = 0; k < count(j, ports) && out->n_ports < DL_TOPO_MAX_DEPTH; k++) {
-        int port = (int)num(at(j, ports, k), -1);
+        int port = inum(at(j, ports, k), -1);
         if (port >= 0 && port < t->n_ports)
             out->ports[out->n_ports++] = port;
     }
@@ -205,9 +212,9 @@ static void read_gpu(const jparser *j, const jnode *g, dl_topo *t, dl_topo_gpu *
     for (int k = 0; k < count(j, links) && out->n_nvlinks < DL_TOPO_MAX_NVLINKS; k++) {
         const jnode *nl = at(j, links, k);
         dl_topo_nvlink *d = &out->nvlinks[out->n_nvlinks++];
-        d->version = (int)num(get(j, nl, "version"), 0);
-        d->remote_gpu = (int)num(get(j, nl, "remote_gpu"), -1);
-        d->remote_is_switch = (int)num(get(j, nl, "remote_is_nvswitch"), 0);
+        d->version = inum(get(j, nl, "version"), 0);
+        d->remote_gpu = inum(get(j, nl, "remote_gpu"), -1);
+        d->remote_is_switch = inum(get(j, nl, "remote_is_nvswitch"), 0);
     }
 }
 
@@ -224,7 +231,7 @@ static void read_pairs(const jparser *j, const jnode *pairs, dl_topo *t)
 {
     for (int k = 0; k < count(j, pairs); k++) {
         const jnode *pr = at(j, pairs, k);
-        int a = (int)num(get(j, pr, "a"), -1), b = (int)num(get(j, pr, "b"), -1);
+        int a = inum(get(j, pr, "a"), -1), b = inum(get(j, pr, "b"), -1);
         if (a < 0 || b < 0 || a >= t->n_gpus || b >= t->n_gpus)
             continue;
         dl_topo_pair *p = &t->pairs[a * t->n_gpus + b];
@@ -247,14 +254,15 @@ static int fill_topo(const jparser *j, const jnode *root, dl_topo *t, char *err,
     if (!gpus || gpus->type != J_ARR)
         return snprintf(err, cap, "no \"gpus\" list: not the JSON of 'dltrain topo --json'"), -1;
     t->n_ports = count(j, ports) < DL_TOPO_MAX_PORTS ? count(j, ports) : DL_TOPO_MAX_PORTS;
+    t->n_switches = count(j, sws) < DL_TOPO_MAX_SWITCHES ? count(j, sws) : DL_TOPO_MAX_SWITCHES;
     for (int k = 0; k < t->n_ports; k++) {
         const jnode *pt = at(j, ports, k);
-        t->ports[k].sw = (int)num(get(j, pt, "switch"), -1);
+        int sw = inum(get(j, pt, "switch"), -1);
+        t->ports[k].sw = sw >= 0 && sw < t->n_switches ? sw : -1;
         read_link(j, get(j, pt, "link"), &t->ports[k].link);
     }
-    t->n_switches = count(j, sws) < DL_TOPO_MAX_SWITCHES ? count(j, sws) : DL_TOPO_MAX_SWITCHES;
     for (int k = 0; k < t->n_switches; k++) {
-        int up = (int)num(get(j, at(j, sws, k), "upstream_port"), -1);
+        int up = inum(get(j, at(j, sws, k), "upstream_port"), -1);
         t->switches[k].upstream = up >= 0 && up < t->n_ports ? up : 0;
     }
     for (int k = 0; k < count(j, gpus) && t->n_gpus < DL_TOPO_MAX_GPUS; k++) {
