@@ -422,6 +422,8 @@ int dl_cmd_predict(int argc, char **argv)
         return r;
     if (o.measured[0] && (r = predict_parse_measured(o.measured, &p.fit)))
         return r;
+    if (!o.machine[0] && strcmp(o.link, "this") == 0)
+        snprintf(o.machine, sizeof o.machine, "this"); /* this machine, modelled as it is wired */
     if (o.machine[0]) {
         if ((r = predict_load_machine(&o, &machine)))
             return r;
