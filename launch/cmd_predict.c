@@ -138,6 +138,17 @@ static int parse_counts(const char *text, int *counts)
     return n;
 }
 
+/* With --machine, "the link" is GPU 0's own PCIe link (NCCL's figure):
+ * what input batches cross; the ring's links are the model's business. */
+static void machine_link(const dl_machine *m, ring_link *r)
+{
+    snprintf(r->name, sizeof r->name, "machine");
+    snprintf(r->what, sizeof r->what, "GPU 0's PCIe %d.0 x%d link of the machine '%.200s'",
+             m->gpu[0].gen, m->gpu[0].lanes, m->desc);
+    r->link_gbps = r->gbps = dl_nccl_pcie_gbps(m->gpu[0].gen, m->gpu[0].lanes);
+    r->alpha_us = 5.7;
+}
+
 /* The link the classic model runs over, and the network between nodes. */
 static int resolve_links(const predict_opts *o, prediction *p)
 {
@@ -428,6 +439,8 @@ int dl_cmd_predict(int argc, char **argv)
         if ((r = predict_load_machine(&o, &machine)))
             return r;
         p.machine = &machine;
+        if (strcmp(o.link, "this") != 0) /* the JSON's link: GPU 0's own, for input copies */
+            machine_link(&machine, &p.link);
     }
     int shape[4] = {3, 224, 224, 1000}, have_shape = 0;
     if ((r = resolve_model(&o, &p, shape, &have_shape)))

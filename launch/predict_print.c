@@ -126,7 +126,7 @@ void predict_print_tables(FILE *f, const prediction *p)
     if (p->transfer_bytes > 0) {
         fprintf(f, "\n  input transfer: %.0f bytes (%.3f MiB) per batch (%s)\n", p->transfer_bytes,
                 p->transfer_bytes / MIB, p->transfer_src);
-        if (!p->machine && (!p->have_step || strcmp(p->link.name, "measured") != 0))
+        if (!p->have_step || strcmp(p->link.name, "measured") != 0)
             fprintf(f, "  over %s: %.3f ms at %.3f GB/s (the ceiling: real copies reach 75-90%% "
                     "of it)\n", p->link.name, dl_transfer_ms(p->transfer_bytes, p->link.link_gbps),
                     p->link.link_gbps);

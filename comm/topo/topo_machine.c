@@ -242,8 +242,11 @@ int dl_machine_parse(const char *text, dl_machine *m, char *err, size_t cap)
 {
     defaults(m);
     for (const dl_machine_preset *p = dl_machine_presets; p->name; p++)
-        if (strcmp(text, p->name) == 0)
-            return dl_machine_parse(p->desc, m, err, cap);
+        if (strcmp(text, p->name) == 0) {
+            int rc = dl_machine_parse(p->desc, m, err, cap);
+            snprintf(m->desc, sizeof m->desc, "%s (%s)", p->name, p->desc);
+            return rc;
+        }
     char buf[256];
     if (normalise(text, buf, sizeof buf)) {
         snprintf(err, cap, "the machine description is empty or too long");
