@@ -12,7 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "../comm/topo.h"
+#include "../comm/topo/topo.h"
 #include "../runtime/parse.h"
 #include "bench.h"
 #include "context.h"

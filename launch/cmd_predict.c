@@ -20,23 +20,9 @@
 
 #include "../models/models.h"
 #include "../runtime/parse.h"
-#ifdef DLTRAIN_HAVE_TOPO
-#include "../comm/topo.h"
-#endif
 #include "context.h"
 #include "options.h"
-#include "predict_model.h"
-
-#define MAX_COUNTS 64
-#define MIB (1024.0 * 1024.0)
-
-typedef struct {
-    char model[32], input[64], image[64], gpus[256], link[32], net[32];
-    char allreduce_json[512], json[512], sysfs_root[512];
-    double step_ms, gpu_tflops, images_per_s, grad_mb, bucket_mb, backward_frac, alpha_us;
-    double transfer_mb;
-    int batch, nodes, link_share, images, no_overlap;
-} predict_opts;
+#include "predict.h"
 
 #define O(f) offsetof(predict_opts, f)
 #define S(f) sizeof(((predict_opts *)0)->f)
@@ -84,7 +70,15 @@ static const dl_option predict_options[] = {
     {"transfer-mb", DL_OPT_DOUBLE, O(transfer_mb), 0, "MIB", 1e-9, 1e9,
      "input transfer: MiB per batch"},
     {"sysfs-root", DL_OPT_STRING, O(sysfs_root), S(sysfs_root), "DIR", 0, 0,
-     "with --link this: read DIR instead of /sys (fixture trees)"},
+     "with --link this or --machine this: read DIR instead of /sys (fixture trees)"},
+    {"machine", DL_OPT_STRING, O(machine), S(machine), "M", 0, 0,
+     "model the machine: a description ('8x pcie4x16, 2 sockets, 4 per switch, no-p2p'), a "
+     "shipped name (dgx1, ...), 'this', a sysfs tree or a 'dltrain topo --json' file"},
+    {"measured", DL_OPT_STRING, O(measured), S(measured), "N:X,...", 0, 0,
+     "with --machine: measured images/s at those GPU counts (1:X gives the compute time); the "
+     "model is fitted to them"},
+    {"grad-dtype", DL_OPT_STRING, O(grad_dtype), S(grad_dtype), "T", 0, 0,
+     "gradient type on the wire with --model: fp32 (default), fp16 or bf16"},
     {"json", DL_OPT_STRING, O(json), S(json), "FILE", 0, 0,
      "also write the prediction as JSON into FILE ('-': on stdout instead of the tables)"},
     DL_OPT_END,
@@ -98,24 +92,11 @@ static const char usage_text[] =
     "--transfer-mb prints only the input transfer time per batch.\n"
     "Links: pcie3x16 pcie3x8 pcie3x4 pcie4x16 pcie4x8 pcie4x4 pcie5x16 pcie5x8 pcie5x4\n"
     "       nvlink2 nvlink3 nvlink4 ib-edr ib-hdr ib-ndr eth-10g eth-25g eth-100g this\n"
-    "(GB/s per direction after line encoding; the model is in docs/scaling.md)";
-
-/* What the ring runs over, after --link, --link-share, --alpha-us, --allreduce-json. */
-typedef struct {
-    char name[64];       /* table name, "this", "measured" */
-    char what[1280];     /* where the figure comes from */
-    double link_gbps;    /* the link itself */
-    double gbps;         /* per GPU, after --link-share */
-    double alpha_us;
-    int this_gpus;       /* --link this: GPUs found */
-} ring_link;
-
-typedef struct {
-    int gpus, nodes;
-    double gbps, alpha_us;
-    dl_step_model m;
-    double images_per_s, speedup, efficiency;
-} predict_row;
+    "(GB/s per direction after line encoding; the model is in docs/scaling.md)\n"
+    "--machine models the machine instead of one link, the way NCCL does: which hops go\n"
+    "peer-to-peer or through the CPU, how often each link is crossed, the bottleneck.\n"
+    "Shipped machines: consumer-x8x8 workstation-4gpu dual-socket-8gpu epyc-8gpu dgx1\n"
+    "                  nvswitch-8gpu (the grammar is in docs/topology.md)";
 
 static int parse_shape(const char *text, int *c, int *h, int *w, int *classes)
 {
@@ -149,510 +130,329 @@ static int parse_counts(const char *text, int *counts)
     return n;
 }
 
-static const dl_link *find_link(const char *opt, const char *name)
+/* With --machine, "the link" is GPU 0's own PCIe link (NCCL's figure):
+ * what input batches cross; the ring's links are the model's business. */
+static void machine_link(const dl_machine *m, ring_link *r)
 {
-    const dl_link *l = dl_link_find(name);
-    if (!l)
-        fprintf(stderr, "dltrain predict: unknown link '%s' for --%s (choose from %s)\n", name,
-                opt, dl_link_names());
-    return l;
+    snprintf(r->name, sizeof r->name, "machine");
+    snprintf(r->what, sizeof r->what, "GPU 0's PCIe %d.0 x%d link of the machine '%.200s'",
+             m->gpu[0].gen, m->gpu[0].lanes, m->desc);
+    r->link_gbps = r->gbps = dl_nccl_pcie_gbps(m->gpu[0].gen, m->gpu[0].lanes);
+    r->alpha_us = 5.7;
 }
 
-/* --link this: the narrowest link between this machine's GPUs. */
-static int link_this(const predict_opts *o, ring_link *r)
+/* The link the classic model runs over, and the network between nodes. */
+static int resolve_links(const predict_opts *o, prediction *p)
 {
-#ifdef DLTRAIN_HAVE_TOPO
-    const char *root = o->sysfs_root[0] ? o->sysfs_root : "/sys";
-    dl_topo t;
-    if (dl_topo_discover(root, &t) != DL_OK) {
-        fprintf(stderr, "dltrain predict: --link this: cannot read the topology under %s: %s\n",
-                root, dl_error_message());
-        dl_topo_free(&t);
-        return DL_EXIT_ERROR;
-    }
-    if (!o->sysfs_root[0])
-        dl_topo_nvml_apply(&t, NULL, NULL); /* NVLink, when NVML is there; fine without */
-    int n = t.n_nvidia > 0 ? t.n_nvidia : t.n_compute;
-    if (n == 0) {
-        fprintf(stderr, "dltrain predict: --link this: no GPU found on this machine (under %s; "
-                "'dltrain topo' shows what was read).  Name a link instead: --link NAME, one of "
-                "%.*s\n", root, (int)(strlen(dl_link_names()) - strlen(", this")), dl_link_names());
-        dl_topo_free(&t);
-        return DL_EXIT_ERROR;
-    }
-    double best = INFINITY;
-    int nv = 1, ga = 0, gb = 0;
-    for (int a = 0; a < n; a++)
-        for (int b = a + 1; b < n; b++) {
-            double g = dl_topo_pair_gbps(&t, a, b);
-            if (g > 0 && g < best)
-                best = g, ga = a, gb = b, nv = dl_topo_pair_rel(&t, a, b) == DL_TOPO_REL_NV;
-        }
-    if (n == 1 || !isfinite(best)) {
-        /* one GPU (or pairs of unknown bandwidth): its own link to the host */
-        const dl_topo_link *l = &t.gpus[0].link;
-        best = dl_topo_link_gbps(l->max_gts ? l->max_gts : l->cur_gts,
-                                 l->cur_width ? l->cur_width : l->max_width);
-        nv = 0;
-        snprintf(r->what, sizeof r->what, "%d GPU%s under %s; GPU0 (%s)'s own PCIe link", n,
-                 n == 1 ? "" : "s", root, t.gpus[0].bdf);
-    } else {
-        snprintf(r->what, sizeof r->what, "%d GPUs under %s; narrowest pair GPU%d-GPU%d (%s)", n,
-                 root, ga, gb, nv ? "NVLink" : "PCIe");
-    }
-    dl_topo_free(&t);
-    if (!(best > 0)) {
-        fprintf(stderr, "dltrain predict: --link this: %d GPU%s found, but the bandwidth of "
-                "their links is unknown ('dltrain topo' says why); name a link instead\n", n,
-                n == 1 ? "" : "s");
-        return DL_EXIT_ERROR;
-    }
-    snprintf(r->name, sizeof r->name, "this");
-    r->link_gbps = best;
-    r->alpha_us = dl_link_find(nv ? "nvlink3" : "pcie3x16")->alpha_us;
-    r->this_gpus = n;
-    return 0;
-#else
-    (void)o, (void)r;
-    fprintf(stderr, "dltrain predict: --link this needs topology detection, which this dltrain "
-            "was built without; name a link instead (%s)\n", dl_link_names());
-    return DL_EXIT_ERROR;
-#endif
-}
-
-/* Reads bytes/time_us pairs and world from a `bench allreduce --json` file. */
-static int calibrate(const char *path, ring_link *r)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "dltrain predict: cannot read --allreduce-json %s\n", path);
-        return DL_EXIT_ERROR;
-    }
-    static char text[1 << 20];
-    size_t len = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[len] = 0;
-    double bytes[256], time_us[256];
-    int n = 0, world = 0;
-    const char *p = strstr(text, "\"world\"");
-    if (p)
-        p = strchr(p, ':');
-    if (p)
-        world = atoi(p + 1);
-    const char *res = strstr(text, "\"results\"");
-    for (p = res; p && n < 256;) {
-        const char *b = strstr(p, "\"bytes\":"), *t = b ? strstr(b, "\"time_us\":") : NULL;
-        if (!t)
-            break;
-        bytes[n] = strtod(b + 8, NULL), time_us[n] = strtod(t + 10, NULL);
-        n++;
-        p = t + 10;
-    }
-    if (!strstr(text, "\"bench\":\"allreduce\"") || !res || n == 0) {
-        fprintf(stderr, "dltrain predict: %s is not the JSON of 'dltrain bench allreduce --json'\n",
-                path);
-        return DL_EXIT_ERROR;
-    }
-    double gbps, alpha;
-    if (dl_link_calibrate(world, bytes, time_us, n, &gbps, &alpha) != 0) {
-        fprintf(stderr, "dltrain predict: %s: cannot calibrate from a run over %d rank%s (needs 2 "
-                "or more, and measured times)\n", path, world, world == 1 ? "" : "s");
-        return DL_EXIT_ERROR;
-    }
-    snprintf(r->name, sizeof r->name, "measured");
-    snprintf(r->what, sizeof r->what, "bench allreduce over %d ranks (%s): best bus bandwidth, "
-             "latency from the smallest message", world, path);
-    r->link_gbps = gbps, r->alpha_us = alpha;
-    return 0;
-}
-
-static void predict_one(const dl_step_inputs *base, const ring_link *intra, const dl_link *net,
-                        int gpus_per_node, int n, int batch, predict_row *row)
-{
-    dl_step_inputs in = *base;
-    row->gpus = n;
-    row->nodes = (n + gpus_per_node - 1) / gpus_per_node;
-    row->gbps = intra->gbps, row->alpha_us = intra->alpha_us;
-    if (row->nodes > 1 && net) {
-        /* one ring through every GPU: each hop moves the same bytes, so the
-         * slowest hop (the network) sets the pace and its latency the step */
-        row->gbps = fmin(row->gbps, net->gbps);
-        row->alpha_us = fmax(row->alpha_us, net->alpha_us);
-    }
-    in.gpus = n, in.gbps = row->gbps, in.alpha_us = row->alpha_us;
-    dl_step_predict(&in, &row->m);
-    row->images_per_s = row->m.step_ms > 0 ? 1e3 * n * batch / row->m.step_ms : 0;
-    row->speedup = row->m.step_ms > 0 ? n * base->compute_ms / row->m.step_ms : 0;
-    row->efficiency = row->speedup / n;
-}
-
-typedef struct {
-    const predict_opts *o;
-    const char *model;            /* "" when --grad-mb alone */
-    double params, macs;          /* 0 unknown */
-    double grad_bytes, bucket_bytes;
-    const char *compute_src;
-    double transfer_bytes;        /* 0: not asked */
-    char transfer_src[128];
-    int have_step;
-    ring_link link;
-    const dl_link *net;
-    int gpus_per_node;
-    predict_row rows[MAX_COUNTS];
-    int n_rows;
-    predict_row lanes[9];
-    const dl_link *lane_links[9];
-    int n_lanes;
-} prediction;
-
-static void print_tables(FILE *f, const prediction *p)
-{
-    const predict_opts *o = p->o;
-    if (p->have_step) {
-        if (p->model[0])
-            fprintf(f, "dltrain predict: %s, %.3f M parameters = %.2f MiB of fp32 gradients, batch "
-                    "%d per GPU\n", p->model, p->params * 1e-6, p->grad_bytes / MIB, o->batch);
-        else
-            fprintf(f, "dltrain predict: %.2f MiB of gradients, batch %d per GPU\n",
-                    p->grad_bytes / MIB, o->batch);
-        const dl_step_model *m1 = &p->rows[0].m;
-        fprintf(f, "  compute %.3f ms per step on one GPU (%s); forward %.3f, backward %.3f ms\n",
-                m1->compute_ms, p->compute_src, m1->forward_ms, m1->backward_ms);
-        fprintf(f, "  link %s: %.3f GB/s per direction", p->link.name, p->link.link_gbps);
-        if (o->link_share > 1)
-            fprintf(f, " shared by %d GPUs = %.3f GB/s each", o->link_share, p->link.gbps);
-        fprintf(f, ", %.1f us per ring step\n    (%s)\n", p->link.alpha_us, p->link.what);
-        if (p->net)
-            fprintf(f, "  between nodes %s: %.3f GB/s, %.1f us per ring step (%d GPUs per node)\n",
-                    p->net->name, p->net->gbps, p->net->alpha_us, p->gpus_per_node);
-        fprintf(f, "  buckets of %.6g MiB: %d per step, %s\n\n", p->bucket_bytes / MIB,
-                m1->buckets, o->no_overlap ? "all after backward (--no-overlap)"
-                                           : "each reduced as soon as backward has produced it");
-        fprintf(f, "  %5s %5s %9s %9s %9s %9s %9s %11s %8s %10s\n", "GPUs", "nodes", "GB/s",
-                "comm ms", "hidden", "exposed", "step ms", "images/s", "speedup", "efficiency");
-        for (int i = 0; i < p->n_rows; i++) {
-            const predict_row *r = &p->rows[i];
-            fprintf(f, "  %5d %5d %9.3f %9.3f %9.3f %9.3f %9.3f %11.1f %8.2f %9.1f%%\n", r->gpus,
-                    r->nodes, r->gpus > 1 ? r->gbps : 0.0, r->m.comm_ms, r->m.hidden_ms,
-                    r->m.exposed_ms, r->m.step_ms, r->images_per_s, r->speedup, 100 * r->efficiency);
-        }
-    }
-    if (p->n_lanes) {
-        if (p->have_step)
-            fprintf(f, "\n  PCIe generation and lanes, %d GPUs%s:\n", p->lanes[0].gpus,
-                    o->link_share > 1 ? ", each link shared as above" : "");
-        else
-            fprintf(f, "\n  PCIe generation and lanes:\n");
-        fprintf(f, "  %-9s %9s", "link", "GB/s");
-        if (p->have_step)
-            fprintf(f, " %9s %9s %9s %11s %10s", "comm ms", "exposed", "step ms", "images/s",
-                    "efficiency");
-        if (p->transfer_bytes > 0)
-            fprintf(f, " %12s", "transfer ms");
-        fputc('\n', f);
-        for (int i = 0; i < p->n_lanes; i++) {
-            const predict_row *r = &p->lanes[i];
-            fprintf(f, "  %-9s %9.3f", p->lane_links[i]->name, p->lane_links[i]->gbps);
-            if (p->have_step)
-                fprintf(f, " %9.3f %9.3f %9.3f %11.1f %9.1f%%", r->m.comm_ms, r->m.exposed_ms,
-                        r->m.step_ms, r->images_per_s, 100 * r->efficiency);
-            if (p->transfer_bytes > 0)
-                fprintf(f, " %12.3f", dl_transfer_ms(p->transfer_bytes, p->lane_links[i]->gbps));
-            fputc('\n', f);
-        }
-    }
-    if (p->transfer_bytes > 0) {
-        fprintf(f, "\n  input transfer: %.0f bytes (%.3f MiB) per batch (%s)\n", p->transfer_bytes,
-                p->transfer_bytes / MIB, p->transfer_src);
-        if (!p->have_step || strcmp(p->link.name, "measured") != 0)
-            fprintf(f, "  over %s: %.3f ms at %.3f GB/s (the ceiling: real copies reach 75-90%% "
-                    "of it)\n", p->link.name, dl_transfer_ms(p->transfer_bytes, p->link.link_gbps),
-                    p->link.link_gbps);
-    }
-}
-
-static void json_row(FILE *f, const predict_row *r)
-{
-    fprintf(f, "{\"gpus\":%d,\"nodes\":%d,\"gbps\":%.6g,\"alpha_us\":%.6g,\"buckets\":%d,"
-               "\"comm_ms\":%.6g,\"hidden_ms\":%.6g,\"exposed_ms\":%.6g,\"compute_ms\":%.6g,"
-               "\"step_ms\":%.6g,\"images_per_s\":%.6g,\"speedup\":%.6g,\"efficiency\":%.6g}",
-            r->gpus, r->nodes, r->gbps, r->alpha_us, r->m.buckets, r->m.comm_ms, r->m.hidden_ms,
-            r->m.exposed_ms, r->m.compute_ms, r->m.step_ms,
-            r->images_per_s, r->speedup, r->efficiency);
-}
-
-static void print_json(FILE *f, const prediction *p)
-{
-    const predict_opts *o = p->o;
-    fprintf(f, "{\"command\":\"predict\",\"version\":1,\"model\":");
-    dl_json_string(f, p->model);
-    fprintf(f, ",\"params\":%.0f,\"macs_per_sample\":%.6g,\"batch\":%d,\"grad_bytes\":%.0f,"
-               "\"bucket_bytes\":%.0f,\"overlap\":%s,\"backward_frac\":%.6g,",
-            p->params, p->macs, o->batch, p->grad_bytes, p->bucket_bytes,
-            o->no_overlap ? "false" : "true", o->backward_frac);
-    if (p->have_step) {
-        fprintf(f, "\"compute_ms\":%.6g,\"compute_source\":", p->rows[0].m.compute_ms);
-        dl_json_string(f, p->compute_src);
-        fputc(',', f);
-    } else {
-        fprintf(f, "\"compute_ms\":null,");
-    }
-    fprintf(f, "\"link\":{\"name\":");
-    dl_json_string(f, p->link.name);
-    fprintf(f, ",\"gbps\":%.6g,\"share\":%d,\"gbps_per_gpu\":%.6g,\"alpha_us\":%.6g,\"source\":",
-            p->link.link_gbps, o->link_share, p->link.gbps, p->link.alpha_us);
-    dl_json_string(f, p->link.what);
-    fprintf(f, "},\"net\":");
-    if (p->net) {
-        fprintf(f, "{\"name\":");
-        dl_json_string(f, p->net->name);
-        fprintf(f, ",\"gbps\":%.6g,\"alpha_us\":%.6g,\"gpus_per_node\":%d}", p->net->gbps,
-                p->net->alpha_us, p->gpus_per_node);
-    } else {
-        fprintf(f, "null");
-    }
-    fprintf(f, ",\"rows\":[");
-    for (int i = 0; p->have_step && i < p->n_rows; i++) {
-        if (i)
-            fputc(',', f);
-        json_row(f, &p->rows[i]);
-    }
-    fprintf(f, "],\"lanes\":[");
-    for (int i = 0; i < p->n_lanes; i++) {
-        fprintf(f, "%s{\"link\":\"%s\",\"link_gbps\":%.6g", i ? "," : "", p->lane_links[i]->name,
-                p->lane_links[i]->gbps);
-        if (p->transfer_bytes > 0)
-            fprintf(f, ",\"transfer_ms\":%.6g",
-                    dl_transfer_ms(p->transfer_bytes, p->lane_links[i]->gbps));
-        if (p->have_step) {
-            fprintf(f, ",\"step\":");
-            json_row(f, &p->lanes[i]);
-        }
-        fputc('}', f);
-    }
-    fprintf(f, "],\"transfer\":");
-    if (p->transfer_bytes > 0) {
-        fprintf(f, "{\"bytes\":%.0f,\"source\":", p->transfer_bytes);
-        dl_json_string(f, p->transfer_src);
-        fprintf(f, ",\"link\":");
-        dl_json_string(f, p->link.name);
-        fprintf(f, ",\"ms\":%.6g}", dl_transfer_ms(p->transfer_bytes, p->link.link_gbps));
-    } else {
-        fprintf(f, "null");
-    }
-    fprintf(f, "}\n");
-}
-
-int dl_cmd_predict(int argc, char **argv)
-{
-    predict_opts o = {.batch = 32, .bucket_mb = 25, .backward_frac = 2.0 / 3.0, .nodes = 1,
-                      .link_share = 1, .alpha_us = -1, .link = "pcie3x16"};
-    int r = dl_options_parse(predict_options, &o, argc, argv, "predict", usage_text);
-    if (r)
-        return r == 1 ? DL_EXIT_OK : r;
-    static prediction p;
-    memset(&p, 0, sizeof p);
-    p.o = &o;
-    p.model = o.model;
-
-    /* the link (names are checked before anything else is worked out) */
     const dl_link *named = NULL;
-    if (strcmp(o.link, "this") != 0 && !(named = find_link("link", o.link)))
-        return DL_EXIT_USAGE;
-    if (o.net[0] && !(p.net = find_link("net", o.net)))
-        return DL_EXIT_USAGE;
-    if (o.net[0] && strcmp(o.net, "this") == 0) {
-        fprintf(stderr, "dltrain predict: --net this: name the link between nodes\n");
+    int r;
+    if (o->machine[0] && (o->allreduce_json[0] || strcmp(o->link, "pcie3x16") != 0 ||
+                          o->link_share > 1)) {
+        fprintf(stderr, "dltrain predict: --machine models the links itself; drop --link, "
+                "--link-share and --allreduce-json (or drop --machine)\n");
         return DL_EXIT_USAGE;
     }
-    if (o.nodes > 1 && !p.net) {
+    if (o->measured[0] && !o->machine[0]) {
+        fprintf(stderr, "dltrain predict: --measured calibrates the machine model: add --machine\n");
+        return DL_EXIT_USAGE;
+    }
+    if (strcmp(o->link, "this") != 0 && !(named = predict_find_link("link", o->link)))
+        return DL_EXIT_USAGE;
+    if (o->net[0] && (r = predict_resolve_net(o->net, &p->net_store)))
+        return r;
+    if (o->net[0])
+        p->net = &p->net_store;
+    if (o->nodes > 1 && !p->net) {
         fprintf(stderr, "dltrain predict: --nodes %d needs --net NAME, the link between nodes "
-                "(ib-edr, ib-hdr, ib-ndr, eth-10g, eth-25g, eth-100g)\n", o.nodes);
+                "(%s)\n", o->nodes, dl_mnet_names());
         return DL_EXIT_USAGE;
     }
-    if (o.sysfs_root[0] && named) {
-        fprintf(stderr, "dltrain predict: --sysfs-root goes with --link this\n");
+    if (o->sysfs_root[0] && named && strcmp(o->machine, "this") != 0) {
+        fprintf(stderr, "dltrain predict: --sysfs-root goes with --link this or --machine this\n");
         return DL_EXIT_USAGE;
     }
-    if (o.allreduce_json[0]) {
-        if ((r = calibrate(o.allreduce_json, &p.link)))
+    if (o->allreduce_json[0]) {
+        if ((r = predict_calibrate_sweep(o->allreduce_json, &p->link)))
             return r;
     } else if (named) {
-        snprintf(p.link.name, sizeof p.link.name, "%s", named->name);
-        snprintf(p.link.what, sizeof p.link.what, "%s", named->what);
-        p.link.link_gbps = named->gbps, p.link.alpha_us = named->alpha_us;
-    } else if ((r = link_this(&o, &p.link))) {
+        snprintf(p->link.name, sizeof p->link.name, "%s", named->name);
+        snprintf(p->link.what, sizeof p->link.what, "%s", named->what);
+        p->link.link_gbps = named->gbps, p->link.alpha_us = named->alpha_us;
+    } else if ((r = predict_link_this(o, &p->link))) {
         return r;
     }
-    if (o.alpha_us >= 0)
-        p.link.alpha_us = o.alpha_us;
-    p.link.gbps = dl_link_share_gbps(p.link.link_gbps, o.link_share);
+    if (o->alpha_us >= 0)
+        p->link.alpha_us = o->alpha_us;
+    p->link.gbps = dl_link_share_gbps(p->link.link_gbps, o->link_share);
+    return 0;
+}
 
-    /* the model: parameters (gradient bytes) and multiply-adds, without allocating it */
-    int c = 3, h = 224, w = 224, classes = 1000, have_shape = 0;
-    if (o.model[0]) {
-        const dl_model *m = dl_model_find(o.model);
-        if (!m) {
-            fprintf(stderr, "dltrain predict: unknown model '%s' (choose from %s)\n", o.model,
-                    dl_model_names());
+/* Parameters and multiply-adds of --model, without allocating it; the
+ * input shape for the transfer estimate. */
+static int resolve_model(const predict_opts *o, prediction *p, int shape[4], int *have_shape)
+{
+    if (o->grad_dtype[0] && strcmp(o->grad_dtype, "fp32") && strcmp(o->grad_dtype, "fp16") &&
+        strcmp(o->grad_dtype, "bf16")) {
+        fprintf(stderr, "dltrain predict: --grad-dtype is fp32, fp16 or bf16, got '%s'\n",
+                o->grad_dtype);
+        return DL_EXIT_USAGE;
+    }
+    p->grad_elem_bytes = o->grad_dtype[0] && strcmp(o->grad_dtype, "fp32") ? 2 : 4;
+    if (!o->model[0]) {
+        if (o->input[0]) {
+            fprintf(stderr, "dltrain predict: --input goes with --model\n");
             return DL_EXIT_USAGE;
         }
-        model_default_shape(o.model, &c, &h, &w, &classes);
-        if (o.input[0] && parse_shape(o.input, &c, &h, &w, &classes)) {
-            fprintf(stderr, "dltrain predict: --input needs CxHxW or CxHxW:CLASSES, got '%s'\n",
-                    o.input);
-            return DL_EXIT_USAGE;
-        }
-        dl_net *net = calloc(1, sizeof *net);
-        if (!net || dl_model_build(m, net, c, h, w, classes) != DL_OK) {
-            fprintf(stderr, "dltrain predict: %s\n", net ? dl_error_message() : "out of memory");
-            free(net);
-            return DL_EXIT_ERROR;
-        }
-        for (int i = 0; i < net->n_layers; i++)
-            p.params += (double)net->layers[i].n_params;
-        p.macs = dl_net_macs_per_sample(net);
+        return 0;
+    }
+    const dl_model *m = dl_model_find(o->model);
+    if (!m) {
+        fprintf(stderr, "dltrain predict: unknown model '%s' (choose from %s)\n", o->model,
+                dl_model_names());
+        return DL_EXIT_USAGE;
+    }
+    model_default_shape(o->model, &shape[0], &shape[1], &shape[2], &shape[3]);
+    if (o->input[0] && parse_shape(o->input, &shape[0], &shape[1], &shape[2], &shape[3])) {
+        fprintf(stderr, "dltrain predict: --input needs CxHxW or CxHxW:CLASSES, got '%s'\n",
+                o->input);
+        return DL_EXIT_USAGE;
+    }
+    dl_net *net = calloc(1, sizeof *net);
+    if (!net || dl_model_build(m, net, shape[0], shape[1], shape[2], shape[3]) != DL_OK) {
+        fprintf(stderr, "dltrain predict: %s\n", net ? dl_error_message() : "out of memory");
         free(net);
-        have_shape = 1;
-    } else if (o.input[0]) {
-        fprintf(stderr, "dltrain predict: --input goes with --model\n");
-        return DL_EXIT_USAGE;
+        return DL_EXIT_ERROR;
     }
-    p.grad_bytes = o.grad_mb > 0 ? o.grad_mb * MIB : 4.0 * p.params;
-    p.bucket_bytes = o.bucket_mb * MIB;
+    for (int i = 0; i < net->n_layers; i++)
+        p->params += (double)net->layers[i].n_params;
+    p->macs = dl_net_macs_per_sample(net);
+    free(net);
+    *have_shape = 1;
+    return 0;
+}
 
-    /* compute time on one GPU: exactly one source */
-    int sources = (o.step_ms > 0) + (o.images_per_s > 0) + (o.gpu_tflops > 0);
+/* Compute time on one GPU: exactly one source (a 1-GPU --measured point counts). */
+static int resolve_compute(const predict_opts *o, prediction *p, double *compute_ms)
+{
+    double measured1 = 0;
+    for (int i = 0; i < p->fit.n_points; i++)
+        if (p->fit.gpus[i] == 1)
+            measured1 = p->fit.images_per_s[i];
+    int sources = (o->step_ms > 0) + (o->images_per_s > 0) + (o->gpu_tflops > 0) + (measured1 > 0);
     if (sources > 1) {
-        fprintf(stderr, "dltrain predict: give one of --step-ms, --images-per-s, --gpu-tflops\n");
+        fprintf(stderr, "dltrain predict: give one of --step-ms, --images-per-s, --gpu-tflops, "
+                "--measured 1:X\n");
         return DL_EXIT_USAGE;
     }
-    if (o.gpu_tflops > 0 && !o.model[0]) {
+    if (o->gpu_tflops > 0 && !o->model[0]) {
         fprintf(stderr, "dltrain predict: --gpu-tflops needs --model (to count its FLOPs)\n");
         return DL_EXIT_USAGE;
     }
-    double compute_ms = 0;
-    if (o.step_ms > 0)
-        compute_ms = o.step_ms, p.compute_src = "--step-ms";
-    else if (o.images_per_s > 0)
-        compute_ms = 1e3 * o.batch / o.images_per_s, p.compute_src = "--batch / --images-per-s";
-    else if (o.gpu_tflops > 0)
-        compute_ms = 1e3 * dl_train_flops_per_sample(p.macs) * o.batch / (o.gpu_tflops * 1e12),
-        p.compute_src = "6 x MACs x batch / --gpu-tflops";
+    *compute_ms = 0;
+    if (o->step_ms > 0)
+        *compute_ms = o->step_ms, p->compute_src = "--step-ms";
+    else if (o->images_per_s > 0)
+        *compute_ms = 1e3 * o->batch / o->images_per_s, p->compute_src = "--batch / --images-per-s";
+    else if (measured1 > 0)
+        *compute_ms = 1e3 * o->batch / measured1, p->compute_src = "--batch / --measured 1:X";
+    else if (o->gpu_tflops > 0)
+        *compute_ms = 1e3 * dl_train_flops_per_sample(p->macs) * o->batch / (o->gpu_tflops * 1e12),
+        p->compute_src = "6 x MACs x batch / --gpu-tflops";
+    return 0;
+}
 
-    /* input transfer per batch */
-    if (o.transfer_mb > 0) {
-        p.transfer_bytes = o.transfer_mb * MIB;
-        snprintf(p.transfer_src, sizeof p.transfer_src, "--transfer-mb %g", o.transfer_mb);
-    } else if (o.images > 0 || o.image[0] || have_shape) {
-        if (o.image[0] && parse_shape(o.image, &c, &h, &w, NULL)) {
-            fprintf(stderr, "dltrain predict: --image needs CxHxW, got '%s'\n", o.image);
+static int resolve_transfer(const predict_opts *o, prediction *p, int shape[4], int have_shape)
+{
+    if (o->transfer_mb > 0) {
+        p->transfer_bytes = o->transfer_mb * MIB;
+        snprintf(p->transfer_src, sizeof p->transfer_src, "--transfer-mb %g", o->transfer_mb);
+    } else if (o->images > 0 || o->image[0] || have_shape) {
+        if (o->image[0] && parse_shape(o->image, &shape[0], &shape[1], &shape[2], NULL)) {
+            fprintf(stderr, "dltrain predict: --image needs CxHxW, got '%s'\n", o->image);
             return DL_EXIT_USAGE;
         }
-        int n = o.images > 0 ? o.images : o.batch;
-        p.transfer_bytes = 4.0 * n * c * h * w;
-        snprintf(p.transfer_src, sizeof p.transfer_src, "%d images of %dx%dx%d fp32", n, c, h, w);
+        int n = o->images > 0 ? o->images : o->batch;
+        p->transfer_bytes = 4.0 * n * shape[0] * shape[1] * shape[2];
+        snprintf(p->transfer_src, sizeof p->transfer_src, "%d images of %dx%dx%d fp32", n,
+                 shape[0], shape[1], shape[2]);
     }
+    return 0;
+}
 
-    p.have_step = compute_ms > 0;
-    if (p.have_step && !(p.grad_bytes > 0)) {
+static int check_inputs(const predict_opts *o, const prediction *p)
+{
+    if (p->have_step && !(p->grad_bytes > 0)) {
         fprintf(stderr, "dltrain predict: a step prediction needs the gradient size: --model NAME "
                 "or --grad-mb MIB\n");
         return DL_EXIT_USAGE;
     }
-    if (!p.have_step && (o.grad_mb > 0 || o.model[0]) && !(o.images > 0 || o.transfer_mb > 0)) {
+    if (!p->have_step && (o->grad_mb > 0 || o->model[0]) && !(o->images > 0 || o->transfer_mb > 0)) {
         fprintf(stderr, "dltrain predict: a step prediction needs the compute time on one GPU: "
                 "--step-ms MS, --images-per-s X, or --gpu-tflops TF with --model\n");
         return DL_EXIT_USAGE;
     }
-    if (!p.have_step && !(p.transfer_bytes > 0)) {
+    if (!p->have_step && !(p->transfer_bytes > 0)) {
         fprintf(stderr, "dltrain predict: nothing to predict: give the compute time (--step-ms) "
                 "and gradients (--model or --grad-mb), or an input batch (--images N, "
                 "--transfer-mb MIB); see 'dltrain predict --help'\n");
         return DL_EXIT_USAGE;
     }
+    return 0;
+}
 
-    /* GPU counts and nodes */
-    int counts[MAX_COUNTS], n_counts;
-    if (o.gpus[0]) {
-        n_counts = parse_counts(o.gpus, counts);
+/* GPU counts to predict; the largest sets the GPUs per node. */
+static int resolve_counts(const predict_opts *o, prediction *p, int *counts, int *max_n)
+{
+    int n_counts = 0, machine_gpus = p->machine ? p->machine->n_gpus * o->nodes : 0;
+    int top = p->link.this_gpus > 0 ? p->link.this_gpus : machine_gpus;
+    if (o->gpus[0]) {
+        n_counts = parse_counts(o->gpus, counts);
         if (n_counts <= 0) {
             fprintf(stderr, "dltrain predict: --gpus needs counts such as 8 or 1,2,4,8, got '%s'\n",
-                    o.gpus);
-            return DL_EXIT_USAGE;
+                    o->gpus);
+            return -DL_EXIT_USAGE;
         }
-    } else if (p.link.this_gpus > 0) {
-        n_counts = 0;
-        for (int n = 1; n < p.link.this_gpus && n_counts < MAX_COUNTS - 1; n *= 2)
+    } else if (top > 0) {
+        for (int n = 1; n < top && n_counts < MAX_COUNTS - 1; n *= 2)
             counts[n_counts++] = n;
-        counts[n_counts++] = p.link.this_gpus;
+        counts[n_counts++] = top;
     } else {
         n_counts = 4, counts[0] = 1, counts[1] = 2, counts[2] = 4, counts[3] = 8;
     }
-    int max_n = 0;
+    *max_n = 0;
     for (int i = 0; i < n_counts; i++)
-        max_n = counts[i] > max_n ? counts[i] : max_n;
-    if (max_n % o.nodes) {
+        *max_n = counts[i] > *max_n ? counts[i] : *max_n;
+    if (*max_n % o->nodes) {
         fprintf(stderr, "dltrain predict: --nodes %d must divide the largest GPU count (%d)\n",
-                o.nodes, max_n);
+                o->nodes, *max_n);
+        return -DL_EXIT_USAGE;
+    }
+    p->gpus_per_node = *max_n / o->nodes;
+    if (machine_gpus && p->gpus_per_node > p->machine->n_gpus) {
+        fprintf(stderr, "dltrain predict: %d GPUs per node, but the machine has %d (add --nodes "
+                "and --net, or fewer --gpus)\n", p->gpus_per_node, p->machine->n_gpus);
+        return -DL_EXIT_USAGE;
+    }
+    if (o->nodes == 1)
+        p->net = NULL; /* one node: --net plays no part */
+    return n_counts;
+}
+
+/* The rows (one-GPU baseline first), the lanes table, the what-ifs. */
+static void predict_rows(prediction *p, const dl_step_inputs *in, const int *counts, int n_counts,
+                         int max_n)
+{
+    const predict_opts *o = p->o;
+    int has1 = 0;
+    for (int i = 0; i < n_counts; i++)
+        has1 |= counts[i] == 1;
+    if (!has1)
+        predict_one(p, in, p->machine, 1, &p->rows[p->n_rows++]);
+    for (int i = 0; i < n_counts && p->n_rows < MAX_COUNTS; i++)
+        predict_one(p, in, p->machine, counts[i], &p->rows[p->n_rows++]);
+    if (p->machine) {
+        predict_whatifs(p, in, max_n);
+        return;
+    }
+    /* lanes: the same step at the largest count, the ring on each PCIe link */
+    ring_link saved = p->link;
+    for (const dl_link *l = dl_links; l->name; l++) {
+        if (l->kind != DL_LINK_PCIE)
+            continue;
+        p->link.link_gbps = l->gbps, p->link.alpha_us = o->alpha_us >= 0 ? o->alpha_us : l->alpha_us;
+        p->link.gbps = dl_link_share_gbps(l->gbps, o->link_share);
+        p->lane_links[p->n_lanes] = l;
+        predict_one(p, in, NULL, max_n, &p->lanes[p->n_lanes++]);
+    }
+    p->link = saved;
+}
+
+static int write_output(const predict_opts *o, const prediction *p)
+{
+    int json_stdout = strcmp(o->json, "-") == 0;
+    if (!json_stdout)
+        predict_print_tables(stdout, p);
+    if (!o->json[0])
+        return DL_EXIT_OK;
+    FILE *f = json_stdout ? stdout : fopen(o->json, "w");
+    if (!f) {
+        fprintf(stderr, "dltrain predict: cannot write %s\n", o->json);
+        return DL_EXIT_ERROR;
+    }
+    predict_print_json(f, p);
+    if (!json_stdout && fclose(f) != 0) {
+        fprintf(stderr, "dltrain predict: cannot write %s\n", o->json);
+        return DL_EXIT_ERROR;
+    }
+    return DL_EXIT_OK;
+}
+
+static int predict_steps(prediction *p, double compute_ms, const int *counts, int n_counts, int max_n)
+{
+    const predict_opts *o = p->o;
+    dl_step_inputs in = {.compute_ms = compute_ms, .backward_frac = o->backward_frac,
+                         .grad_bytes = p->grad_bytes * p->wire_bytes_factor,
+                         .bucket_bytes = p->bucket_bytes, .overlap = !o->no_overlap, .gpus = 1,
+                         .gbps = p->link.gbps, .alpha_us = p->link.alpha_us};
+    dl_step_model probe;
+    if (dl_step_predict(&in, &probe) != 0) {
+        fprintf(stderr, "dltrain predict: --bucket-mb %g is too small for %.0f bytes of "
+                "gradients\n", o->bucket_mb, p->grad_bytes);
         return DL_EXIT_USAGE;
     }
-    p.gpus_per_node = max_n / o.nodes;
-    if (o.nodes == 1)
-        p.net = NULL; /* one node: --net plays no part */
+    if (p->machine) {
+        int r = predict_fit_measured(p, &in);
+        if (r)
+            return r;
+    }
+    predict_rows(p, &in, counts, n_counts, max_n);
+    return 0;
+}
 
-    if (p.have_step) {
-        dl_step_inputs in = {.compute_ms = compute_ms, .backward_frac = o.backward_frac,
-                             .grad_bytes = p.grad_bytes, .bucket_bytes = p.bucket_bytes,
-                             .overlap = !o.no_overlap, .gpus = 1, .gbps = p.link.gbps,
-                             .alpha_us = p.link.alpha_us};
-        dl_step_model probe;
-        if (dl_step_predict(&in, &probe) != 0) {
-            fprintf(stderr, "dltrain predict: --bucket-mb %g is too small for %.0f bytes of "
-                    "gradients\n", o.bucket_mb, p.grad_bytes);
-            return DL_EXIT_USAGE;
-        }
-        /* the one-GPU baseline comes first, whether or not it was asked for */
-        p.n_rows = 0;
-        int has1 = 0;
-        for (int i = 0; i < n_counts; i++)
-            has1 |= counts[i] == 1;
-        if (!has1)
-            predict_one(&in, &p.link, p.net, p.gpus_per_node, 1, o.batch, &p.rows[p.n_rows++]);
-        for (int i = 0; i < n_counts && p.n_rows < MAX_COUNTS; i++)
-            predict_one(&in, &p.link, p.net, p.gpus_per_node, counts[i], o.batch,
-                        &p.rows[p.n_rows++]);
-        /* lanes: the same step at the largest count, the ring on each PCIe link */
-        for (const dl_link *l = dl_links; l->name; l++) {
-            if (l->kind != DL_LINK_PCIE)
-                continue;
-            ring_link lr = {.link_gbps = l->gbps, .alpha_us = l->alpha_us};
-            lr.gbps = dl_link_share_gbps(l->gbps, o.link_share);
-            if (o.alpha_us >= 0)
-                lr.alpha_us = o.alpha_us;
-            p.lane_links[p.n_lanes] = l;
-            predict_one(&in, &lr, p.net, p.gpus_per_node, max_n, o.batch, &p.lanes[p.n_lanes++]);
-        }
-    } else {
+int dl_cmd_predict(int argc, char **argv)
+{
+    predict_opts o = {.batch = 32, .bucket_mb = 25, .backward_frac = 2.0 / 3.0, .nodes = 1,
+                      .link_share = 1, .alpha_us = -1, .link = "pcie3x16", .grad_dtype = "fp32"};
+    int r = dl_options_parse(predict_options, &o, argc, argv, "predict", usage_text);
+    if (r)
+        return r == 1 ? DL_EXIT_OK : r;
+    static prediction p;
+    static dl_machine machine;
+    memset(&p, 0, sizeof p);
+    p.o = &o, p.model = o.model, p.wire_bytes_factor = 1;
+    p.fit.bw_factor = 1, p.fit.alpha_factor = 1, p.fit.backward_frac = o.backward_frac;
+    if ((r = resolve_links(&o, &p)))
+        return r;
+    if (o.measured[0] && (r = predict_parse_measured(o.measured, &p.fit)))
+        return r;
+    if (!o.machine[0] && strcmp(o.link, "this") == 0)
+        snprintf(o.machine, sizeof o.machine, "this"); /* this machine, modelled as it is wired */
+    if (o.machine[0]) {
+        if ((r = predict_load_machine(&o, &machine)))
+            return r;
+        p.machine = &machine;
+        if (strcmp(o.link, "this") != 0) /* the JSON's link: GPU 0's own, for input copies */
+            machine_link(&machine, &p.link);
+    }
+    int shape[4] = {3, 224, 224, 1000}, have_shape = 0;
+    if ((r = resolve_model(&o, &p, shape, &have_shape)))
+        return r;
+    p.grad_bytes = o.grad_mb > 0 ? o.grad_mb * MIB : p.grad_elem_bytes * p.params;
+    p.bucket_bytes = o.bucket_mb * MIB;
+    double compute_ms;
+    if ((r = resolve_compute(&o, &p, &compute_ms)) || (r = resolve_transfer(&o, &p, shape, have_shape)))
+        return r;
+    p.have_step = compute_ms > 0;
+    if ((r = check_inputs(&o, &p)))
+        return r;
+    int counts[MAX_COUNTS], max_n, n_counts = resolve_counts(&o, &p, counts, &max_n);
+    if (n_counts < 0)
+        return -n_counts;
+    if (p.have_step && (r = predict_steps(&p, compute_ms, counts, n_counts, max_n)))
+        return r;
+    if (!p.have_step && !p.machine)
         for (const dl_link *l = dl_links; l->name; l++)
             if (l->kind == DL_LINK_PCIE)
                 p.lane_links[p.n_lanes++] = l;
-    }
-
-    int json_stdout = strcmp(o.json, "-") == 0;
-    if (!json_stdout)
-        print_tables(stdout, &p);
-    if (o.json[0]) {
-        FILE *f = json_stdout ? stdout : fopen(o.json, "w");
-        if (!f) {
-            fprintf(stderr, "dltrain predict: cannot write %s\n", o.json);
-            return DL_EXIT_ERROR;
-        }
-        print_json(f, &p);
-        if (!json_stdout && fclose(f) != 0) {
-            fprintf(stderr, "dltrain predict: cannot write %s\n", o.json);
-            return DL_EXIT_ERROR;
-        }
-    }
-    return DL_EXIT_OK;
+    return write_output(&o, &p);
 }

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "../comm/bucket.h"
-#include "../comm/topo.h"
+#include "../comm/topo/topo.h"
 #include "../models/models.h"
 #include "../runtime/data.h"
 #include "../runtime/device.h"

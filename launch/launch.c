@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #ifdef DLTRAIN_HAVE_TOPO
-#include "../comm/topo.h"
+#include "../comm/topo/topo.h"
 #endif
 
 int dl_launcher_world(const char **var)

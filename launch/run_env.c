@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #ifdef DLTRAIN_HAVE_TOPO
-#include "../comm/topo.h"
+#include "../comm/topo/topo.h"
 #endif
 
 extern char **environ;

@@ -75,6 +75,13 @@ dl_status dl_scale_measure_ranks(scale_run *r, const int *ranks, int n, const ch
  * of path and bottleneck; scale_subsets.h), measured and appended (rank 0). */
 dl_status dl_scale_measure_pairs(scale_run *r);
 
+/* The predicted speedup at `ranks` (scale_model.c): predict's machine model
+ * over this machine's GPUs, calibrated on the sweep; CPU ranks' compute
+ * stretched when their threads outnumber the cores.  0 without a sweep. */
+double dl_scale_model_speedup(const scale_run *r, const scale_point *one, int ranks);
+/* ranks x threads over cores, relative to one rank's (>= 1). */
+double dl_scale_compute_stretch(int ranks, int threads, long cores);
+
 /* Speedup, efficiency and predicted speedup of every point (rank 0). */
 void dl_scale_derive(scale_run *r);
 void dl_scale_print(FILE *f, const scale_run *r);

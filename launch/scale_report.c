@@ -53,27 +53,6 @@ static const char *verdict(const scale_run *r, const scale_claim *c, double *mea
     return p->speedup < c->lo ? "below" : p->speedup > c->hi ? "above" : "supports";
 }
 
-static double predict_speedup(const scale_run *r, const scale_point *one, int ranks)
-{
-    if (ranks == 1)
-        return 1.0;
-    if (r->link_gbps <= 0)
-        return 0;
-    dl_step_inputs in = {.compute_ms = one->compute_ms + one->optimizer_ms,
-                         .backward_frac = one->compute_ms > 0 ? one->backward_ms / one->compute_ms
-                                                              : 2.0 / 3.0,
-                         .grad_bytes = 4.0 * (double)r->net.n_params,
-                         .bucket_bytes = r->bucket_mb * 1048576.0,
-                         .overlap = !r->o->no_overlap,
-                         .gpus = ranks,
-                         .gbps = r->link_gbps,
-                         .alpha_us = r->link_alpha_us};
-    dl_step_model m;
-    if (dl_step_predict(&in, &m) != 0 || m.step_ms <= 0)
-        return 0;
-    return ranks * in.compute_ms / m.step_ms;
-}
-
 void dl_scale_derive(scale_run *r)
 {
     const scale_point *one = baseline(r);
@@ -81,7 +60,7 @@ void dl_scale_derive(scale_run *r)
         scale_point *p = &r->points[i];
         p->speedup = one->ips_median > 0 ? p->ips_median / one->ips_median : 0;
         p->efficiency = p->speedup / p->ranks;
-        p->predicted_speedup = predict_speedup(r, one, p->ranks);
+        p->predicted_speedup = dl_scale_model_speedup(r, one, p->ranks);
     }
 }
 
@@ -140,6 +119,12 @@ void dl_scale_print(FILE *f, const scale_run *r)
         fprintf(f, "  prediction: dltrain predict's model with the 1-rank compute time and the "
                    "all-reduce over all %d ranks fitted as %.3f GB/s, %.1f us per ring step\n",
                 r->ctx->world, r->link_gbps, r->link_alpha_us);
+    if (r->link_gbps > 0)
+        fprintf(f, "    (%s)\n", cpu_processes(r)
+                ? "CPU ranks: each rank's compute stretched by ranks x threads / cores when "
+                  "they outnumber the cores"
+                : "GPUs: the ring over each count's GPUs from this machine's topology, its "
+                  "bandwidth scaled to the sweep (dltrain predict --machine this)");
     else
         fprintf(f, "  prediction: none (needs the all-reduce sweep over 2 or more ranks)\n");
     print_claims(f, r);

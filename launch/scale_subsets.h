@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "../comm/topo.h"
+#include "../comm/topo/topo.h"
 
 #define DL_SCALE_MAX_PAIRS 8
 

@@ -1,4 +1,4 @@
-# The HTML report (launch/report_html.c, report_svg.c): a fixture writes it
+# The HTML report (launch/report/report_html.c, report_svg.c): a fixture writes it
 # from sample data; test_report_html.py checks its structure and renders it
 # in headless Chromium to check the charts are drawn.  Labels cpu;report.
 #   ctest --test-dir build -L report
@@ -7,10 +7,10 @@ set(REPORT_WORK ${CMAKE_CURRENT_BINARY_DIR}/report)
 file(MAKE_DIRECTORY ${REPORT_WORK})
 
 add_executable(report_fixture ${CMAKE_CURRENT_SOURCE_DIR}/report_fixture.c
-                              ${PROJECT_SOURCE_DIR}/launch/report_html.c
-                              ${PROJECT_SOURCE_DIR}/launch/report_svg.c
+                              ${PROJECT_SOURCE_DIR}/launch/report/report_html.c
+                              ${PROJECT_SOURCE_DIR}/launch/report/report_svg.c
                               ${PROJECT_SOURCE_DIR}/launch/predict_model.c)
-target_include_directories(report_fixture PRIVATE ${PROJECT_SOURCE_DIR}/launch)
+target_include_directories(report_fixture PRIVATE ${PROJECT_SOURCE_DIR}/launch ${PROJECT_SOURCE_DIR}/launch/report)
 target_link_libraries(report_fixture PRIVATE dlruntime m)
 
 foreach(case structure render)

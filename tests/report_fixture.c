@@ -1,4 +1,4 @@
-/* report_fixture.c: writes the HTML report (launch/report_html.c) from
+/* report_fixture.c: writes the HTML report (launch/report/report_html.c) from
  * realistic sample data, for tests/test_report_html.py to parse and render.
  *
  *   report_fixture OUT.html full      1, 2 (two GPU sets), 4, 8 ranks and a sweep

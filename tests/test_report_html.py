@@ -1,4 +1,4 @@
-"""The HTML report (launch/report_html.c, report_svg.c), written by
+"""The HTML report (launch/report/report_html.c, report_svg.c), written by
 tests/report_fixture.c from sample data.
 
 usage: test_report_html.py REPORT_FIXTURE CASE WORKDIR

@@ -72,6 +72,13 @@ def check_report(n, j, p):
                   for x in ar["points"]), json.dumps(ar)[:300])
         check("predicted speedups for every size", all(q["predicted_speedup"] > 0
                                                        for q in j["points"]))
+        # CPU ranks whose threads outnumber the cores: compute per rank grows,
+        # so the prediction stays at or below cores / threads (scale_model.c)
+        cores, threads = j["cores_online"], j["threads"]
+        for q in j["points"]:
+            if j["cpu_processes"] and q["ranks"] * threads > cores:
+                check(f"{q['ranks']} ranks on {cores} cores: predicted <= {cores / threads:g}",
+                      q["predicted_speedup"] <= cores / threads + 1e-9, str(q["predicted_speedup"]))
     verdicts = {c["claim"]: c["verdict"] for c in j["claims"]}
     for c in j["claims"]:
         m = max([q["speedup"] for q in j["points"] if q["ranks"] == c["gpus"]], default=None)

@@ -1,5 +1,5 @@
 /* fuzz_sysfs.c: the sysfs attribute parsers of topology discovery
- * (comm/topo_pci.c): link speed and width, CPU lists, hex and decimal
+ * (comm/topo/topo_pci.c): link speed and width, CPU lists, hex and decimal
  * attributes, PCI addresses, host bridge names, PCIe port type from config
  * space, and the sanitiser that makes names safe for reports.
  *

@@ -3,7 +3,7 @@
  * Describes the workstation_4gpu_2switch fixture as a driver would: four
  * RTX A4000, GPU0 and GPU1 joined by an NVLink bridge of 4 links (NVLink
  * 3.0, nvmlNvlinkVersion_t 4), the others without NVLink, PCIe gen3 x8/x16,
- * peer access everywhere.  Only the calls comm/topo_nvml.c makes exist;
+ * peer access everywhere.  Only the calls comm/topo/topo_nvml.c makes exist;
  * their types mirror nvml.h, as there. */
 #include <stdio.h>
 #include <string.h>

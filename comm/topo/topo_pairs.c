@@ -108,16 +108,13 @@ void dl_topo_nccl_env_read(dl_topo_nccl_env *env, char *const *envp)
     }
 }
 
-/* NCCL's own default: P2P up to PXB on Intel, ARM and Zhaoxin CPUs (root
- * complexes there forward peer traffic poorly), everywhere (SYS) otherwise. */
-static dl_topo_nccl_level nccl_default_level(dl_topo_cpu_vendor v)
+/* NCCL's own default (src/graph/paths.cc, ncclTopoCheckP2p, since 2.23.4):
+ * P2P up to PXB, and up to SYS between the GPUs of an AMD machine with at
+ * most two.  Before 2.23.4 it was SYS except on Intel, ARM and Zhaoxin CPUs;
+ * docs/topology.md has the history. */
+static dl_topo_nccl_level nccl_default_level(dl_topo_cpu_vendor v, int n_gpus)
 {
-    switch (v) {
-    case DL_TOPO_CPU_AMD: case DL_TOPO_CPU_X86_OTHER: case DL_TOPO_CPU_OTHER:
-        return DL_TOPO_NCCL_SYS;
-    default:
-        return DL_TOPO_NCCL_PXB; /* Intel, ARM, Zhaoxin; assumed when unknown */
-    }
+    return v == DL_TOPO_CPU_AMD && n_gpus <= 2 ? DL_TOPO_NCCL_SYS : DL_TOPO_NCCL_PXB;
 }
 
 /* ---- links on a path -------------------------------------------------------- */
@@ -327,7 +324,8 @@ void dl_topo_analyze(dl_topo *t, const dl_topo_nccl_env *env)
         memset(&t->nccl_env, 0, sizeof t->nccl_env);
         t->nccl_env.p2p_level = -1;
     }
-    t->nccl_default = nccl_default_level(t->cpu_vendor);
+    t->nccl_default =
+        nccl_default_level(t->cpu_vendor, t->n_nvidia > 0 ? t->n_nvidia : t->n_compute);
     for (int a = 0; a < t->n_gpus; a++)
         for (int b = 0; b < t->n_gpus; b++) {
             dl_topo_pair *pr = &t->pairs[a * t->n_gpus + b];

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../runtime/common.h"
+#include "../../runtime/common.h"
 #include "report_svg.h"
 
 static const char page_style[] =

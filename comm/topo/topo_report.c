@@ -118,7 +118,7 @@ static void print_summary(FILE *f, const dl_topo *t)
         fprintf(f, "  --wake     : %s\n", t->wake_note);
     const char *why = t->cpu_vendor == DL_TOPO_CPU_UNKNOWN ? "assumed, CPU vendor unknown"
                       : t->nccl_default == DL_TOPO_NCCL_PXB ? "NCCL's default on this CPU"
-                                                            : "NCCL's default on this CPU: P2P everywhere";
+                                                            : "NCCL's default for two GPUs on AMD: P2P everywhere";
     fprintf(f, "  NCCL       : P2P up to level %s (%s)", dl_topo_nccl_level_name(t->nccl_default), why);
     if (t->nccl_env.p2p_disable)
         fprintf(f, "; NCCL_P2P_DISABLE=1 set");

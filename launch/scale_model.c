@@ -1,0 +1,75 @@
+/* scale_model.c: the predicted column of `dltrain scale`, from the same
+ * model as `dltrain predict --machine`: the ring over this machine's GPUs
+ * (comm/topo/topo_cost.c), its bandwidth calibrated on the run's own
+ * all-reduce sweep; and, for CPU ranks, the compute each rank loses when
+ * the ranks' threads outnumber the cores. */
+#define _GNU_SOURCE
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../comm/topo/topo_cost.h"
+#include "predict_model.h"
+#include "scale.h"
+
+/* How much longer one rank's compute takes at `ranks` ranks than at one,
+ * when ranks x threads CPU threads share `cores` cores (1 on GPUs). */
+double dl_scale_compute_stretch(int ranks, int threads, long cores)
+{
+    if (cores < 1 || threads < 1)
+        return 1;
+    double at_n = fmax(1.0, (double)ranks * threads / cores);
+    double at_1 = fmax(1.0, (double)threads / cores);
+    return at_n / at_1;
+}
+
+/* The ring over the first `ranks` GPUs of this machine, with its bandwidth
+ * scaled so that the world-sized ring matches the measured sweep. */
+static int machine_ring(const scale_run *r, int ranks, double *gbps, double *alpha_us)
+{
+    static dl_machine m;
+    static int loaded = -1;
+    if (loaded < 0) {
+        dl_topo t;
+        char err[256];
+        loaded = dl_topo_discover("/sys", &t) == DL_OK &&
+                 dl_machine_from_topo(&t, &m, err, sizeof err) == 0;
+        dl_topo_free(&t);
+    }
+    dl_ring_cost at_n, at_world;
+    if (!loaded || dl_machine_ring(&m, ranks, 1, NULL, &at_n) != 0)
+        return -1;
+    *gbps = at_n.gbps, *alpha_us = at_n.alpha_us;
+    if (r->link_gbps > 0 && dl_machine_ring(&m, r->ctx->world, 1, NULL, &at_world) == 0)
+        *gbps *= r->link_gbps / at_world.gbps, *alpha_us = r->link_alpha_us;
+    return 0;
+}
+
+double dl_scale_model_speedup(const scale_run *r, const scale_point *one, int ranks)
+{
+    if (ranks == 1)
+        return 1.0;
+    int cpu = strncmp(r->ctx->dev->name, "cpu", 3) == 0;
+    double gbps = r->link_gbps, alpha_us = r->link_alpha_us;
+    if (!cpu && r->n_gpus >= ranks && machine_ring(r, ranks, &gbps, &alpha_us) != 0)
+        gbps = r->link_gbps, alpha_us = r->link_alpha_us;
+    if (gbps <= 0)
+        return 0;
+    double compute_ms = one->compute_ms + one->optimizer_ms;
+    double stretch = cpu ? dl_scale_compute_stretch(ranks, r->threads,
+                                                    sysconf(_SC_NPROCESSORS_ONLN))
+                         : 1.0;
+    dl_step_inputs in = {.compute_ms = compute_ms * stretch,
+                         .backward_frac = one->compute_ms > 0 ? one->backward_ms / one->compute_ms
+                                                              : 2.0 / 3.0,
+                         .grad_bytes = 4.0 * (double)r->net.n_params,
+                         .bucket_bytes = r->bucket_mb * 1048576.0,
+                         .overlap = !r->o->no_overlap,
+                         .gpus = ranks,
+                         .gbps = gbps,
+                         .alpha_us = alpha_us};
+    dl_step_model m;
+    if (dl_step_predict(&in, &m) != 0 || m.step_ms <= 0)
+        return 0;
+    return ranks * compute_ms / m.step_ms;
+}

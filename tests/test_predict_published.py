@@ -1,0 +1,76 @@
+"""`dltrain predict --machine` against published measurements: for every row
+of tests/data/published_scaling.csv, calibrate on the 1- and 2-GPU images/s
+(--measured 1:X,2:Y), predict 4 and 8 GPUs from the machine description, and
+compare with what the source measured.
+
+usage: test_predict_published.py DLTRAIN CSV MEDIAN_PCT WORST_PCT [--markdown]
+
+Fails when the median absolute error over all 4- and 8-GPU predictions
+exceeds MEDIAN_PCT, or the worst exceeds WORST_PCT, or a command fails.
+--markdown prints the per-case table that docs/scaling.md carries."""
+import csv
+import json
+import statistics
+import subprocess
+import sys
+
+DLTRAIN, CSV_PATH = sys.argv[1], sys.argv[2]
+MEDIAN_BOUND, WORST_BOUND = float(sys.argv[3]), float(sys.argv[4])
+MARKDOWN = "--markdown" in sys.argv[5:]
+
+
+def rows():
+    with open(CSV_PATH, encoding="utf-8") as f:
+        lines = [line for line in f if not line.startswith("#")]
+    return list(csv.DictReader(lines))
+
+
+def command(r):
+    return ["predict", "--machine", r["machine"], "--grad-mb", r["grad_mb"],
+            "--batch", r["batch"], "--measured", f"1:{r['ips1']},2:{r['ips2']}",
+            "--gpus", "1,2,4,8"]
+
+
+def main():
+    errors, table, failures = [], [], []
+    for r in rows():
+        p = subprocess.run([DLTRAIN] + command(r) + ["--json", "-"], capture_output=True,
+                           text=True, timeout=120)
+        if p.returncode != 0:
+            failures.append(f"{r['case']}: exit {p.returncode}: {p.stderr.strip()}")
+            continue
+        out = json.loads(p.stdout)
+        got = {row["gpus"]: row for row in out["rows"]}
+        cells = []
+        for n in (4, 8):
+            measured = r[f"ips{n}"]
+            if not measured:
+                cells.append("-")
+                continue
+            pred = got[n]["images_per_s"]
+            err = 100 * (pred - float(measured)) / float(measured)
+            errors.append(abs(err))
+            cells.append(f"{float(measured):.0f} / {pred:.0f} ({err:+.1f}%)")
+        fit = out["fit"]
+        table.append(f"| {r['case']} | {fit['bw_factor']:.3f} | {cells[0]} | {cells[1]} | "
+                     f"{got[8]['bottleneck'] if 8 in got else ''} |")
+    if MARKDOWN:
+        print("| case | fitted bandwidth factor | 4 GPUs measured / predicted (error) | "
+              "8 GPUs measured / predicted (error) | 8-GPU bottleneck |")
+        print("|---|---|---|---|---|")
+        print("\n".join(table))
+    for f in failures:
+        print("FAIL", f)
+    if not errors:
+        print("FAIL no predictions")
+        sys.exit(1)
+    median, worst = statistics.median(errors), max(errors)
+    print(f"{len(errors)} predictions: median |error| {median:.1f}%, worst {worst:.1f}% "
+          f"(bounds {MEDIAN_BOUND:g}% and {WORST_BOUND:g}%)")
+    ok = not failures and median <= MEDIAN_BOUND and worst <= WORST_BOUND
+    print("all checks passed" if ok else "FAIL")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+/* topo_cost_test.c: the machine model (comm/topo/topo_cost.c) against hand
+ * calculations: the grammar and its refusals, every shipped machine, path
+ * classification and NCCL's P2P/SHM decision on the sysfs fixtures, link-use
+ * counting on rings through switches and sockets, the bottleneck in words.
+ *
+ * usage: topo_cost_test FIXTURE_DIR WORK_DIR */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "topo_cost.h"
+#include "topo_fixture.h"
+
+static int failures;
+
+#define CHECK(cond, ...)                                                                   \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            failures++;                                                                    \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                    \
+            printf(__VA_ARGS__);                                                           \
+            printf("\n");                                                                  \
+        }                                                                                  \
+    } while (0)
+
+static void machine(const char *desc, dl_machine *m)
+{
+    char err[512] = "";
+    int rc = dl_machine_parse(desc, m, err, sizeof err);
+    CHECK(rc == 0, "'%s' parses: %s", desc, err);
+}
+
+static void ring(const dl_machine *m, int n, dl_ring_cost *r)
+{
+    int rc = dl_machine_ring(m, n, 1, NULL, r);
+    CHECK(rc == 0, "ring of %d on '%s'", n, m->desc);
+}
+
+static void near(double got, double want, const char *what)
+{
+    CHECK(fabs(got - want) <= 1e-9 * fmax(1, fabs(want)), "%s: %.9g, want %.9g", what, got, want);
+}
+
+static void test_pcie(void)
+{
+    near(dl_nccl_pcie_gbps(3, 16), 12, "gen3 x16 (NCCL's PCI_BW)");
+    near(dl_nccl_pcie_gbps(4, 16), 24, "gen4 x16");
+    near(dl_nccl_pcie_gbps(4, 8), 12, "gen4 x8");
+    near(dl_nccl_pcie_gbps(5, 4), 12, "gen5 x4");
+    near(dl_nccl_pcie_gbps(0, 16), 0, "unknown generation");
+}
+
+static void test_grammar_refusals(void)
+{
+    static const char *bad[] = {"", "8 gpus", "8x pcie9x16", "8x pcie4x12", "8x pcie4x16, 2 sokets",
+                                "8x pcie4x16, warp-drive", "3x pcie3x16, 4 sockets",
+                                "8x pcie4x16, 4 links", "0x pcie3x16", NULL};
+    for (int i = 0; bad[i]; i++) {
+        dl_machine m;
+        char err[512] = "";
+        CHECK(dl_machine_parse(bad[i], &m, err, sizeof err) != 0, "'%s' refused", bad[i]);
+        CHECK(err[0] && !strchr(err, '\n'), "'%s': one line of error", bad[i]);
+    }
+    dl_machine m;
+    char err[512] = "";
+    dl_machine_parse("8x pcie4x16, warp-drive", &m, err, sizeof err);
+    CHECK(strstr(err, "'warp-drive'") && strstr(err, "no-p2p") && strstr(err, "per switch"),
+          "the refusal names the word and lists the valid ones: %s", err);
+}
+
+/* The ring through two switches on each of two sockets, all shared memory:
+ * GPUs 0-3 behind switch 0 (socket 0), 4-7 behind switch 1 (socket 1).  Every
+ * hop goes up the sender's switch uplink and down the receiver's, so each
+ * uplink carries 4 hops a direction: 12 GB/s / 4 = 3 GB/s.  The socket link
+ * carries hop 3->4 one way and 7->0 the other (10 GB/s each); socket 0's
+ * memory sees hops into GPUs 0-3, written and read: 8 uses, 128 / 8 = 16. */
+static void test_two_switches_two_sockets(void)
+{
+    dl_machine m;
+    dl_ring_cost r;
+    machine("8x pcie3x16, 2 sockets, 4 per switch, no-p2p, skylake", &m);
+    CHECK(m.n_switches == 2 && m.gpu[3].sw == 0 && m.gpu[4].sw == 1 && m.gpu[4].socket == 1,
+          "layout: %d switches", m.n_switches);
+    ring(&m, 8, &r);
+    near(r.gbps, 3, "ring bandwidth");
+    near(r.uses, 4, "uplink crossings");
+    CHECK(r.count[DL_HOP_SHM] == 8, "all 8 hops through host memory: %d", r.count[DL_HOP_SHM]);
+    CHECK(strstr(r.bottleneck, "uplink of PCIe switch 0") && strstr(r.bottleneck, "crossed 4 times"),
+          "bottleneck named: %s", r.bottleneck);
+    near(r.alpha_us, 5.7, "PCI latency per step");
+    /* with P2P allowed (Intel: up to PXB), switch mates go straight across */
+    machine("8x pcie3x16, 2 sockets, 2 per switch, skylake", &m);
+    ring(&m, 8, &r);
+    CHECK(r.count[DL_HOP_P2P] == 4 && r.count[DL_HOP_SHM] == 4, "4 P2P (PIX) + 4 SHM hops: %d %d",
+          r.count[DL_HOP_P2P], r.count[DL_HOP_SHM]);
+    near(r.gbps, 10, "socket link (Skylake UPI, NCCL's SKL_QPI_BW)");
+    CHECK(strstr(r.bottleneck, "socket link"), "bottleneck: %s", r.bottleneck);
+}
+
+static void test_p2p_rule(void)
+{
+    dl_machine m;
+    dl_ring_cost r;
+    machine("8x pcie4x16, amd", &m);
+    CHECK(dl_machine_p2p(&m, 2, DL_TOPO_NCCL_PHB), "AMD, two GPUs: P2P through the CPU");
+    CHECK(!dl_machine_p2p(&m, 4, DL_TOPO_NCCL_PHB), "AMD, four GPUs: SHM (NCCL >= 2.23.4)");
+    ring(&m, 2, &r);
+    near(r.gbps, 24, "AMD pair: P2P at the GPU link");
+    ring(&m, 8, &r);
+    near(r.gbps, 204.8 / 16, "8 GPUs through host memory: 16 uses of 204.8 GB/s");
+    CHECK(strstr(r.bottleneck, "host memory"), "bottleneck: %s", r.bottleneck);
+    machine("8x pcie4x16, amd, nccl 2.18", &m);
+    CHECK(dl_machine_p2p(&m, 8, DL_TOPO_NCCL_SYS), "NCCL 2.18 on AMD: P2P up to SYS");
+    ring(&m, 8, &r);
+    near(r.gbps, 24, "older NCCL: P2P everywhere, the GPU link");
+    machine("8x pcie3x16, intel, nccl 2.18", &m);
+    CHECK(!dl_machine_p2p(&m, 8, DL_TOPO_NCCL_PHB), "NCCL 2.18 on Intel: PXB");
+    machine("2x pcie3x16, no-p2p", &m);
+    CHECK(!dl_machine_p2p(&m, 2, DL_TOPO_NCCL_PIX), "GeForce: no P2P even on one switch");
+    CHECK(dl_machine_p2p(&m, 2, DL_TOPO_NCCL_NVL), "NVLink is always P2P");
+}
+
+static void test_presets(void)
+{
+    int n = 0;
+    for (const dl_machine_preset *p = dl_machine_presets; p->name; p++, n++) {
+        dl_machine m;
+        dl_ring_cost r;
+        machine(p->name, &m);
+        ring(&m, m.n_gpus, &r);
+        CHECK(r.gbps > 0 && r.bottleneck[0], "%s: %g GB/s, '%s'", p->name, r.gbps, r.bottleneck);
+        printf("%-18s %2d GPUs: %7.3f GB/s, %s\n", p->name, m.n_gpus, r.gbps, r.bottleneck);
+    }
+    CHECK(n == 6, "six shipped machines: %d", n);
+    dl_machine m;
+    dl_ring_cost r;
+    machine("consumer-x8x8", &m);
+    ring(&m, 2, &r);
+    near(r.gbps, 12, "x8/x8 GeForce: PCIe 4.0 x8 each way");
+    CHECK(r.count[DL_HOP_SHM] == 2, "through the CPU");
+    machine("workstation-4gpu", &m);
+    ring(&m, 4, &r);
+    CHECK(dl_machine_path(&m, 0, 1) == DL_TOPO_NCCL_PIX && dl_machine_path(&m, 1, 2) ==
+          DL_TOPO_NCCL_PHB, "workstation paths");
+    /* hops 1->2 and 3->0 go through the CPU: each uplink once per direction;
+     * P2P 0->1 and 2->3 stay in their switch */
+    near(r.gbps, 12, "workstation ring");
+    machine("dgx1", &m);
+    ring(&m, 2, &r);
+    near(r.gbps, 18, "DGX-1 pair: one NVLink (NCCL's SM60_NVLINK_BW)");
+    ring(&m, 4, &r);
+    near(r.gbps, 54, "DGX-1 quad: three links each");
+    ring(&m, 8, &r);
+    near(r.gbps, 72, "DGX-1 ring of 8 over NVLink alone: four links each");
+    CHECK(r.count[DL_HOP_NVL] == 8, "all hops NVLink: %d", r.count[DL_HOP_NVL]);
+    near(r.alpha_us, 3.4, "NVLink latency per step");
+    machine("nvswitch-8gpu", &m);
+    ring(&m, 8, &r);
+    near(r.gbps, 240, "NVSwitch: 12 x 20 GB/s");
+    machine("epyc-8gpu", &m);
+    ring(&m, 4, &r);
+    near(r.gbps, 24, "EPYC, 4 GPUs: host memory 204.8 / 8 = 25.6 > the GPU's own 24");
+    CHECK(strstr(r.bottleneck, "PCIe 4.0 x16 link of GPU"), "EPYC 4: %s", r.bottleneck);
+}
+
+static void test_network(void)
+{
+    dl_machine m;
+    dl_ring_cost r;
+    machine("2x pcie3x16, p2p", &m);
+    const dl_mnet *net = dl_mnet_find("10gbit");
+    CHECK(net && dl_mnet_find("ib-hdr") && !dl_mnet_find("carrier-pigeon"), "network names");
+    CHECK(dl_machine_ring(&m, 4, 2, net, &r) == 0, "2 nodes of 2");
+    near(r.gbps, 1.25, "10 Gbit/s between nodes");
+    CHECK(r.count[DL_HOP_NET] == 2 && strstr(r.bottleneck, "network"), "%d net hops, %s",
+          r.count[DL_HOP_NET], r.bottleneck);
+    near(r.alpha_us, 30, "TCP latency per step");
+    CHECK(dl_machine_ring(&m, 6, 2, net, &r) != 0, "3 GPUs per node on a 2-GPU machine refused");
+}
+
+/* Path classes and P2P/SHM on the sysfs fixtures, via dltrain topo. */
+static void fixture(const char *dir, const char *work, const char *name, dl_machine *m)
+{
+    char spec[512], tree[512], err[512] = "";
+    snprintf(spec, sizeof spec, "%s/%s.topo", dir, name);
+    snprintf(tree, sizeof tree, "%s/cost_%s", work, name);
+    CHECK(topo_fixture_build(spec, tree, err, sizeof err) == 0, "fixture %s: %s", name, err);
+    dl_topo t;
+    CHECK(dl_topo_discover(tree, &t) == DL_OK, "discover %s", name);
+    CHECK(dl_machine_from_topo(&t, m, err, sizeof err) == 0, "machine from %s: %s", name, err);
+    dl_topo_free(&t);
+    topo_fixture_remove(tree);
+}
+
+static void test_fixtures(const char *dir, const char *work)
+{
+    dl_machine m;
+    dl_ring_cost r;
+    fixture(dir, work, "consumer_x8x8", &m);
+    CHECK(m.n_gpus == 2 && dl_machine_path(&m, 0, 1) == DL_TOPO_NCCL_PHB, "consumer: PHB");
+    CHECK(!dl_machine_p2p(&m, 2, dl_machine_path(&m, 0, 1)), "consumer (Intel): SHM");
+    ring(&m, 2, &r);
+    CHECK(r.count[DL_HOP_SHM] == 2, "consumer ring through the CPU");
+    fixture(dir, work, "workstation_4gpu_2switch", &m);
+    CHECK(m.n_gpus == 4 && dl_machine_path(&m, 0, 1) == DL_TOPO_NCCL_PIX &&
+          dl_machine_path(&m, 0, 2) == DL_TOPO_NCCL_PXB, "workstation: PIX, PXB");
+    CHECK(dl_machine_p2p(&m, 4, DL_TOPO_NCCL_PXB), "PXB is P2P by default");
+    ring(&m, 4, &r);
+    CHECK(r.count[DL_HOP_P2P] == 4, "workstation: all P2P: %d", r.count[DL_HOP_P2P]);
+    fixture(dir, work, "dualsocket_server", &m);
+    CHECK(m.sockets == 2 && dl_machine_path(&m, 2, 3) == DL_TOPO_NCCL_PIX &&
+          dl_machine_path(&m, 1, 2) == DL_TOPO_NCCL_SYS, "dual socket: PIX and SYS (%d sockets)",
+          m.sockets);
+    ring(&m, 4, &r);
+    CHECK(r.count[DL_HOP_P2P] == 1 && r.count[DL_HOP_SHM] == 3, "dual socket: 1 P2P + 3 SHM: %d %d",
+          r.count[DL_HOP_P2P], r.count[DL_HOP_SHM]);
+    CHECK(strstr(r.bottleneck, "socket link"), "dual socket bottleneck: %s", r.bottleneck);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: topo_cost_test FIXTURE_DIR WORK_DIR\n");
+        return 2;
+    }
+    test_pcie();
+    test_grammar_refusals();
+    test_two_switches_two_sockets();
+    test_p2p_rule();
+    test_presets();
+    test_network();
+    test_fixtures(argv[1], argv[2]);
+    printf(failures ? "%d check(s) failed\n" : "all checks passed\n", failures);
+    return failures ? 1 : 0;
+}
