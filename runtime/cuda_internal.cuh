@@ -29,6 +29,14 @@ extern "C" {
 }
 #include "device_cuda.h"
 
+/* Batch norm (cuda_norm.cu) splits each channel over at most
+ * CUDA_BN_MAX_SPLIT blocks and launches at most CUDA_BN_GROUP channels at a
+ * time; their partial sums (two per block, one more per channel) live in a
+ * buffer of CUDA_BN_PARTIALS doubles allocated with the device (4 MiB). */
+#define CUDA_BN_MAX_SPLIT 64
+#define CUDA_BN_GROUP 4096
+#define CUDA_BN_PARTIALS ((size_t)(2 * CUDA_BN_MAX_SPLIT + 1) * CUDA_BN_GROUP)
+
 typedef struct cuda_impl {
     int gpu;              /* CUDA device ordinal */
     cudaStream_t stream;  /* every op runs on this stream, in order */
@@ -38,6 +46,8 @@ typedef struct cuda_impl {
     __nv_bfloat16 *bf16_scratch; /* both GEMM operands rounded to bf16; grows on first use */
     size_t bf16_cap;             /* elements */
     int sync_each_launch; /* DLTRAIN_CUDA_SYNC=1 */
+    int sm_count;         /* multiprocessors: sizes the batch-norm grids */
+    double *bn_partials;  /* CUDA_BN_PARTIALS doubles: batch norm's per-block sums */
     char name[128];       /* "cuda:0 (NVIDIA H100 80GB HBM3)" */
     /* input pipeline (upload_batch) */
     cudaStream_t copy_stream;

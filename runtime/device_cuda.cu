@@ -385,6 +385,8 @@ static dl_device *open_failed(char *why, size_t why_size, const char *fmt, ...)
 
 static void impl_release(cuda_impl *g)
 {
+    if (g->bn_partials)
+        cudaFree(g->bn_partials);
     if (g->bf16_scratch)
         cudaFree(g->bf16_scratch);
     for (int b = 0; b < 2; b++) {
@@ -451,6 +453,11 @@ extern "C" dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size)
         goto cuda_failed;
     step = "creating the CUDA context";
     if ((e = cudaFree(0)) != cudaSuccess)
+        goto cuda_failed;
+    g->sm_count = prop.multiProcessorCount;
+    step = "cudaMalloc (batch-norm partial sums)";
+    if ((e = cudaMalloc((void **)&g->bn_partials, CUDA_BN_PARTIALS * sizeof(double))) !=
+        cudaSuccess)
         goto cuda_failed;
     step = "cudaStreamCreateWithFlags";
     if ((e = cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking)) != cudaSuccess ||

@@ -7,6 +7,7 @@
 #   numerics_torch_oracle  PyTorch (float64) as an external oracle: layers,
 #                          lenet, resnet20, resnet50, batch norm train/eval,
 #                          torch.optim.SGD with momentum + Nesterov + decay
+#   numerics_plane_walk    the CUDA batch-norm kernels' division-free index walk
 # Run: ctest --test-dir build -L numerics
 if(NOT DLTRAIN_PYTHON)
   # Debian's interpreter (the one python3-torch installs into) first.
@@ -27,6 +28,11 @@ add_test(NAME numerics_ops COMMAND test_ops)
 add_test(NAME numerics_ops_blas COMMAND test_ops conv)
 set_tests_properties(numerics_ops_blas PROPERTIES ENVIRONMENT DLTRAIN_CONV_BLAS=1)
 
+# the division-free index walk of the CUDA batch-norm kernels (runtime/plane_walk.h)
+add_executable(test_plane_walk ${CMAKE_CURRENT_SOURCE_DIR}/test_plane_walk.c)
+target_link_libraries(test_plane_walk PRIVATE dlruntime)
+add_test(NAME numerics_plane_walk COMMAND test_plane_walk)
+
 add_executable(test_gradcheck ${CMAKE_CURRENT_SOURCE_DIR}/test_gradcheck.c)
 target_link_libraries(test_gradcheck PRIVATE dlruntime m)
 add_test(NAME numerics_gradcheck COMMAND test_gradcheck)
@@ -35,7 +41,7 @@ add_test(NAME numerics_gradcheck COMMAND test_gradcheck)
 # Python side rebuilds the same networks in torch and compares.
 add_executable(oracle_runner ${CMAKE_CURRENT_SOURCE_DIR}/oracle_runner.c)
 target_link_libraries(oracle_runner PRIVATE dlmodels dlruntime)
-set(DLTRAIN_NUMERICS_TESTS numerics_ops numerics_ops_blas numerics_gradcheck)
+set(DLTRAIN_NUMERICS_TESTS numerics_ops numerics_ops_blas numerics_plane_walk numerics_gradcheck)
 if(DLTRAIN_PYTHON)
   add_test(NAME numerics_torch_oracle
            COMMAND ${DLTRAIN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_torch_oracle.py

@@ -101,6 +101,21 @@ const op_bn_case op_bn_cases[] = {
     {3, 4, 49, 1e-3f, 0.3f, 0.5f, 0},
     {8, 16, 64, 1e-5f, 0.1f, 100.0f, 0}, /* mean 100 >> std 1 */
     {16, 32, 256, 1e-5f, 0.1f, 0.0f, 0}, /* multi-threaded */
+    /* Shapes for the CUDA kernels' split reductions (cuda_norm.cu): few
+     * channels with many values each (many blocks per channel, float4
+     * planes), many channels (one block each, scalar and float4 planes,
+     * more than one launch group of 4096 channels), odd plane lengths. */
+    {24, 2, 3136, 1e-5f, 0.1f, 0.0f, 0},  /* 2 channels of 56x56 */
+    {3, 1, 20000, 1e-5f, 0.1f, 2.0f, 0},  /* one channel, 60000 values */
+    {4, 600, 49, 1e-5f, 0.1f, 0.0f, 0},   /* 7x7, many channels */
+    /* More channels than one launch group.  family_bn's channel means grow
+     * as 0.3 * channel, to ~1230 here, where the fp32 ulp of the saved mean
+     * (1.2e-4) alone moves y and dx by ~5e-5 relative in any implementation
+     * (the CPU's measured 4.7e-5): hence 2e-4. */
+    {16, 4100, 1, 1e-5f, 0.1f, 0.0f, 2e-4},
+    {4, 4099, 4, 1e-5f, 0.1f, 0.0f, 2e-4}, /* the same with float4 planes */
+    {5, 9, 15, 1e-5f, 0.1f, 0.0f, 0},     /* odd plane: 3x5 */
+    {7, 3, 1022, 1e-5f, 0.1f, 50.0f, 0},  /* even but not a multiple of 4; mean 50 */
 };
 const int op_n_bn_cases = (int)DL_ARRAY_LEN(op_bn_cases);
 
