@@ -48,6 +48,7 @@ typedef struct cuda_impl {
     int sync_each_launch; /* DLTRAIN_CUDA_SYNC=1 */
     int sm_count;         /* multiprocessors: sizes the batch-norm grids */
     double *bn_partials;  /* CUDA_BN_PARTIALS doubles: batch norm's per-block sums */
+    void *cudnn;          /* cuDNN state (cuda_cudnn.cu) while convolutions use it, else NULL */
     char name[128];       /* "cuda:0 (NVIDIA H100 80GB HBM3)" */
     /* input pipeline (upload_batch) */
     cudaStream_t copy_stream;
@@ -153,5 +154,14 @@ void cuda_bn_forward_eval(dl_device *d, const dl_bn_desc *b, const float *x, con
 void cuda_bn_backward(dl_device *d, const dl_bn_desc *b, const float *x, const float *gamma,
                       const float *beta, const float *mean, const float *invstd, const float *dy,
                       float *dx, int acc, float *dgamma, float *dbeta);
+
+/* cuDNN convolutions (cuda_cudnn.cu; cuda_nocudnn.cu in builds without
+ * cuDNN).  attach creates the handle on the compute stream and puts the
+ * cuDNN convolution ops in the table: 0, or -1 with a one-line reason;
+ * detach puts the GEMM ops back and releases everything.  version: the
+ * loaded library's (0 without cuDNN). */
+int cuda_cudnn_attach(dl_device *d, char *why, size_t why_size);
+void cuda_cudnn_detach(dl_device *d);
+size_t cuda_cudnn_version(void);
 
 #endif

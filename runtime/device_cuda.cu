@@ -527,6 +527,7 @@ extern "C" void dl_device_cuda_destroy(dl_device *d)
     cuda_impl *g = cuda_of(d);
     CUDA_CHECK(cudaStreamSynchronize(g->stream));
     CUDA_CHECK(cudaStreamSynchronize(g->copy_stream));
+    cuda_cudnn_detach(d);
     impl_release(g);
     free(d);
 }
@@ -548,6 +549,23 @@ extern "C" dl_status dl_device_cuda_set_tf32(dl_device *d, int enable)
 {
     return dl_device_cuda_set_precision(d, enable ? DL_CUDA_TF32 : DL_CUDA_FP32);
 }
+
+extern "C" dl_status dl_device_cuda_set_conv(dl_device *d, dl_cuda_conv conv)
+{
+    if (conv == DL_CUDA_CONV_GEMM) {
+        cuda_cudnn_detach(d);
+        return DL_OK;
+    }
+    if (cuda_of(d)->bf16)
+        return dl_fail(DL_ERR_DEVICE, "cuDNN convolutions are fp32 or tf32 here; bf16 runs on "
+                                      "the GEMM path (--conv gemm or auto)");
+    char why[512];
+    if (cuda_cudnn_attach(d, why, sizeof why) != 0)
+        return dl_fail(DL_ERR_DEVICE, "%s", why);
+    return DL_OK;
+}
+
+extern "C" size_t dl_device_cuda_cudnn_version(void) { return cuda_cudnn_version(); }
 
 extern "C" void *dl_device_cuda_stream(dl_device *d) { return (void *)cuda_stream(d); }
 

@@ -52,6 +52,21 @@ dl_status dl_device_cuda_set_precision(dl_device *d, dl_cuda_precision p);
 /* = set_precision(enable ? DL_CUDA_TF32 : DL_CUDA_FP32) */
 dl_status dl_device_cuda_set_tf32(dl_device *d, int enable);
 
+/* Convolution path:
+ *   DL_CUDA_CONV_GEMM   im2col + cuBLAS (cuda_conv.cu; the default, and the
+ *                       reference the op tests check the other against)
+ *   DL_CUDA_CONV_CUDNN  cuDNN (cuda_cudnn.cu): deterministic algorithms chosen
+ *                       per shape when the network is built; falls back to
+ *                       GEMM per shape where none fits the GEMM workspace,
+ *                       and under DL_CUDA_BF16, which it does not implement.
+ * CUDNN returns DL_ERR_DEVICE with the reason when this build has no cuDNN,
+ * the library does not initialise, or the precision is bf16.  Choose before
+ * building the network (its workspace size is asked then). */
+typedef enum { DL_CUDA_CONV_GEMM = 0, DL_CUDA_CONV_CUDNN } dl_cuda_conv;
+dl_status dl_device_cuda_set_conv(dl_device *d, dl_cuda_conv conv);
+/* The cuDNN library version (e.g. 91900), 0 in builds without it. */
+size_t dl_device_cuda_cudnn_version(void);
+
 /* What comm/ needs to order its own streams after the device's work: the
  * compute stream (a cudaStream_t) and the CUDA device ordinal. */
 void *dl_device_cuda_stream(dl_device *d);

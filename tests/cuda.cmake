@@ -22,6 +22,20 @@ if(DLTRAIN_HAVE_CUDA)
                            SKIP_RETURN_CODE 77 TIMEOUT 600)
     endforeach()
   endforeach()
+  # cuDNN convolutions (--conv cudnn) against the same references: the conv
+  # family in fp32 and tf32, and the whole-network step with its determinism
+  # check.
+  if(DLTRAIN_HAVE_CUDNN)
+    foreach(case "fp32;2;conv" "tf32;100;conv" "fp32;2;net")
+      list(GET case 0 prec)
+      list(GET case 1 scale)
+      list(GET case 2 family)
+      add_test(NAME gpu_cuda_ops_cudnn_${prec}_${family}
+               COMMAND test_cuda_ops -c cudnn -p ${prec} -s ${scale} ${family})
+      set_tests_properties(gpu_cuda_ops_cudnn_${prec}_${family} PROPERTIES LABELS "gpu"
+                           SKIP_RETURN_CODE 77 TIMEOUT 600)
+    endforeach()
+  endif()
 endif()
 # Whole training runs on the GPU against the CPU, NCCL with one rank, tf32 and
 # bf16, and (with MPI) two ranks sharing the GPU; see tests/test_gpu_train.py.
