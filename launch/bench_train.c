@@ -45,7 +45,8 @@ static const dl_option bench_train_options[] = {
     {"device", DL_OPT_STRING, O(device), S(device), "KIND", 0, 0,
      "auto (default: CUDA when a GPU is usable, else CPU), cpu or cuda"},
     {"precision", DL_OPT_STRING, O(precision), S(precision), "MODE", 0, 0,
-     "fp32 (default); CUDA only: tf32, bf16 (GEMM inputs; fp32 weights)"},
+     "auto (default: CUDA tf32 convolutions + fp32 fully connected; CPU fp32), fp32; CUDA "
+     "only: tf32, bf16 (GEMM inputs; fp32 weights)"},
     {"conv", DL_OPT_STRING, O(conv), S(conv), "KIND", 0, 0,
      "CUDA convolutions: auto (default: cuDNN when it loads), cudnn or gemm (im2col + cuBLAS)"},
     {"gpus", DL_OPT_STRING, O(gpus), S(gpus), "I", 0, 0, "the GPU to use (default 0)"},
@@ -137,7 +138,7 @@ static int bench_train(int argc, char **argv)
 {
     bench_opts o = {.model = "lenet", .data = "synthetic:1x28x28:10", .batch = 128, .steps = 20,
                     .warmup = 3, .repeats = 3, .seed = 1, .trace_steps = 20, .device = "auto",
-                    .precision = "fp32", .conv = "auto"};
+                    .precision = "auto", .conv = "auto"};
     int r = dl_options_parse(bench_train_options, &o, argc, argv, "bench train",
                              "Training-step throughput on a fixed batch (compare: scripts/bench_compare.py).");
     if (r)

@@ -41,7 +41,8 @@ typedef struct cuda_impl {
     int gpu;              /* CUDA device ordinal */
     cudaStream_t stream;  /* every op runs on this stream, in order */
     cublasHandle_t blas;  /* bound to `stream` */
-    int tf32;             /* see dl_device_cuda_set_precision */
+    int tf32;             /* see dl_device_cuda_set_precision: convolutions may use TF32 */
+    int fc_fp32;          /* DL_CUDA_TF32_CONV: the table's gemm runs in strict fp32 */
     int bf16;
     __nv_bfloat16 *bf16_scratch; /* both GEMM operands rounded to bf16; grows on first use */
     size_t bf16_cap;             /* elements */

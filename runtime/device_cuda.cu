@@ -280,6 +280,22 @@ void cuda_gemm(dl_device *d, int trans_a, int trans_b, int m, int n, int k, floa
         CUDA_CHECK(cudaStreamSynchronize(cuda_stream(d)));
 }
 
+/* The table's gemm (fully connected layers; convolutions call cuda_gemm
+ * directly).  Under DL_CUDA_TF32_CONV the handle's math mode is TF32 for the
+ * convolutions, so this call switches it to strict fp32 and back: the mode
+ * is read when cuBLAS enqueues the GEMM, on the host. */
+static void cu_gemm_table(dl_device *d, int trans_a, int trans_b, int m, int n, int k,
+                          float alpha, const float *a, int lda, const float *b, int ldb,
+                          float beta, float *c, int ldc)
+{
+    cuda_impl *g = cuda_of(d);
+    if (g->fc_fp32)
+        CUBLAS_CHECK(cublasSetMathMode(g->blas, CUBLAS_DEFAULT_MATH));
+    cuda_gemm(d, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (g->fc_fp32)
+        CUBLAS_CHECK(cublasSetMathMode(g->blas, CUBLAS_TF32_TENSOR_OP_MATH));
+}
+
 /* ---- softmax cross-entropy ----------------------------------------------------
  * One block per sample (classes is 10 .. 1000).  Like the CPU reference, the
  * sum of exponentials and the logarithms are taken in double. */
@@ -491,7 +507,7 @@ extern "C" dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size)
     d->fill = cu_fill;
     d->copy = cu_copy;
     d->scale = cu_scale;
-    d->gemm = cuda_gemm;
+    d->gemm = cu_gemm_table;
     d->bias_add = cuda_bias_add;
     d->bias_grad = cuda_bias_grad;
     d->conv_workspace = cuda_conv_workspace;
@@ -535,12 +551,14 @@ extern "C" void dl_device_cuda_destroy(dl_device *d)
 extern "C" dl_status dl_device_cuda_set_precision(dl_device *d, dl_cuda_precision p)
 {
     cuda_impl *g = cuda_of(d);
-    cublasStatus_t s = cublasSetMathMode(g->blas, p == DL_CUDA_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                                    : CUBLAS_DEFAULT_MATH);
+    int tf32 = p == DL_CUDA_TF32 || p == DL_CUDA_TF32_CONV;
+    cublasStatus_t s = cublasSetMathMode(g->blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                       : CUBLAS_DEFAULT_MATH);
     if (s != CUBLAS_STATUS_SUCCESS)
         return dl_fail(DL_ERR_DEVICE, "cublasSetMathMode: %s: %s", cublasGetStatusName(s),
                        cublasGetStatusString(s));
-    g->tf32 = p == DL_CUDA_TF32;
+    g->tf32 = tf32;
+    g->fc_fp32 = p == DL_CUDA_TF32_CONV;
     g->bf16 = p == DL_CUDA_BF16;
     return DL_OK;
 }

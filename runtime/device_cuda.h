@@ -46,8 +46,13 @@ void dl_device_cuda_destroy(dl_device *d);
  *                 accumulation (cublasGemmEx, CUBLAS_COMPUTE_32F), fp32 output:
  *                 the GEMM numerics of PyTorch's bf16 autocast, with fp32
  *                 master weights and gradients.
+ *   DL_CUDA_TF32_CONV  TF32 for convolutions (their cuBLAS GEMMs or cuDNN),
+ *                 strict fp32 for the table's gemm (fully connected layers):
+ *                 PyTorch's default (torch.backends.cudnn.allow_tf32 = True,
+ *                 torch.backends.cuda.matmul.allow_tf32 = False), and the
+ *                 launcher's default on CUDA (--precision auto).
  * Returns DL_OK or DL_ERR_DEVICE. */
-typedef enum { DL_CUDA_FP32 = 0, DL_CUDA_TF32, DL_CUDA_BF16 } dl_cuda_precision;
+typedef enum { DL_CUDA_FP32 = 0, DL_CUDA_TF32, DL_CUDA_BF16, DL_CUDA_TF32_CONV } dl_cuda_precision;
 dl_status dl_device_cuda_set_precision(dl_device *d, dl_cuda_precision p);
 /* = set_precision(enable ? DL_CUDA_TF32 : DL_CUDA_FP32) */
 dl_status dl_device_cuda_set_tf32(dl_device *d, int enable);

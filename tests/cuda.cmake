@@ -22,6 +22,15 @@ if(DLTRAIN_HAVE_CUDA)
                            SKIP_RETURN_CODE 77 TIMEOUT 600)
     endforeach()
   endforeach()
+  # --precision auto: TF32 convolutions (scale 100), strict fp32 fully
+  # connected GEMMs (the gemm family at the fp32 scale 2 fails under TF32).
+  foreach(case "100;conv" "2;gemm")
+    list(GET case 0 scale)
+    list(GET case 1 family)
+    add_test(NAME gpu_cuda_ops_auto_${family} COMMAND test_cuda_ops -p auto -s ${scale} ${family})
+    set_tests_properties(gpu_cuda_ops_auto_${family} PROPERTIES LABELS "gpu"
+                         SKIP_RETURN_CODE 77 TIMEOUT 600)
+  endforeach()
   # cuDNN convolutions (--conv cudnn) against the same references: the conv
   # family in fp32 and tf32, and the whole-network step with its determinism
   # check.

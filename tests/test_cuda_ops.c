@@ -46,7 +46,12 @@
  * and CPU references; the resnet20 determinism check then covers cuDNN's
  * algorithm choice (deterministic algorithms only).
  *
- * usage: test_cuda_ops [-v] [-g GPU] [-s TOL_SCALE] [-p fp32|tf32|bf16] [-c gemm|cudnn]
+ * -p auto (DL_CUDA_TF32_CONV, the launcher's default on CUDA): the conv
+ * family runs at the tf32 scale, and the gemm family at the fp32 scale 2,
+ * which a TF32 GEMM (error ~1e-3) fails: proof that fully connected layers
+ * stay strict fp32 while convolutions use TF32.
+ *
+ * usage: test_cuda_ops [-v] [-g GPU] [-s TOL_SCALE] [-p fp32|tf32|bf16|auto] [-c gemm|cudnn]
  *                      [FAMILY | net]
  *   (FAMILY: elementwise, bias, gemm, conv, maxpool, avgpool, bn, xent, sgd) */
 #include <math.h>
@@ -254,7 +259,7 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
             conv = argv[++i];
         else if (argv[i][0] == '-') {
-            fprintf(stderr, "usage: test_cuda_ops [-v] [-g GPU] [-s TOL_SCALE] [-p fp32|tf32|bf16] "
+            fprintf(stderr, "usage: test_cuda_ops [-v] [-g GPU] [-s TOL_SCALE] [-p fp32|tf32|bf16|auto] "
                             "[-c gemm|cudnn] [FAMILY | net]\n");
             return 2;
         } else
@@ -277,6 +282,7 @@ int main(int argc, char **argv)
     }
     dl_cuda_precision prec = strcmp(precision, "tf32") == 0   ? DL_CUDA_TF32
                              : strcmp(precision, "bf16") == 0 ? DL_CUDA_BF16
+                             : strcmp(precision, "auto") == 0 ? DL_CUDA_TF32_CONV
                                                               : DL_CUDA_FP32;
     if ((prec == DL_CUDA_FP32 && strcmp(precision, "fp32") != 0) ||
         dl_device_cuda_set_precision(gpu, prec) != DL_OK) {
