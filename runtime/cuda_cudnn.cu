@@ -216,7 +216,7 @@ static void cudnn_conv_forward(dl_device *d, const dl_conv_desc *c, const float 
 {
     conv_plan *p = usable_plan(d, c);
     if (!p) {
-        cuda_conv_forward(d, c, x, w, bias, y, ws);
+        cuda_conv_forward_any(d, c, x, w, bias, y, ws);
         return;
     }
     const float one = 1.0f, zero = 0.0f;
@@ -236,7 +236,7 @@ static void cudnn_conv_backward(dl_device *d, const dl_conv_desc *c, const float
 {
     conv_plan *p = usable_plan(d, c);
     if (!p) {
-        cuda_conv_backward(d, c, x, w, dy, dx, acc, dw, db, ws);
+        cuda_conv_backward_any(d, c, x, w, dy, dx, acc, dw, db, ws);
         return;
     }
     cudnnHandle_t h = state_of(d)->handle;
@@ -291,8 +291,8 @@ void cuda_cudnn_detach(dl_device *d)
     cuda_impl *g = cuda_of(d);
     cudnn_state *s = (cudnn_state *)g->cudnn;
     d->conv_workspace = cuda_conv_workspace;
-    d->conv_forward = cuda_conv_forward;
-    d->conv_backward = cuda_conv_backward;
+    d->conv_forward = cuda_conv_forward_any;
+    d->conv_backward = cuda_conv_backward_any;
     if (!s)
         return;
     for (int i = 0; i < s->n_plans; i++)

@@ -129,6 +129,12 @@ __device__ __forceinline__ double block_sum(double v, double *sh)
 void cuda_gemm(dl_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
                const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
+/* cuda_gemm on `batch` operands at base + j * stride (stride 0: shared) */
+void cuda_gemm_batched(dl_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                       const float *a, int lda, long long stride_a, const float *b, int ldb,
+                       long long stride_b, float beta, float *c, int ldc, long long stride_c,
+                       int batch);
+
 void cuda_bias_add(dl_device *d, float *y, const float *b, int n, int c, int hw);
 void cuda_bias_grad(dl_device *d, const float *dy, float *db, int n, int c, int hw);
 
@@ -137,6 +143,14 @@ void cuda_conv_forward(dl_device *d, const dl_conv_desc *c, const float *x, cons
                        const float *bias, float *y, float *ws);
 void cuda_conv_backward(dl_device *d, const dl_conv_desc *c, const float *x, const float *w,
                         const float *dy, float *dx, int acc, float *dw, float *db, float *ws);
+
+/* The table's GEMM-path convolution (cuda_conv1x1.cu): 1x1 stride-1
+ * unpadded convolutions as direct batched GEMMs on NCHW, others through
+ * cuda_conv_forward/backward (im2col). */
+void cuda_conv_forward_any(dl_device *d, const dl_conv_desc *c, const float *x, const float *w,
+                           const float *bias, float *y, float *ws);
+void cuda_conv_backward_any(dl_device *d, const dl_conv_desc *c, const float *x, const float *w,
+                            const float *dy, float *dx, int acc, float *dw, float *db, float *ws);
 
 void cuda_maxpool_forward(dl_device *d, const dl_pool_desc *p, const float *x, float *y,
                           int32_t *argmax);

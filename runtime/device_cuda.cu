@@ -280,6 +280,41 @@ void cuda_gemm(dl_device *d, int trans_a, int trans_b, int m, int n, int k, floa
         CUDA_CHECK(cudaStreamSynchronize(cuda_stream(d)));
 }
 
+/* The same GEMM on `batch` operand triples at base + j * stride (a stride
+ * of 0 shares that operand), one cuBLAS call.  bf16: each operand's whole
+ * strided span is rounded once into the scratch buffer. */
+void cuda_gemm_batched(dl_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                       const float *a, int lda, long long stride_a, const float *b, int ldb,
+                       long long stride_b, float beta, float *c, int ldc, long long stride_c,
+                       int batch)
+{
+    if (m <= 0 || n <= 0 || batch <= 0)
+        return;
+    cuda_impl *g = cuda_of(d);
+    cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    size_t span_a = trans_a ? operand_span(k, m, lda) : operand_span(m, k, lda);
+    size_t span_b = trans_b ? operand_span(n, k, ldb) : operand_span(k, n, ldb);
+    if (g->bf16 && span_a && span_b) {
+        span_a += (size_t)(batch - 1) * (size_t)stride_a;
+        span_b += (size_t)(batch - 1) * (size_t)stride_b;
+        size_t a_room = (span_a + 7) & ~(size_t)7; /* 16-byte aligned operands */
+        __nv_bfloat16 *a16 = bf16_room(g, a_room + span_b), *b16 = a16 + a_room;
+        CUDA_LAUNCH(d, to_bf16_kernel, cuda_grid(span_a), CUDA_THREADS, 0, a, a16, span_a);
+        CUDA_LAUNCH(d, to_bf16_kernel, cuda_grid(span_b), CUDA_THREADS, 0, b, b16, span_b);
+        CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+            g->blas, op_b, op_a, n, m, k, &alpha, b16, CUDA_R_16BF, ldb, stride_b, a16,
+            CUDA_R_16BF, lda, stride_a, &beta, c, CUDA_R_32F, ldc, stride_c, batch,
+            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    } else {
+        CUBLAS_CHECK(cublasSgemmStridedBatched(g->blas, op_b, op_a, n, m, k, &alpha, b, ldb,
+                                               stride_b, a, lda, stride_a, &beta, c, ldc,
+                                               stride_c, batch));
+    }
+    if (g->sync_each_launch)
+        CUDA_CHECK(cudaStreamSynchronize(cuda_stream(d)));
+}
+
 /* The table's gemm (fully connected layers; convolutions call cuda_gemm
  * directly).  Under DL_CUDA_TF32_CONV the handle's math mode is TF32 for the
  * convolutions, so this call switches it to strict fp32 and back: the mode
@@ -511,8 +546,8 @@ extern "C" dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size)
     d->bias_add = cuda_bias_add;
     d->bias_grad = cuda_bias_grad;
     d->conv_workspace = cuda_conv_workspace;
-    d->conv_forward = cuda_conv_forward;
-    d->conv_backward = cuda_conv_backward;
+    d->conv_forward = cuda_conv_forward_any;
+    d->conv_backward = cuda_conv_backward_any;
     d->maxpool_forward = cuda_maxpool_forward;
     d->maxpool_backward = cuda_maxpool_backward;
     d->avgpool_forward = cuda_avgpool_forward;

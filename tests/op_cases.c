@@ -47,6 +47,10 @@ const op_conv_case op_conv_cases[] = {
     {2, 3, 7, 9, 5, 3, 2, 1, 0, "3x3 stride 2 pad 1, odd non-square"},
     {3, 4, 9, 9, 6, 1, 2, 0, 0, "1x1 stride 2 (shortcut), odd size"},
     {2, 4, 8, 8, 6, 1, 1, 0, 1, "1x1"},
+    /* 1x1 stride 1 unpadded: the CUDA GEMM path's direct batched GEMMs */
+    {3, 32, 7, 7, 16, 1, 1, 0, 1, "1x1 on 7x7 planes, 32 -> 16 (resnet50 stage 4)"},
+    {1, 5, 3, 5, 7, 1, 1, 0, 0, "1x1, one image, 15-pixel plane"},
+    {4, 24, 14, 14, 40, 1, 1, 0, 0, "1x1 24 -> 40 on 14x14 (bottleneck)"},
     {2, 2, 11, 11, 3, 5, 1, 2, 1, "5x5 pad 2 (lenet)"},
     {2, 3, 13, 10, 4, 5, 2, 2, 0, "5x5 stride 2 pad 2, odd"},
     {1, 3, 15, 15, 8, 7, 2, 3, 0, "7x7 stride 2 pad 3 (resnet50 stem)"},
