@@ -18,6 +18,35 @@ static int conv_is_pointwise(const dl_conv_desc *c)
     return c->k == 1 && c->stride == 1 && c->pad == 0 && c->oh == c->h && c->ow == c->w;
 }
 
+static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
+
+/* The bf16 scratch every GEMM of this convolution needs (cuda_gemm's
+ * layout: operand a rounded up to 8 elements, then b).  The chunked path
+ * multiplies over cols = images-per-chunk x oh*ow columns, which its
+ * workspace (cols x (kdim + cout) floats) gives. */
+static size_t bf16_need(const dl_conv_desc *c, size_t ws)
+{
+    size_t kdim = (size_t)c->cin * c->k * c->k, cout = (size_t)c->cout;
+    size_t cols = ws / (kdim + cout);
+    size_t fwd = align8(cout * kdim) + kdim * cols;  /* W x col */
+    size_t dw = align8(cout * cols) + kdim * cols;   /* dy x col^T */
+    size_t dcol = align8(kdim * cout) + cout * cols; /* W^T x dy */
+    size_t need = DL_MAX(fwd, DL_MAX(dw, dcol));
+    if (conv_is_pointwise(c)) { /* W x x_j, W^T x dy_j over the whole batch */
+        size_t per = (size_t)DL_MAX(c->cin, c->cout) * c->h * c->w;
+        need = DL_MAX(need, align8(cout * kdim) + (size_t)c->n * per);
+    }
+    return need;
+}
+
+size_t cuda_conv_workspace_any(dl_device *d, const dl_conv_desc *c)
+{
+    size_t ws = cuda_conv_workspace(d, c);
+    if (cuda_of(d)->bf16 && c->n >= 1 && c->oh * c->ow >= 1)
+        cuda_bf16_reserve(d, bf16_need(c, ws));
+    return ws;
+}
+
 void cuda_conv_forward_any(dl_device *d, const dl_conv_desc *c, const float *x, const float *w,
                            const float *bias, float *y, float *ws)
 {

@@ -200,7 +200,7 @@ static size_t cudnn_conv_workspace(dl_device *d, const dl_conv_desc *c)
 {
     if (c->n >= 1 && c->oh * c->ow >= 1 && !cuda_of(d)->bf16)
         (void)plan_for(d, c); /* choose the algorithms now, at start-up */
-    return cuda_conv_workspace(d, c);
+    return cuda_conv_workspace_any(d, c);
 }
 
 static conv_plan *usable_plan(dl_device *d, const dl_conv_desc *c)
@@ -290,7 +290,7 @@ void cuda_cudnn_detach(dl_device *d)
 {
     cuda_impl *g = cuda_of(d);
     cudnn_state *s = (cudnn_state *)g->cudnn;
-    d->conv_workspace = cuda_conv_workspace;
+    d->conv_workspace = cuda_conv_workspace_any;
     d->conv_forward = cuda_conv_forward_any;
     d->conv_backward = cuda_conv_backward_any;
     if (!s)

@@ -44,7 +44,7 @@ typedef struct cuda_impl {
     int tf32;             /* see dl_device_cuda_set_precision: convolutions may use TF32 */
     int fc_fp32;          /* DL_CUDA_TF32_CONV: the table's gemm runs in strict fp32 */
     int bf16;
-    __nv_bfloat16 *bf16_scratch; /* both GEMM operands rounded to bf16; grows on first use */
+    __nv_bfloat16 *bf16_scratch; /* both GEMM operands rounded to bf16; sized at start-up */
     size_t bf16_cap;             /* elements */
     int sync_each_launch; /* DLTRAIN_CUDA_SYNC=1 */
     int sm_count;         /* multiprocessors: sizes the batch-norm grids */
@@ -56,7 +56,7 @@ typedef struct cuda_impl {
     cudaEvent_t fence;        /* compute stream at the last upload_batch call */
     int fence_recorded;
     cudaEvent_t copied[2];    /* the copy into buffer b is done */
-    void *pinned[2];          /* staging for buffer b, grown on first use */
+    void *pinned[2];          /* staging for buffer b, sized by reserve_batch at start-up */
     size_t pinned_cap[2];
 } cuda_impl;
 
@@ -129,6 +129,8 @@ __device__ __forceinline__ double block_sum(double v, double *sh)
 void cuda_gemm(dl_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
                const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
+/* Grows the bf16 GEMM operand scratch to `elements` now (start-up). */
+void cuda_bf16_reserve(dl_device *d, size_t elements);
 /* cuda_gemm on `batch` operands at base + j * stride (stride 0: shared) */
 void cuda_gemm_batched(dl_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
                        const float *a, int lda, long long stride_a, const float *b, int ldb,
@@ -146,7 +148,9 @@ void cuda_conv_backward(dl_device *d, const dl_conv_desc *c, const float *x, con
 
 /* The table's GEMM-path convolution (cuda_conv1x1.cu): 1x1 stride-1
  * unpadded convolutions as direct batched GEMMs on NCHW, others through
- * cuda_conv_forward/backward (im2col). */
+ * cuda_conv_forward/backward (im2col).  The workspace query also sizes the
+ * bf16 operand scratch for the shape's GEMMs under DL_CUDA_BF16. */
+size_t cuda_conv_workspace_any(dl_device *d, const dl_conv_desc *c);
 void cuda_conv_forward_any(dl_device *d, const dl_conv_desc *c, const float *x, const float *w,
                            const float *bias, float *y, float *ws);
 void cuda_conv_backward_any(dl_device *d, const dl_conv_desc *c, const float *x, const float *w,

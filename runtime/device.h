@@ -68,6 +68,10 @@ struct dl_device {
      * into a buffer waits only for the work queued before the previous call
      * (which used the other buffer), i.e. for the last use of this one. */
     void (*upload_batch)(dl_device *d, int buf, void *dst, const dl_host_part *parts, int n_parts);
+    /* Optional (NULL: nothing to prepare): readies upload_batch for batches
+     * of up to `bytes` now (CUDA: its pinned staging), so that no training
+     * step allocates.  The network calls it once it is sized. */
+    void (*reserve_batch)(dl_device *d, size_t bytes);
     void (*fill)(dl_device *d, float *x, size_t n, float value);
     void (*copy)(dl_device *d, float *dst, const float *src, size_t n, int acc);
     void (*scale)(dl_device *d, float *x, size_t n, float s);

@@ -91,15 +91,10 @@ static void cu_sync(dl_device *d) { CUDA_CHECK(cudaStreamSynchronize(cuda_stream
  *   host:     memcpy into pinned[b] (after copied[b]: the copy two calls ago)
  *   copy:     wait(fence of the previous call) H2D(pinned[b] -> dst) [copied[b]]
  *   compute:  ... step k-1 ... | fence | ... step k ... wait(copied[b]) step k+1
- * The staging buffer grows on first use only: the batch size is fixed. */
-static void cu_upload_batch(dl_device *d, int buf, void *dst, const dl_host_part *parts,
-                            int n_parts)
+ * The network sizes the staging buffers at start-up (reserve_batch); they
+ * grow here only for a caller that did not. */
+static void pinned_room(cuda_impl *g, int b, size_t need)
 {
-    cuda_impl *g = cuda_of(d);
-    int b = buf & 1;
-    size_t need = 0;
-    for (int i = 0; i < n_parts; i++)
-        need = parts[i].dst_off + parts[i].bytes > need ? parts[i].dst_off + parts[i].bytes : need;
     CUDA_CHECK(cudaEventSynchronize(g->copied[b])); /* pinned[b] is free again */
     if (need > g->pinned_cap[b]) {
         if (g->pinned[b])
@@ -108,6 +103,23 @@ static void cu_upload_batch(dl_device *d, int buf, void *dst, const dl_host_part
         CUDA_CHECK(cudaMallocHost(&g->pinned[b], need));
         g->pinned_cap[b] = need;
     }
+}
+
+static void cu_reserve_batch(dl_device *d, size_t bytes)
+{
+    for (int b = 0; b < 2; b++)
+        pinned_room(cuda_of(d), b, bytes);
+}
+
+static void cu_upload_batch(dl_device *d, int buf, void *dst, const dl_host_part *parts,
+                            int n_parts)
+{
+    cuda_impl *g = cuda_of(d);
+    int b = buf & 1;
+    size_t need = 0;
+    for (int i = 0; i < n_parts; i++)
+        need = parts[i].dst_off + parts[i].bytes > need ? parts[i].dst_off + parts[i].bytes : need;
+    pinned_room(g, b, need);
     for (int i = 0; i < n_parts; i++)
         memcpy((char *)g->pinned[b] + parts[i].dst_off, parts[i].src, parts[i].bytes);
     if (!g->fence_recorded) { /* first batch: after everything queued so far (alloc's memsets) */
@@ -229,9 +241,10 @@ static size_t operand_span(int rows, int cols, int ld)
     return rows > 0 && cols > 0 ? (size_t)(rows - 1) * (size_t)ld + (size_t)cols : 0;
 }
 
-/* Room for both bf16 operands.  Grows during the first step only (the GEMM
- * shapes repeat every step); cudaFree waits for the kernels still reading
- * the old buffer. */
+/* Room for both bf16 operands.  Sized at start-up by the convolutions'
+ * workspace queries (cuda_bf16_reserve), so it grows later only for a GEMM
+ * larger than every convolution's (a wide fully connected layer), once;
+ * cudaFree waits for the kernels still reading the old buffer. */
 static __nv_bfloat16 *bf16_room(cuda_impl *g, size_t n)
 {
     if (n > g->bf16_cap) {
@@ -247,6 +260,8 @@ static __nv_bfloat16 *bf16_room(cuda_impl *g, size_t n)
     }
     return g->bf16_scratch;
 }
+
+void cuda_bf16_reserve(dl_device *d, size_t elements) { (void)bf16_room(cuda_of(d), elements); }
 
 static void gemm_bf16(dl_device *d, cublasOperation_t op_b, cublasOperation_t op_a, int m, int n,
                       int k, float alpha, const float *a, int lda, size_t span_a, const float *b,
@@ -539,13 +554,14 @@ extern "C" dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size)
     d->download = cu_download;
     d->sync = cu_sync;
     d->upload_batch = cu_upload_batch;
+    d->reserve_batch = cu_reserve_batch;
     d->fill = cu_fill;
     d->copy = cu_copy;
     d->scale = cu_scale;
     d->gemm = cu_gemm_table;
     d->bias_add = cuda_bias_add;
     d->bias_grad = cuda_bias_grad;
-    d->conv_workspace = cuda_conv_workspace;
+    d->conv_workspace = cuda_conv_workspace_any;
     d->conv_forward = cuda_conv_forward_any;
     d->conv_backward = cuda_conv_backward_any;
     d->maxpool_forward = cuda_maxpool_forward;

@@ -249,6 +249,8 @@ dl_status dl_net_finalize(dl_net *net, dl_device *dev, int max_batch, uint64_t s
     for (int b = 0; b < 2; b++)
         net->batch_bufs[b] = dev->alloc(dev, net->labels_off + sizeof(int32_t) * (size_t)max_batch,
                                         "input batch (reduce --batch)");
+    if (dev->reserve_batch && net->batch_bufs[0] && net->batch_bufs[1])
+        dev->reserve_batch(dev, net->labels_off + sizeof(int32_t) * (size_t)max_batch);
     net->host_out = dl_alloc(sizeof(float) * (size_t)max_batch * (net->classes + 1), "loss copy");
     net->host_labels = dl_alloc(sizeof(int32_t) * (size_t)max_batch, "label copy");
     if (!net->params || !net->grads || !net->buffers || !net->arena || !net->host_out ||
