@@ -129,6 +129,12 @@ struct dl_device {
                          float *loss, int n, int classes);
     void (*xent_backward)(dl_device *d, const float *probs, const int32_t *labels,
                           float *dlogits, int n, int classes);
+    /* What the host reads of a batch, reduced where the batch is: out[0] =
+     * the sum of loss[0..n) in double, out[1] = how many samples' largest
+     * probability (the first, on ties) is their label's.  out: 2 doubles of
+     * device memory. */
+    void (*xent_stats)(dl_device *d, const float *probs, const float *loss,
+                       const int32_t *labels, int n, int classes, double *out);
 
     /* SGD with momentum (PyTorch semantics: v = mu*v + (g + wd*p); p -= lr*v,
      * or p -= lr*(g + wd*p + mu*v) with Nesterov). */

@@ -394,6 +394,34 @@ __global__ void xent_backward_kernel(const float *probs, const int32_t *labels, 
     }
 }
 
+/* One block: sample i by thread i % XENT_THREADS, the sums in fixed trees
+ * (deterministic).  The argmax takes the first maximum, as the CPU. */
+__global__ void xent_stats_kernel(const float *probs, const float *loss, const int32_t *labels,
+                                  int n, int classes, double *out)
+{
+    __shared__ double sh[XENT_THREADS];
+    double sum = 0.0, right = 0.0;
+    for (int i = threadIdx.x; i < n; i += XENT_THREADS) {
+        const float *p = probs + (size_t)i * classes;
+        int best = 0;
+        for (int j = 1; j < classes; j++)
+            if (p[j] > p[best])
+                best = j;
+        sum += loss[i];
+        right += best == labels[i] ? 1.0 : 0.0;
+    }
+    sum = block_sum<XENT_THREADS>(sum, sh);
+    right = block_sum<XENT_THREADS>(right, sh);
+    if (threadIdx.x == 0)
+        out[0] = sum, out[1] = right;
+}
+
+static void cu_xent_stats(dl_device *d, const float *probs, const float *loss,
+                          const int32_t *labels, int n, int classes, double *out)
+{
+    CUDA_LAUNCH(d, xent_stats_kernel, 1, XENT_THREADS, 0, probs, loss, labels, n, classes, out);
+}
+
 static void cu_xent_forward(dl_device *d, const float *logits, const int32_t *labels,
                             float *probs, float *loss, int n, int classes)
 {
@@ -576,6 +604,7 @@ extern "C" dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size)
     d->bn_backward = cuda_bn_backward;
     d->xent_forward = cu_xent_forward;
     d->xent_backward = cu_xent_backward;
+    d->xent_stats = cu_xent_stats;
     d->sgd_update = cu_sgd_update;
     return d;
 

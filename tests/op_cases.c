@@ -129,6 +129,7 @@ const op_xent_case op_xent_cases[] = {
     {7, 13, 0.01f},
     {5, 10, 60.0f},  /* exp overflows without max subtraction */
     {64, 1000, 4.0f},
+    {300, 10, 2.0f}, /* more samples than the CUDA xent_stats block has threads */
 };
 const int op_n_xent_cases = (int)DL_ARRAY_LEN(op_xent_cases);
 
@@ -1039,6 +1040,46 @@ static void xent_run(dl_device *d, const float *z, const int32_t *lab, int n, in
     dfree(d, gz), dfree(d, gp), dfree(d, gl), dfree(d, gdz), dfree(d, glab);
 }
 
+/* xent_stats on the naive probabilities and losses, with ties planted
+ * (every third sample's class 0 raised to its largest probability, so the
+ * first maximum decides).  The loss sum, compared in float: relative 1e-6
+ * (a dropped or doubled term moves it by ~1/n); the correct count: exact. */
+static void xent_stats_check(op_ctx *c, const float *probs, const float *loss,
+                             const int32_t *lab, int n, int k, int ci)
+{
+    size_t nz = (size_t)n * k;
+    float *p = xmalloc(sizeof(float) * nz);
+    memcpy(p, probs, sizeof(float) * nz);
+    double want_sum = 0.0;
+    int want_right = 0;
+    for (int i = 0; i < n; i++) {
+        float *pi = p + (size_t)i * k;
+        int best = 0;
+        for (int j = 1; j < k; j++)
+            best = pi[j] > pi[best] ? j : best;
+        if (i % 3 == 0)
+            pi[0] = pi[best], best = 0;
+        want_sum += loss[i];
+        want_right += best == lab[i];
+    }
+    float *gp = dputf(c->dev, p, nz), *gl = dputf(c->dev, loss, (size_t)n);
+    int32_t *glab = dput(c->dev, lab, sizeof(int32_t) * (size_t)n);
+    double *gout = c->dev->alloc(c->dev, 2 * sizeof(double), "xent stats"), got[2];
+    c->dev->xent_stats(c->dev, gp, gl, glab, n, k, gout);
+    c->dev->sync(c->dev);
+    c->dev->download(c->dev, got, gout, sizeof got);
+    float gs[1] = {(float)got[0]}, ws[1] = {(float)want_sum};
+    char what[128]; /* + " (err ...)" fits op_ctx.worst_what */
+    snprintf(what, sizeof what, "xent[%d] n=%d classes=%d: xent_stats loss sum", ci, n, k);
+    op_check(c, what, gs, ws, 1, 1e-6);
+    int32_t gr[1] = {(int32_t)got[1]}, wr[1] = {want_right};
+    snprintf(what, sizeof what, "xent[%d] n=%d classes=%d: xent_stats correct count (%d)", ci, n,
+             k, want_right);
+    op_check_int(c, what, gr, wr, 1);
+    dfree(c->dev, gp), dfree(c->dev, gl), dfree(c->dev, glab), dfree(c->dev, gout);
+    free(p);
+}
+
 static void family_xent(op_ctx *c)
 {
     for (int ci = 0; ci < op_n_xent_cases; ci++) {
@@ -1082,6 +1123,7 @@ static void family_xent(op_ctx *c)
         snprintf(what, sizeof what, "xent[%d] n=%d classes=%d scale=%g: dlogits", ci, n, k,
                  (double)xc->scale);
         check2(c, what, gdz, rdz, wdz, nz, TOL_ELEM * 4);
+        xent_stats_check(c, wp, wl, lab, n, k, ci);
         free(z), free(lab), free(wp), free(wl), free(wdz), free(gp), free(gl), free(gdz);
         free(rp), free(rl), free(rdz);
     }
