@@ -33,6 +33,12 @@ add_executable(test_plane_walk ${CMAKE_CURRENT_SOURCE_DIR}/test_plane_walk.c)
 target_link_libraries(test_plane_walk PRIVATE dlruntime)
 add_test(NAME numerics_plane_walk COMMAND test_plane_walk)
 
+# gradient bucket boundaries on 256 bytes (comm/bucket.c)
+add_executable(test_bucket ${CMAKE_CURRENT_SOURCE_DIR}/test_bucket.c)
+target_link_libraries(test_bucket PRIVATE dlcomm)
+add_test(NAME bucket_alignment COMMAND test_bucket)
+set_tests_properties(bucket_alignment PROPERTIES LABELS "cpu" TIMEOUT 60)
+
 add_executable(test_gradcheck ${CMAKE_CURRENT_SOURCE_DIR}/test_gradcheck.c)
 target_link_libraries(test_gradcheck PRIVATE dlruntime m)
 add_test(NAME numerics_gradcheck COMMAND test_gradcheck)
