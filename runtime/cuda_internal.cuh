@@ -129,6 +129,10 @@ __device__ __forceinline__ double block_sum(double v, double *sh)
 void cuda_gemm(dl_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
                const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
+/* The table's gemm: cuda_gemm, in strict fp32 under DL_CUDA_TF32_CONV. */
+void cuda_gemm_table(dl_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                     const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                     int ldc);
 /* Grows the bf16 GEMM operand scratch to `elements` now (start-up). */
 void cuda_bf16_reserve(dl_device *d, size_t elements);
 /* cuda_gemm on `batch` operands at base + j * stride (stride 0: shared) */
