@@ -8,6 +8,9 @@ dl_status dl_buckets_init(dl_buckets *b, dl_comm *comm, float *grads, size_t n_p
 {
     if (bucket_floats == 0)
         return dl_fail(DL_ERR_ARG, "bucket size must be positive");
+    /* every boundary on 256 bytes (the buffer itself is allocated so) */
+    bucket_floats = (bucket_floats + DL_BUCKET_ALIGN_FLOATS - 1) / DL_BUCKET_ALIGN_FLOATS *
+                    DL_BUCKET_ALIGN_FLOATS;
     size_t count = (n_params + bucket_floats - 1) / bucket_floats;
     if (count == 0)
         count = 1;

@@ -25,7 +25,14 @@ typedef struct dl_buckets {
     dl_status status;   /* first failure of a start in this step */
 } dl_buckets;
 
-/* Splits n_params into buckets of at most bucket_floats (at least one bucket). */
+/* Bucket boundaries fall on multiples of this many floats (256 bytes): NCCL
+ * and the copy engines take their fast paths on aligned buffers, and
+ * kernels reading a bucket can use 16-byte vector loads. */
+#define DL_BUCKET_ALIGN_FLOATS 64
+
+/* Splits n_params into buckets of at most bucket_floats rounded up to
+ * DL_BUCKET_ALIGN_FLOATS (at least one bucket): every bucket but the last
+ * starts and ends on a 256-byte boundary of grads. */
 dl_status dl_buckets_init(dl_buckets *b, dl_comm *comm, float *grads, size_t n_params,
                           size_t bucket_floats);
 void dl_buckets_begin_step(dl_buckets *b);

@@ -19,7 +19,7 @@
 
 typedef struct bench_opts {
     char model[32], data[512], json[512], trace_dir[512];
-    char device[16], precision[16], gpus[16];
+    char device[16], precision[16], gpus[16], conv[16];
     int batch, steps, warmup, threads, repeats, trace_steps;
     long seed;
 } bench_opts;
@@ -45,7 +45,10 @@ static const dl_option bench_train_options[] = {
     {"device", DL_OPT_STRING, O(device), S(device), "KIND", 0, 0,
      "auto (default: CUDA when a GPU is usable, else CPU), cpu or cuda"},
     {"precision", DL_OPT_STRING, O(precision), S(precision), "MODE", 0, 0,
-     "fp32 (default); CUDA only: tf32, bf16 (GEMM inputs; fp32 weights)"},
+     "auto (default: CUDA tf32 convolutions + fp32 fully connected; CPU fp32), fp32; CUDA "
+     "only: tf32, bf16 (GEMM inputs; fp32 weights)"},
+    {"conv", DL_OPT_STRING, O(conv), S(conv), "KIND", 0, 0,
+     "CUDA convolutions: auto (default: cuDNN when it loads), cudnn or gemm (im2col + cuBLAS)"},
     {"gpus", DL_OPT_STRING, O(gpus), S(gpus), "I", 0, 0, "the GPU to use (default 0)"},
     DL_OPT_END,
 };
@@ -135,12 +138,14 @@ static int bench_train(int argc, char **argv)
 {
     bench_opts o = {.model = "lenet", .data = "synthetic:1x28x28:10", .batch = 128, .steps = 20,
                     .warmup = 3, .repeats = 3, .seed = 1, .trace_steps = 20, .device = "auto",
-                    .precision = "fp32"};
+                    .precision = "auto", .conv = "auto"};
     int r = dl_options_parse(bench_train_options, &o, argc, argv, "bench train",
                              "Training-step throughput on a fixed batch (compare: scripts/bench_compare.py).");
     if (r)
         return r == 1 ? 0 : r;
     r = dl_launch_check_device_names(o.device, o.precision, NULL, o.gpus, "bench train");
+    if (r < 0)
+        r = dl_launch_check_conv_name(o.conv, "bench train");
     if (r >= 0)
         return r;
     const dl_model *m = dl_model_find(o.model);
@@ -155,6 +160,8 @@ static int bench_train(int argc, char **argv)
     memset(&opt, 0, sizeof opt);
     dl_ctx ctx = {.rank = 0, .world = 1, .local_rank = 0, .comm = dl_comm_local()};
     r = dl_launch_device(&ctx, o.device, o.gpus, o.precision, o.threads, "bench train");
+    if (r == 0 && (r = dl_launch_conv(&ctx, o.conv, o.precision, "bench train")) != 0)
+        dl_launch_device_close(&ctx);
     if (r)
         return r;
     dl_device *dev = ctx.dev;

@@ -53,7 +53,8 @@ static const dl_option scale_options[] = {
     {"device", DL_OPT_STRING, O(device), S(device), "KIND", 0, 0,
      "auto (default: CUDA when a GPU is usable, else CPU), cpu or cuda"},
     {"precision", DL_OPT_STRING, O(precision), S(precision), "MODE", 0, 0,
-     "fp32 (default); CUDA only: tf32 or bf16"},
+     "auto (default: CUDA tf32 convolutions + fp32 fully connected; CPU fp32), fp32; CUDA "
+     "only: tf32 or bf16"},
     {"gpus", DL_OPT_STRING, O(gpus), S(gpus), "I,J,..", 0, 0,
      "GPU of each node-local rank (default: GPU i for local rank i)"},
     {"comm", DL_OPT_STRING, O(comm), S(comm), "KIND", 0, 0,
@@ -167,7 +168,8 @@ static int validate(scale_opts *o, int world, scale_run *r, char *why, size_t ca
         snprintf(why, cap, "unknown model '%s' (choose from %s)", o->model, dl_model_names());
         return -1;
     }
-    if (strcmp(o->device, "cpu") == 0 && strcmp(o->precision, "fp32") != 0) {
+    if (strcmp(o->device, "cpu") == 0 && strcmp(o->precision, "fp32") != 0 &&
+        strcmp(o->precision, "auto") != 0) {
         snprintf(why, cap, "--precision %s needs --device cuda; the CPU device computes in fp32 "
                  "only", o->precision);
         return -1;
@@ -298,6 +300,8 @@ static int open_device_and_comm(dl_ctx *ctx, const scale_opts *o)
 {
     int threads = o->threads ? o->threads : dl_launch_default_threads(ctx);
     int rc = dl_launch_device(ctx, o->device, o->gpus, o->precision, threads, "scale");
+    if (rc == 0) /* convolutions as `train` does by default: cuDNN when it initialises */
+        rc = dl_launch_conv(ctx, "auto", o->precision, "scale");
     int n_failed = 0, first = -1;
     if (dl_comm_agree(ctx->comm, rc != 0, &n_failed, &first) != DL_OK)
         return DL_EXIT_ERROR;
@@ -349,7 +353,7 @@ int dl_cmd_scale(int argc, char **argv)
     static scale_opts o; /* static: the run keeps a pointer; one run per process */
     o = (scale_opts){.model = "lenet", .data = "synthetic:1x28x28:10", .batch = 64, .warmup = 3,
                      .steps = 10, .repeats = 3, .bucket_mb = 0, .timeout_s = 600,
-                     .sweep_max_mb = 16, .seed = 1, .device = "auto", .precision = "fp32",
+                     .sweep_max_mb = 16, .seed = 1, .device = "auto", .precision = "auto",
                      .comm = "auto"};
     int quiet = launcher_rank() > 0;
     /* A quiet rank leaves the failing status to rank 0: were it to fail too,

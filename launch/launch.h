@@ -34,6 +34,14 @@ int dl_launch_check_device_names(const char *device, const char *precision, cons
 int dl_launch_device(dl_ctx *ctx, const char *device, const char *gpus, const char *precision,
                      int threads, const char *cmd);
 void dl_launch_device_close(dl_ctx *ctx);
+/* --conv: rejects an unknown name (-1 to go on, or an exit status after
+ * printing why); then, after dl_launch_device and before the network is
+ * built, sets how a CUDA device convolves: auto = cuDNN when it initialises
+ * (GEMMs under --precision bf16), cudnn (or stop), gemm.  Appends ", conv
+ * cudnn 9.19.0" (or why not) to ctx->device_note.  The CPU device accepts
+ * auto and gemm.  Returns 0 or an exit status after one line on stderr. */
+int dl_launch_check_conv_name(const char *conv, const char *cmd);
+int dl_launch_conv(dl_ctx *ctx, const char *conv, const char *precision, const char *cmd);
 /* Puts the gradient backend for ctx->dev in place over the host backend:
  * --comm auto|mpi|nccl.  Collective: every rank must call it with the same
  * choice and the same kind of device.  Returns 0 or an exit status. */

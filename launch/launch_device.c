@@ -32,9 +32,10 @@ int dl_launch_check_device_names(const char *device, const char *precision, cons
                 device);
         return DL_EXIT_USAGE;
     }
-    if (strcmp(precision, "fp32") && strcmp(precision, "tf32") && strcmp(precision, "bf16")) {
-        fprintf(stderr, "dltrain %s: unknown --precision '%s' (choose fp32, tf32 or bf16)\n", cmd,
-                precision);
+    if (strcmp(precision, "auto") && strcmp(precision, "fp32") && strcmp(precision, "tf32") &&
+        strcmp(precision, "bf16")) {
+        fprintf(stderr, "dltrain %s: unknown --precision '%s' (choose auto, fp32, tf32 or bf16)\n",
+                cmd, precision);
         return DL_EXIT_USAGE;
     }
     if (comm && strcmp(comm, "auto") && strcmp(comm, "mpi") && strcmp(comm, "nccl")) {
@@ -91,10 +92,20 @@ int dl_launch_listed_gpu(const dl_ctx *ctx, const char *gpus)
     return ctx->local_rank < n ? listed[ctx->local_rank] : -1;
 }
 
+/* --precision auto: on CUDA, PyTorch's default (TF32 convolutions, fp32
+ * fully connected layers); on the CPU, fp32. */
+static const char *precision_note(const dl_ctx *ctx, const char *precision)
+{
+    if (strcmp(precision, "auto") != 0)
+        return precision;
+    return ctx->dev->kind == DL_DEVICE_CUDA ? "auto (tf32 convolutions, fp32 fully connected)"
+                                            : "fp32";
+}
+
 static int set_precision(dl_ctx *ctx, const char *precision, const char *cmd)
 {
     if (ctx->dev->kind != DL_DEVICE_CUDA) {
-        if (strcmp(precision, "fp32") == 0)
+        if (strcmp(precision, "fp32") == 0 || strcmp(precision, "auto") == 0)
             return 0;
         fprintf(stderr, "dltrain %s: --precision %s needs --device cuda; the CPU device computes "
                 "in fp32 only\n", cmd, precision);
@@ -102,6 +113,7 @@ static int set_precision(dl_ctx *ctx, const char *precision, const char *cmd)
     }
     dl_cuda_precision p = strcmp(precision, "tf32") == 0   ? DL_CUDA_TF32
                           : strcmp(precision, "bf16") == 0 ? DL_CUDA_BF16
+                          : strcmp(precision, "auto") == 0 ? DL_CUDA_TF32_CONV
                                                            : DL_CUDA_FP32;
     if (dl_device_cuda_set_precision(ctx->dev, p) != DL_OK) {
         fprintf(stderr, "dltrain %s: %s\n", cmd, dl_error_message());
@@ -159,7 +171,7 @@ int dl_launch_device(dl_ctx *ctx, const char *device, const char *gpus, const ch
     if (rc == 0) {
         size_t len = strlen(ctx->device_note);
         snprintf(ctx->device_note + len, sizeof ctx->device_note - len, ", precision %s",
-                 precision);
+                 precision_note(ctx, precision));
     }
     return rc;
 }

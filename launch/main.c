@@ -81,6 +81,8 @@ static int open_device_and_comm(dl_ctx *ctx, const dl_train_opts *o)
         return rc;
     int threads = o->threads ? o->threads : dl_launch_default_threads(ctx);
     rc = dl_launch_device(ctx, o->device, o->gpus, o->precision, threads, "train");
+    if (rc == 0)
+        rc = dl_launch_conv(ctx, o->conv, o->precision, "train");
     rc = dl_train_agree_start(ctx, rc, "to open their device");
     if (rc)
         return rc;

@@ -38,7 +38,8 @@ typedef struct dl_train_opts {
     int trace_steps;      /* steps kept in the trace, after the first */
     /* device */
     char device[16];      /* auto, cpu, cuda */
-    char precision[16];   /* fp32, tf32, bf16 */
+    char precision[16];   /* auto, fp32, tf32, bf16 */
+    char conv[16];        /* auto, cudnn, gemm */
     char gpus[256];       /* "0,2": GPU of each node-local rank; may differ per node */
     char comm[16];        /* auto, mpi, nccl */
 } dl_train_opts;

@@ -70,7 +70,10 @@ static const dl_option train_options[] = {
     {"device", DL_OPT_STRING, O(device), S(device), "KIND", 0, 0,
      "auto (default: CUDA when a GPU is usable, else CPU), cpu or cuda"},
     {"precision", DL_OPT_STRING, O(precision), S(precision), "MODE", 0, 0,
-     "fp32 (default); CUDA only: tf32 or bf16 tensor-core GEMMs, fp32 weights and gradients"},
+     "auto (default: CUDA tf32 convolutions + fp32 fully connected, as PyTorch; CPU fp32), "
+     "fp32; CUDA only: tf32 or bf16 tensor-core GEMMs, fp32 weights and gradients"},
+    {"conv", DL_OPT_STRING, O(conv), S(conv), "KIND", 0, 0,
+     "CUDA convolutions: auto (default: cuDNN when it loads), cudnn or gemm (im2col + cuBLAS)"},
     {"gpus", DL_OPT_STRING, O(gpus), S(gpus), "I,J,..", 0, 0,
      "GPU of each node-local rank (default: GPU i for local rank i)"},
     {"comm", DL_OPT_STRING, O(comm), S(comm), "KIND", 0, 0,
@@ -86,8 +89,9 @@ void dl_train_defaults(dl_train_opts *o)
     snprintf(o->schedule, sizeof o->schedule, "cosine");
     snprintf(o->out_dir, sizeof o->out_dir, "dltrain-run");
     snprintf(o->device, sizeof o->device, "auto");
-    snprintf(o->precision, sizeof o->precision, "fp32");
+    snprintf(o->precision, sizeof o->precision, "auto");
     snprintf(o->comm, sizeof o->comm, "auto");
+    snprintf(o->conv, sizeof o->conv, "auto");
     o->epochs = 5;
     o->batch = 128;
     o->lr = 0.05;
@@ -168,6 +172,8 @@ static int check_train_opts(const dl_train_opts *o)
 {
     dl_schedule_kind kind;
     int rc = dl_launch_check_device_names(o->device, o->precision, o->comm, o->gpus, "train");
+    if (rc < 0)
+        rc = dl_launch_check_conv_name(o->conv, "train");
     if (rc >= 0)
         return rc;
     if (!dl_model_find(o->model)) {

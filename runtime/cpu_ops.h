@@ -74,6 +74,8 @@ void cpu_bn_backward(dl_device *d, const dl_bn_desc *b, const float *x, const fl
 
 void cpu_xent_forward(dl_device *d, const float *logits, const int32_t *labels, float *probs,
                       float *loss, int n, int classes);
+void cpu_xent_stats(dl_device *d, const float *probs, const float *loss, const int32_t *labels,
+                    int n, int classes, double *out);
 void cpu_xent_backward(dl_device *d, const float *probs, const int32_t *labels, float *dlogits,
                        int n, int classes);
 void cpu_sgd_update(dl_device *d, const dl_sgd_args *a, float *params, const float *grads,

@@ -29,22 +29,34 @@ extern "C" {
 }
 #include "device_cuda.h"
 
+/* Batch norm (cuda_norm.cu) splits each channel over at most
+ * CUDA_BN_MAX_SPLIT blocks and launches at most CUDA_BN_GROUP channels at a
+ * time; their partial sums (two per block, one more per channel) live in a
+ * buffer of CUDA_BN_PARTIALS doubles allocated with the device (4 MiB). */
+#define CUDA_BN_MAX_SPLIT 64
+#define CUDA_BN_GROUP 4096
+#define CUDA_BN_PARTIALS ((size_t)(2 * CUDA_BN_MAX_SPLIT + 1) * CUDA_BN_GROUP)
+
 typedef struct cuda_impl {
     int gpu;              /* CUDA device ordinal */
     cudaStream_t stream;  /* every op runs on this stream, in order */
     cublasHandle_t blas;  /* bound to `stream` */
-    int tf32;             /* see dl_device_cuda_set_precision */
+    int tf32;             /* see dl_device_cuda_set_precision: convolutions may use TF32 */
+    int fc_fp32;          /* DL_CUDA_TF32_CONV: the table's gemm runs in strict fp32 */
     int bf16;
-    __nv_bfloat16 *bf16_scratch; /* both GEMM operands rounded to bf16; grows on first use */
+    __nv_bfloat16 *bf16_scratch; /* both GEMM operands rounded to bf16; sized at start-up */
     size_t bf16_cap;             /* elements */
     int sync_each_launch; /* DLTRAIN_CUDA_SYNC=1 */
+    int sm_count;         /* multiprocessors: sizes the batch-norm grids */
+    double *bn_partials;  /* CUDA_BN_PARTIALS doubles: batch norm's per-block sums */
+    void *cudnn;          /* cuDNN state (cuda_cudnn.cu) while convolutions use it, else NULL */
     char name[128];       /* "cuda:0 (NVIDIA H100 80GB HBM3)" */
     /* input pipeline (upload_batch) */
     cudaStream_t copy_stream;
     cudaEvent_t fence;        /* compute stream at the last upload_batch call */
     int fence_recorded;
     cudaEvent_t copied[2];    /* the copy into buffer b is done */
-    void *pinned[2];          /* staging for buffer b, grown on first use */
+    void *pinned[2];          /* staging for buffer b, sized by reserve_batch at start-up */
     size_t pinned_cap[2];
 } cuda_impl;
 
@@ -117,6 +129,18 @@ __device__ __forceinline__ double block_sum(double v, double *sh)
 void cuda_gemm(dl_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
                const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
+/* The table's gemm: cuda_gemm, in strict fp32 under DL_CUDA_TF32_CONV. */
+void cuda_gemm_table(dl_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                     const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                     int ldc);
+/* Grows the bf16 GEMM operand scratch to `elements` now (start-up). */
+void cuda_bf16_reserve(dl_device *d, size_t elements);
+/* cuda_gemm on `batch` operands at base + j * stride (stride 0: shared) */
+void cuda_gemm_batched(dl_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                       const float *a, int lda, long long stride_a, const float *b, int ldb,
+                       long long stride_b, float beta, float *c, int ldc, long long stride_c,
+                       int batch);
+
 void cuda_bias_add(dl_device *d, float *y, const float *b, int n, int c, int hw);
 void cuda_bias_grad(dl_device *d, const float *dy, float *db, int n, int c, int hw);
 
@@ -125,6 +149,16 @@ void cuda_conv_forward(dl_device *d, const dl_conv_desc *c, const float *x, cons
                        const float *bias, float *y, float *ws);
 void cuda_conv_backward(dl_device *d, const dl_conv_desc *c, const float *x, const float *w,
                         const float *dy, float *dx, int acc, float *dw, float *db, float *ws);
+
+/* The table's GEMM-path convolution (cuda_conv1x1.cu): 1x1 stride-1
+ * unpadded convolutions as direct batched GEMMs on NCHW, others through
+ * cuda_conv_forward/backward (im2col).  The workspace query also sizes the
+ * bf16 operand scratch for the shape's GEMMs under DL_CUDA_BF16. */
+size_t cuda_conv_workspace_any(dl_device *d, const dl_conv_desc *c);
+void cuda_conv_forward_any(dl_device *d, const dl_conv_desc *c, const float *x, const float *w,
+                           const float *bias, float *y, float *ws);
+void cuda_conv_backward_any(dl_device *d, const dl_conv_desc *c, const float *x, const float *w,
+                            const float *dy, float *dx, int acc, float *dw, float *db, float *ws);
 
 void cuda_maxpool_forward(dl_device *d, const dl_pool_desc *p, const float *x, float *y,
                           int32_t *argmax);
@@ -143,5 +177,14 @@ void cuda_bn_forward_eval(dl_device *d, const dl_bn_desc *b, const float *x, con
 void cuda_bn_backward(dl_device *d, const dl_bn_desc *b, const float *x, const float *gamma,
                       const float *beta, const float *mean, const float *invstd, const float *dy,
                       float *dx, int acc, float *dgamma, float *dbeta);
+
+/* cuDNN convolutions (cuda_cudnn.cu; cuda_nocudnn.cu in builds without
+ * cuDNN).  attach creates the handle on the compute stream and puts the
+ * cuDNN convolution ops in the table: 0, or -1 with a one-line reason;
+ * detach puts the GEMM ops back and releases everything.  version: the
+ * loaded library's (0 without cuDNN). */
+int cuda_cudnn_attach(dl_device *d, char *why, size_t why_size);
+void cuda_cudnn_detach(dl_device *d);
+size_t cuda_cudnn_version(void);
 
 #endif

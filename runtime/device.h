@@ -68,6 +68,10 @@ struct dl_device {
      * into a buffer waits only for the work queued before the previous call
      * (which used the other buffer), i.e. for the last use of this one. */
     void (*upload_batch)(dl_device *d, int buf, void *dst, const dl_host_part *parts, int n_parts);
+    /* Optional (NULL: nothing to prepare): readies upload_batch for batches
+     * of up to `bytes` now (CUDA: its pinned staging), so that no training
+     * step allocates.  The network calls it once it is sized. */
+    void (*reserve_batch)(dl_device *d, size_t bytes);
     void (*fill)(dl_device *d, float *x, size_t n, float value);
     void (*copy)(dl_device *d, float *dst, const float *src, size_t n, int acc);
     void (*scale)(dl_device *d, float *x, size_t n, float s);
@@ -125,6 +129,12 @@ struct dl_device {
                          float *loss, int n, int classes);
     void (*xent_backward)(dl_device *d, const float *probs, const int32_t *labels,
                           float *dlogits, int n, int classes);
+    /* What the host reads of a batch, reduced where the batch is: out[0] =
+     * the sum of loss[0..n) in double, out[1] = how many samples' largest
+     * probability (the first, on ties) is their label's.  out: 2 doubles of
+     * device memory. */
+    void (*xent_stats)(dl_device *d, const float *probs, const float *loss,
+                       const int32_t *labels, int n, int classes, double *out);
 
     /* SGD with momentum (PyTorch semantics: v = mu*v + (g + wd*p); p -= lr*v,
      * or p -= lr*(g + wd*p + mu*v) with Nesterov). */

@@ -125,6 +125,7 @@ dl_device *dl_device_cpu(int threads)
         .bn_backward = cpu_bn_backward,
         .xent_forward = cpu_xent_forward,
         .xent_backward = cpu_xent_backward,
+        .xent_stats = cpu_xent_stats,
         .sgd_update = cpu_sgd_update,
     };
     if (threads > 0) {

@@ -1,6 +1,7 @@
 /* device_cuda.cu: the CUDA device table: device creation, memory, the
  * elementwise ops, GEMM through cuBLAS, softmax cross-entropy and SGD.
- * Convolution, pooling and batch norm live in cuda_conv.cu, cuda_pool.cu and
+ * GEMMs live in cuda_gemm.cu; convolution, pooling and batch norm in
+ * cuda_conv.cu (cuda_conv1x1.cu, cuda_cudnn.cu), cuda_pool.cu and
  * cuda_norm.cu.  Semantics: runtime/device.h; reference: device_cpu.c.
  *
  * Everything runs in order on the device's one stream.  upload and download
@@ -91,15 +92,10 @@ static void cu_sync(dl_device *d) { CUDA_CHECK(cudaStreamSynchronize(cuda_stream
  *   host:     memcpy into pinned[b] (after copied[b]: the copy two calls ago)
  *   copy:     wait(fence of the previous call) H2D(pinned[b] -> dst) [copied[b]]
  *   compute:  ... step k-1 ... | fence | ... step k ... wait(copied[b]) step k+1
- * The staging buffer grows on first use only: the batch size is fixed. */
-static void cu_upload_batch(dl_device *d, int buf, void *dst, const dl_host_part *parts,
-                            int n_parts)
+ * The network sizes the staging buffers at start-up (reserve_batch); they
+ * grow here only for a caller that did not. */
+static void pinned_room(cuda_impl *g, int b, size_t need)
 {
-    cuda_impl *g = cuda_of(d);
-    int b = buf & 1;
-    size_t need = 0;
-    for (int i = 0; i < n_parts; i++)
-        need = parts[i].dst_off + parts[i].bytes > need ? parts[i].dst_off + parts[i].bytes : need;
     CUDA_CHECK(cudaEventSynchronize(g->copied[b])); /* pinned[b] is free again */
     if (need > g->pinned_cap[b]) {
         if (g->pinned[b])
@@ -108,6 +104,23 @@ static void cu_upload_batch(dl_device *d, int buf, void *dst, const dl_host_part
         CUDA_CHECK(cudaMallocHost(&g->pinned[b], need));
         g->pinned_cap[b] = need;
     }
+}
+
+static void cu_reserve_batch(dl_device *d, size_t bytes)
+{
+    for (int b = 0; b < 2; b++)
+        pinned_room(cuda_of(d), b, bytes);
+}
+
+static void cu_upload_batch(dl_device *d, int buf, void *dst, const dl_host_part *parts,
+                            int n_parts)
+{
+    cuda_impl *g = cuda_of(d);
+    int b = buf & 1;
+    size_t need = 0;
+    for (int i = 0; i < n_parts; i++)
+        need = parts[i].dst_off + parts[i].bytes > need ? parts[i].dst_off + parts[i].bytes : need;
+    pinned_room(g, b, need);
     for (int i = 0; i < n_parts; i++)
         memcpy((char *)g->pinned[b] + parts[i].dst_off, parts[i].src, parts[i].bytes);
     if (!g->fence_recorded) { /* first batch: after everything queued so far (alloc's memsets) */
@@ -211,75 +224,6 @@ static void cu_add_forward(dl_device *d, const float *a, const float *b, float *
         CUDA_LAUNCH(d, add_kernel, cuda_grid(n), CUDA_THREADS, 0, a, b, y, n);
 }
 
-/* ---- GEMM -------------------------------------------------------------------
- * The table's GEMM is row-major; cuBLAS is column-major.  A row-major matrix
- * with leading dimension ld is the column-major matrix of its transpose with
- * the same ld, so C = op(A) op(B) (row-major) is computed as the column-major
- *   C^T[n,m] = op(B)^T[n,k] op(A)^T[k,m]
- * i.e. cublasSgemm with the operands swapped and the same op flags. */
-__global__ void to_bf16_kernel(const float *x, __nv_bfloat16 *y, size_t n)
-{
-    GRID_STRIDE_LOOP(i, n)
-    y[i] = __float2bfloat16_rn(x[i]);
-}
-
-/* Elements a row-major operand with `rows` rows of `cols` used columns spans. */
-static size_t operand_span(int rows, int cols, int ld)
-{
-    return rows > 0 && cols > 0 ? (size_t)(rows - 1) * (size_t)ld + (size_t)cols : 0;
-}
-
-/* Room for both bf16 operands.  Grows during the first step only (the GEMM
- * shapes repeat every step); cudaFree waits for the kernels still reading
- * the old buffer. */
-static __nv_bfloat16 *bf16_room(cuda_impl *g, size_t n)
-{
-    if (n > g->bf16_cap) {
-        if (g->bf16_scratch)
-            CUDA_CHECK(cudaFree(g->bf16_scratch));
-        g->bf16_scratch = NULL, g->bf16_cap = 0;
-        cudaError_t e = cudaMalloc((void **)&g->bf16_scratch, n * sizeof(__nv_bfloat16));
-        if (e == cudaErrorMemoryAllocation)
-            cuda_fatal(__FILE__, __LINE__, "cudaMalloc (bf16 GEMM operands)", "out of GPU memory",
-                       "try a smaller --batch");
-        CUDA_CHECK(e);
-        g->bf16_cap = n;
-    }
-    return g->bf16_scratch;
-}
-
-static void gemm_bf16(dl_device *d, cublasOperation_t op_b, cublasOperation_t op_a, int m, int n,
-                      int k, float alpha, const float *a, int lda, size_t span_a, const float *b,
-                      int ldb, size_t span_b, float beta, float *c, int ldc)
-{
-    cuda_impl *g = cuda_of(d);
-    size_t a_room = (span_a + 7) & ~(size_t)7; /* 16-byte aligned operands for tensor cores */
-    __nv_bfloat16 *a16 = bf16_room(g, a_room + span_b), *b16 = a16 + a_room;
-    CUDA_LAUNCH(d, to_bf16_kernel, cuda_grid(span_a), CUDA_THREADS, 0, a, a16, span_a);
-    CUDA_LAUNCH(d, to_bf16_kernel, cuda_grid(span_b), CUDA_THREADS, 0, b, b16, span_b);
-    CUBLAS_CHECK(cublasGemmEx(g->blas, op_b, op_a, n, m, k, &alpha, b16, CUDA_R_16BF, ldb, a16,
-                              CUDA_R_16BF, lda, &beta, c, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
-                              CUBLAS_GEMM_DEFAULT));
-}
-
-void cuda_gemm(dl_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
-               const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
-{
-    if (m <= 0 || n <= 0)
-        return;
-    cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-    size_t span_a = trans_a ? operand_span(k, m, lda) : operand_span(m, k, lda);
-    size_t span_b = trans_b ? operand_span(n, k, ldb) : operand_span(k, n, ldb);
-    if (cuda_of(d)->bf16 && span_a && span_b)
-        gemm_bf16(d, op_b, op_a, m, n, k, alpha, a, lda, span_a, b, ldb, span_b, beta, c, ldc);
-    else
-        CUBLAS_CHECK(cublasSgemm(cuda_of(d)->blas, op_b, op_a, n, m, k, &alpha, b, ldb, a, lda,
-                                 &beta, c, ldc));
-    if (cuda_of(d)->sync_each_launch)
-        CUDA_CHECK(cudaStreamSynchronize(cuda_stream(d)));
-}
-
 /* ---- softmax cross-entropy ----------------------------------------------------
  * One block per sample (classes is 10 .. 1000).  Like the CPU reference, the
  * sum of exponentials and the logarithms are taken in double. */
@@ -326,6 +270,34 @@ __global__ void xent_backward_kernel(const float *probs, const int32_t *labels, 
         int i = (int)(at / classes), k = (int)(at % classes);
         dlogits[at] = (probs[at] - (k == labels[i] ? 1.0f : 0.0f)) * inv_n;
     }
+}
+
+/* One block: sample i by thread i % XENT_THREADS, the sums in fixed trees
+ * (deterministic).  The argmax takes the first maximum, as the CPU. */
+__global__ void xent_stats_kernel(const float *probs, const float *loss, const int32_t *labels,
+                                  int n, int classes, double *out)
+{
+    __shared__ double sh[XENT_THREADS];
+    double sum = 0.0, right = 0.0;
+    for (int i = threadIdx.x; i < n; i += XENT_THREADS) {
+        const float *p = probs + (size_t)i * classes;
+        int best = 0;
+        for (int j = 1; j < classes; j++)
+            if (p[j] > p[best])
+                best = j;
+        sum += loss[i];
+        right += best == labels[i] ? 1.0 : 0.0;
+    }
+    sum = block_sum<XENT_THREADS>(sum, sh);
+    right = block_sum<XENT_THREADS>(right, sh);
+    if (threadIdx.x == 0)
+        out[0] = sum, out[1] = right;
+}
+
+static void cu_xent_stats(dl_device *d, const float *probs, const float *loss,
+                          const int32_t *labels, int n, int classes, double *out)
+{
+    CUDA_LAUNCH(d, xent_stats_kernel, 1, XENT_THREADS, 0, probs, loss, labels, n, classes, out);
 }
 
 static void cu_xent_forward(dl_device *d, const float *logits, const int32_t *labels,
@@ -385,6 +357,8 @@ static dl_device *open_failed(char *why, size_t why_size, const char *fmt, ...)
 
 static void impl_release(cuda_impl *g)
 {
+    if (g->bn_partials)
+        cudaFree(g->bn_partials);
     if (g->bf16_scratch)
         cudaFree(g->bf16_scratch);
     for (int b = 0; b < 2; b++) {
@@ -452,6 +426,11 @@ extern "C" dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size)
     step = "creating the CUDA context";
     if ((e = cudaFree(0)) != cudaSuccess)
         goto cuda_failed;
+    g->sm_count = prop.multiProcessorCount;
+    step = "cudaMalloc (batch-norm partial sums)";
+    if ((e = cudaMalloc((void **)&g->bn_partials, CUDA_BN_PARTIALS * sizeof(double))) !=
+        cudaSuccess)
+        goto cuda_failed;
     step = "cudaStreamCreateWithFlags";
     if ((e = cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking)) != cudaSuccess ||
         (e = cudaStreamCreateWithFlags(&g->copy_stream, cudaStreamNonBlocking)) != cudaSuccess)
@@ -481,15 +460,16 @@ extern "C" dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size)
     d->download = cu_download;
     d->sync = cu_sync;
     d->upload_batch = cu_upload_batch;
+    d->reserve_batch = cu_reserve_batch;
     d->fill = cu_fill;
     d->copy = cu_copy;
     d->scale = cu_scale;
-    d->gemm = cuda_gemm;
+    d->gemm = cuda_gemm_table;
     d->bias_add = cuda_bias_add;
     d->bias_grad = cuda_bias_grad;
-    d->conv_workspace = cuda_conv_workspace;
-    d->conv_forward = cuda_conv_forward;
-    d->conv_backward = cuda_conv_backward;
+    d->conv_workspace = cuda_conv_workspace_any;
+    d->conv_forward = cuda_conv_forward_any;
+    d->conv_backward = cuda_conv_backward_any;
     d->maxpool_forward = cuda_maxpool_forward;
     d->maxpool_backward = cuda_maxpool_backward;
     d->avgpool_forward = cuda_avgpool_forward;
@@ -502,6 +482,7 @@ extern "C" dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size)
     d->bn_backward = cuda_bn_backward;
     d->xent_forward = cu_xent_forward;
     d->xent_backward = cu_xent_backward;
+    d->xent_stats = cu_xent_stats;
     d->sgd_update = cu_sgd_update;
     return d;
 
@@ -520,6 +501,7 @@ extern "C" void dl_device_cuda_destroy(dl_device *d)
     cuda_impl *g = cuda_of(d);
     CUDA_CHECK(cudaStreamSynchronize(g->stream));
     CUDA_CHECK(cudaStreamSynchronize(g->copy_stream));
+    cuda_cudnn_detach(d);
     impl_release(g);
     free(d);
 }
@@ -527,12 +509,14 @@ extern "C" void dl_device_cuda_destroy(dl_device *d)
 extern "C" dl_status dl_device_cuda_set_precision(dl_device *d, dl_cuda_precision p)
 {
     cuda_impl *g = cuda_of(d);
-    cublasStatus_t s = cublasSetMathMode(g->blas, p == DL_CUDA_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                                    : CUBLAS_DEFAULT_MATH);
+    int tf32 = p == DL_CUDA_TF32 || p == DL_CUDA_TF32_CONV;
+    cublasStatus_t s = cublasSetMathMode(g->blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                       : CUBLAS_DEFAULT_MATH);
     if (s != CUBLAS_STATUS_SUCCESS)
         return dl_fail(DL_ERR_DEVICE, "cublasSetMathMode: %s: %s", cublasGetStatusName(s),
                        cublasGetStatusString(s));
-    g->tf32 = p == DL_CUDA_TF32;
+    g->tf32 = tf32;
+    g->fc_fp32 = p == DL_CUDA_TF32_CONV;
     g->bf16 = p == DL_CUDA_BF16;
     return DL_OK;
 }
@@ -541,6 +525,23 @@ extern "C" dl_status dl_device_cuda_set_tf32(dl_device *d, int enable)
 {
     return dl_device_cuda_set_precision(d, enable ? DL_CUDA_TF32 : DL_CUDA_FP32);
 }
+
+extern "C" dl_status dl_device_cuda_set_conv(dl_device *d, dl_cuda_conv conv)
+{
+    if (conv == DL_CUDA_CONV_GEMM) {
+        cuda_cudnn_detach(d);
+        return DL_OK;
+    }
+    if (cuda_of(d)->bf16)
+        return dl_fail(DL_ERR_DEVICE, "cuDNN convolutions are fp32 or tf32 here; bf16 runs on "
+                                      "the GEMM path (--conv gemm or auto)");
+    char why[512];
+    if (cuda_cudnn_attach(d, why, sizeof why) != 0)
+        return dl_fail(DL_ERR_DEVICE, "%s", why);
+    return DL_OK;
+}
+
+extern "C" size_t dl_device_cuda_cudnn_version(void) { return cuda_cudnn_version(); }
 
 extern "C" void *dl_device_cuda_stream(dl_device *d) { return (void *)cuda_stream(d); }
 

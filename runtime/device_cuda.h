@@ -46,11 +46,31 @@ void dl_device_cuda_destroy(dl_device *d);
  *                 accumulation (cublasGemmEx, CUBLAS_COMPUTE_32F), fp32 output:
  *                 the GEMM numerics of PyTorch's bf16 autocast, with fp32
  *                 master weights and gradients.
+ *   DL_CUDA_TF32_CONV  TF32 for convolutions (their cuBLAS GEMMs or cuDNN),
+ *                 strict fp32 for the table's gemm (fully connected layers):
+ *                 PyTorch's default (torch.backends.cudnn.allow_tf32 = True,
+ *                 torch.backends.cuda.matmul.allow_tf32 = False), and the
+ *                 launcher's default on CUDA (--precision auto).
  * Returns DL_OK or DL_ERR_DEVICE. */
-typedef enum { DL_CUDA_FP32 = 0, DL_CUDA_TF32, DL_CUDA_BF16 } dl_cuda_precision;
+typedef enum { DL_CUDA_FP32 = 0, DL_CUDA_TF32, DL_CUDA_BF16, DL_CUDA_TF32_CONV } dl_cuda_precision;
 dl_status dl_device_cuda_set_precision(dl_device *d, dl_cuda_precision p);
 /* = set_precision(enable ? DL_CUDA_TF32 : DL_CUDA_FP32) */
 dl_status dl_device_cuda_set_tf32(dl_device *d, int enable);
+
+/* Convolution path:
+ *   DL_CUDA_CONV_GEMM   im2col + cuBLAS (cuda_conv.cu; the default, and the
+ *                       reference the op tests check the other against)
+ *   DL_CUDA_CONV_CUDNN  cuDNN (cuda_cudnn.cu): deterministic algorithms chosen
+ *                       per shape when the network is built; falls back to
+ *                       GEMM per shape where none fits the GEMM workspace,
+ *                       and under DL_CUDA_BF16, which it does not implement.
+ * CUDNN returns DL_ERR_DEVICE with the reason when this build has no cuDNN,
+ * the library does not initialise, or the precision is bf16.  Choose before
+ * building the network (its workspace size is asked then). */
+typedef enum { DL_CUDA_CONV_GEMM = 0, DL_CUDA_CONV_CUDNN } dl_cuda_conv;
+dl_status dl_device_cuda_set_conv(dl_device *d, dl_cuda_conv conv);
+/* The cuDNN library version (e.g. 91900), 0 in builds without it. */
+size_t dl_device_cuda_cudnn_version(void);
 
 /* What comm/ needs to order its own streams after the device's work: the
  * compute stream (a cudaStream_t) and the CUDA device ordinal. */

@@ -37,6 +37,14 @@ dl_status dl_device_cuda_set_tf32(dl_device *d, int enable)
     return dl_fail(DL_ERR_DEVICE, "%s", no_cuda);
 }
 
+dl_status dl_device_cuda_set_conv(dl_device *d, dl_cuda_conv conv)
+{
+    (void)d, (void)conv;
+    return dl_fail(DL_ERR_DEVICE, "%s", no_cuda);
+}
+
+size_t dl_device_cuda_cudnn_version(void) { return 0; }
+
 void *dl_device_cuda_stream(dl_device *d)
 {
     (void)d;

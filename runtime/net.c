@@ -249,10 +249,11 @@ dl_status dl_net_finalize(dl_net *net, dl_device *dev, int max_batch, uint64_t s
     for (int b = 0; b < 2; b++)
         net->batch_bufs[b] = dev->alloc(dev, net->labels_off + sizeof(int32_t) * (size_t)max_batch,
                                         "input batch (reduce --batch)");
-    net->host_out = dl_alloc(sizeof(float) * (size_t)max_batch * (net->classes + 1), "loss copy");
-    net->host_labels = dl_alloc(sizeof(int32_t) * (size_t)max_batch, "label copy");
-    if (!net->params || !net->grads || !net->buffers || !net->arena || !net->host_out ||
-        !net->host_labels || !net->batch_bufs[0] || !net->batch_bufs[1]) {
+    if (dev->reserve_batch && net->batch_bufs[0] && net->batch_bufs[1])
+        dev->reserve_batch(dev, net->labels_off + sizeof(int32_t) * (size_t)max_batch);
+    net->stats = dev->alloc(dev, 2 * sizeof(double), "loss statistics");
+    if (!net->params || !net->grads || !net->buffers || !net->arena || !net->stats ||
+        !net->batch_bufs[0] || !net->batch_bufs[1]) {
         dl_net_free(net);
         return DL_ERR_OOM;
     }
@@ -273,10 +274,8 @@ void dl_net_free(dl_net *net)
     net->dev->free(net->dev, net->arena);
     for (int b = 0; b < 2; b++)
         net->dev->free(net->dev, net->batch_bufs[b]), net->batch_bufs[b] = NULL;
-    free(net->host_out);
-    free(net->host_labels);
-    net->host_out = NULL;
-    net->host_labels = NULL;
+    net->dev->free(net->dev, net->stats);
+    net->stats = NULL;
     net->params = net->grads = net->buffers = NULL;
     net->arena = NULL;
     net->dev = NULL;
@@ -325,26 +324,15 @@ void dl_net_forward(dl_net *net, int training)
                            net->loss, net->batch, net->classes);
 }
 
+/* Reduced on the device (xent_stats): 16 bytes come back, not the batch's
+ * losses, probabilities and labels. */
 void dl_net_loss(dl_net *net, double *loss_sum, int *correct)
 {
-    int n = net->batch, k = net->classes;
-    float *host = net->host_out;
-    int32_t *labels = net->host_labels;
-    net->dev->download(net->dev, host, net->loss, sizeof(float) * n);
-    net->dev->download(net->dev, host + n, net->probs, sizeof(float) * (size_t)n * k);
-    net->dev->download(net->dev, labels, net->labels, sizeof(int32_t) * n);
-    double sum = 0.0;
-    int right = 0;
-    for (int i = 0; i < n; i++) {
-        sum += host[i];
-        const float *p = host + n + (size_t)i * k;
-        int best = 0;
-        for (int j = 1; j < k; j++)
-            if (p[j] > p[best])
-                best = j;
-        right += best == labels[i];
-    }
-    *loss_sum = sum, *correct = right;
+    double stats[2];
+    net->dev->xent_stats(net->dev, net->probs, net->loss, net->labels, net->batch, net->classes,
+                         net->stats);
+    net->dev->download(net->dev, stats, net->stats, sizeof stats);
+    *loss_sum = stats[0], *correct = (int)stats[1];
 }
 
 void dl_net_backward(dl_net *net)

@@ -51,8 +51,7 @@ struct dl_net {
     int batch_cur;
     float *probs;    /* [max_batch, classes] device */
     float *loss;     /* [max_batch] device, per-sample loss */
-    float *host_out;      /* [max_batch * (classes + 1)] host copy of loss and probs */
-    int32_t *host_labels; /* [max_batch] */
+    double *stats;   /* [2] device: loss sum and correct count of the last forward */
 
     dl_grads_ready_fn on_grads_ready;
     void *on_grads_ready_user;
@@ -85,8 +84,9 @@ void dl_net_set_batch(dl_net *net, const float *images, const int32_t *labels, i
 /* With net->trace set, training forward and backward record one span per
  * layer, and synchronise the device after each so a span covers its work. */
 void dl_net_forward(dl_net *net, int training);
-/* Downloads the per-sample losses and softmax: loss summed over the batch and
- * the number of correct predictions (sums, so ranks can add them up). */
+/* The loss summed over the batch and the number of correct predictions
+ * (sums, so ranks can add them up), reduced on the device (xent_stats) and
+ * read back: a synchronising read of 16 bytes. */
 void dl_net_loss(dl_net *net, double *loss_sum, int *correct);
 /* Zeroes the gradients and runs backward, calling on_grads_ready as layers finish. */
 void dl_net_backward(dl_net *net);

@@ -35,6 +35,10 @@ PEAKS = {
 }
 
 CASES = [  # model, shape, classes, batch, precision
+    # auto: both tools' defaults, which agree: TF32 for convolutions, fp32 for
+    # fully connected layers (dltrain --precision auto; torch.backends
+    # cudnn.allow_tf32 = True, cuda.matmul.allow_tf32 = False)
+    ("resnet50", "3x224x224", 1000, 128, "auto"),
     ("resnet50", "3x224x224", 1000, 64, "bf16"),
     ("resnet50", "3x224x224", 1000, 128, "bf16"),
     ("resnet50", "3x224x224", 1000, 64, "fp32"),
@@ -45,6 +49,7 @@ CASES = [  # model, shape, classes, batch, precision
 
 
 def peak_for(gpu_name, precision):
+    precision = "tf32" if precision == "auto" else precision  # the convolutions' peak
     for key in ("H100 PCIe", "H100", "H200", "A100"):
         if key == "H100 PCIe" and "H100" in gpu_name and "PCIe" in gpu_name:
             return PEAKS[key][precision]

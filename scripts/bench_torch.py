@@ -28,8 +28,10 @@ def main():
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--device", default="cpu")
     p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
-                   help="CUDA: fp32 (TF32 off), tf32 (TF32 matmul/cuDNN), bf16 (autocast)")
+    p.add_argument("--precision", default="fp32", choices=["auto", "fp32", "tf32", "bf16"],
+                   help="CUDA: auto (PyTorch's defaults: TF32 for cuDNN convolutions, not for "
+                        "matmuls, = dltrain --precision auto), fp32 (TF32 off), tf32 (TF32 "
+                        "matmul/cuDNN), bf16 (autocast)")
     p.add_argument("--json", default="")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -37,7 +39,7 @@ def main():
     if a.device != "cpu":
         tf32 = a.precision == "tf32"
         torch.backends.cuda.matmul.allow_tf32 = tf32
-        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32 or a.precision == "auto"
         torch.backends.cudnn.benchmark = True
     c, h, w = (int(v) for v in a.shape.split("x"))
     model = torch_models.MODELS[a.model](c, h, w, a.classes).to(a.device)

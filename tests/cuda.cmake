@@ -22,6 +22,29 @@ if(DLTRAIN_HAVE_CUDA)
                            SKIP_RETURN_CODE 77 TIMEOUT 600)
     endforeach()
   endforeach()
+  # --precision auto: TF32 convolutions (scale 100), strict fp32 fully
+  # connected GEMMs (the gemm family at the fp32 scale 2 fails under TF32).
+  foreach(case "100;conv" "2;gemm")
+    list(GET case 0 scale)
+    list(GET case 1 family)
+    add_test(NAME gpu_cuda_ops_auto_${family} COMMAND test_cuda_ops -p auto -s ${scale} ${family})
+    set_tests_properties(gpu_cuda_ops_auto_${family} PROPERTIES LABELS "gpu"
+                         SKIP_RETURN_CODE 77 TIMEOUT 600)
+  endforeach()
+  # cuDNN convolutions (--conv cudnn) against the same references: the conv
+  # family in fp32 and tf32, and the whole-network step with its determinism
+  # check.
+  if(DLTRAIN_HAVE_CUDNN)
+    foreach(case "fp32;2;conv" "tf32;100;conv" "fp32;2;net")
+      list(GET case 0 prec)
+      list(GET case 1 scale)
+      list(GET case 2 family)
+      add_test(NAME gpu_cuda_ops_cudnn_${prec}_${family}
+               COMMAND test_cuda_ops -c cudnn -p ${prec} -s ${scale} ${family})
+      set_tests_properties(gpu_cuda_ops_cudnn_${prec}_${family} PROPERTIES LABELS "gpu"
+                           SKIP_RETURN_CODE 77 TIMEOUT 600)
+    endforeach()
+  endif()
 endif()
 # Whole training runs on the GPU against the CPU, NCCL with one rank, tf32 and
 # bf16, and (with MPI) two ranks sharing the GPU; see tests/test_gpu_train.py.

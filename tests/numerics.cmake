@@ -7,6 +7,7 @@
 #   numerics_torch_oracle  PyTorch (float64) as an external oracle: layers,
 #                          lenet, resnet20, resnet50, batch norm train/eval,
 #                          torch.optim.SGD with momentum + Nesterov + decay
+#   numerics_plane_walk    the CUDA batch-norm kernels' division-free index walk
 # Run: ctest --test-dir build -L numerics
 if(NOT DLTRAIN_PYTHON)
   # Debian's interpreter (the one python3-torch installs into) first.
@@ -27,6 +28,17 @@ add_test(NAME numerics_ops COMMAND test_ops)
 add_test(NAME numerics_ops_blas COMMAND test_ops conv)
 set_tests_properties(numerics_ops_blas PROPERTIES ENVIRONMENT DLTRAIN_CONV_BLAS=1)
 
+# the division-free index walk of the CUDA batch-norm kernels (runtime/plane_walk.h)
+add_executable(test_plane_walk ${CMAKE_CURRENT_SOURCE_DIR}/test_plane_walk.c)
+target_link_libraries(test_plane_walk PRIVATE dlruntime)
+add_test(NAME numerics_plane_walk COMMAND test_plane_walk)
+
+# gradient bucket boundaries on 256 bytes (comm/bucket.c)
+add_executable(test_bucket ${CMAKE_CURRENT_SOURCE_DIR}/test_bucket.c)
+target_link_libraries(test_bucket PRIVATE dlcomm)
+add_test(NAME bucket_alignment COMMAND test_bucket)
+set_tests_properties(bucket_alignment PROPERTIES LABELS "cpu" TIMEOUT 60)
+
 add_executable(test_gradcheck ${CMAKE_CURRENT_SOURCE_DIR}/test_gradcheck.c)
 target_link_libraries(test_gradcheck PRIVATE dlruntime m)
 add_test(NAME numerics_gradcheck COMMAND test_gradcheck)
@@ -35,7 +47,7 @@ add_test(NAME numerics_gradcheck COMMAND test_gradcheck)
 # Python side rebuilds the same networks in torch and compares.
 add_executable(oracle_runner ${CMAKE_CURRENT_SOURCE_DIR}/oracle_runner.c)
 target_link_libraries(oracle_runner PRIVATE dlmodels dlruntime)
-set(DLTRAIN_NUMERICS_TESTS numerics_ops numerics_ops_blas numerics_gradcheck)
+set(DLTRAIN_NUMERICS_TESTS numerics_ops numerics_ops_blas numerics_plane_walk numerics_gradcheck)
 if(DLTRAIN_PYTHON)
   add_test(NAME numerics_torch_oracle
            COMMAND ${DLTRAIN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_torch_oracle.py

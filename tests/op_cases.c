@@ -47,6 +47,10 @@ const op_conv_case op_conv_cases[] = {
     {2, 3, 7, 9, 5, 3, 2, 1, 0, "3x3 stride 2 pad 1, odd non-square"},
     {3, 4, 9, 9, 6, 1, 2, 0, 0, "1x1 stride 2 (shortcut), odd size"},
     {2, 4, 8, 8, 6, 1, 1, 0, 1, "1x1"},
+    /* 1x1 stride 1 unpadded: the CUDA GEMM path's direct batched GEMMs */
+    {3, 32, 7, 7, 16, 1, 1, 0, 1, "1x1 on 7x7 planes, 32 -> 16 (resnet50 stage 4)"},
+    {1, 5, 3, 5, 7, 1, 1, 0, 0, "1x1, one image, 15-pixel plane"},
+    {4, 24, 14, 14, 40, 1, 1, 0, 0, "1x1 24 -> 40 on 14x14 (bottleneck)"},
     {2, 2, 11, 11, 3, 5, 1, 2, 1, "5x5 pad 2 (lenet)"},
     {2, 3, 13, 10, 4, 5, 2, 2, 0, "5x5 stride 2 pad 2, odd"},
     {1, 3, 15, 15, 8, 7, 2, 3, 0, "7x7 stride 2 pad 3 (resnet50 stem)"},
@@ -101,6 +105,21 @@ const op_bn_case op_bn_cases[] = {
     {3, 4, 49, 1e-3f, 0.3f, 0.5f, 0},
     {8, 16, 64, 1e-5f, 0.1f, 100.0f, 0}, /* mean 100 >> std 1 */
     {16, 32, 256, 1e-5f, 0.1f, 0.0f, 0}, /* multi-threaded */
+    /* Shapes for the CUDA kernels' split reductions (cuda_norm.cu): few
+     * channels with many values each (many blocks per channel, float4
+     * planes), many channels (one block each, scalar and float4 planes,
+     * more than one launch group of 4096 channels), odd plane lengths. */
+    {24, 2, 3136, 1e-5f, 0.1f, 0.0f, 0},  /* 2 channels of 56x56 */
+    {3, 1, 20000, 1e-5f, 0.1f, 2.0f, 0},  /* one channel, 60000 values */
+    {4, 600, 49, 1e-5f, 0.1f, 0.0f, 0},   /* 7x7, many channels */
+    /* More channels than one launch group.  family_bn's channel means grow
+     * as 0.3 * channel, to ~1230 here, where the fp32 ulp of the saved mean
+     * (1.2e-4) alone moves y and dx by ~5e-5 relative in any implementation
+     * (the CPU's measured 4.7e-5): hence 2e-4. */
+    {16, 4100, 1, 1e-5f, 0.1f, 0.0f, 2e-4},
+    {4, 4099, 4, 1e-5f, 0.1f, 0.0f, 2e-4}, /* the same with float4 planes */
+    {5, 9, 15, 1e-5f, 0.1f, 0.0f, 0},     /* odd plane: 3x5 */
+    {7, 3, 1022, 1e-5f, 0.1f, 50.0f, 0},  /* even but not a multiple of 4; mean 50 */
 };
 const int op_n_bn_cases = (int)DL_ARRAY_LEN(op_bn_cases);
 
@@ -110,6 +129,7 @@ const op_xent_case op_xent_cases[] = {
     {7, 13, 0.01f},
     {5, 10, 60.0f},  /* exp overflows without max subtraction */
     {64, 1000, 4.0f},
+    {300, 10, 2.0f}, /* more samples than the CUDA xent_stats block has threads */
 };
 const int op_n_xent_cases = (int)DL_ARRAY_LEN(op_xent_cases);
 
@@ -1020,6 +1040,46 @@ static void xent_run(dl_device *d, const float *z, const int32_t *lab, int n, in
     dfree(d, gz), dfree(d, gp), dfree(d, gl), dfree(d, gdz), dfree(d, glab);
 }
 
+/* xent_stats on the naive probabilities and losses, with ties planted
+ * (every third sample's class 0 raised to its largest probability, so the
+ * first maximum decides).  The loss sum, compared in float: relative 1e-6
+ * (a dropped or doubled term moves it by ~1/n); the correct count: exact. */
+static void xent_stats_check(op_ctx *c, const float *probs, const float *loss,
+                             const int32_t *lab, int n, int k, int ci)
+{
+    size_t nz = (size_t)n * k;
+    float *p = xmalloc(sizeof(float) * nz);
+    memcpy(p, probs, sizeof(float) * nz);
+    double want_sum = 0.0;
+    int want_right = 0;
+    for (int i = 0; i < n; i++) {
+        float *pi = p + (size_t)i * k;
+        int best = 0;
+        for (int j = 1; j < k; j++)
+            best = pi[j] > pi[best] ? j : best;
+        if (i % 3 == 0)
+            pi[0] = pi[best], best = 0;
+        want_sum += loss[i];
+        want_right += best == lab[i];
+    }
+    float *gp = dputf(c->dev, p, nz), *gl = dputf(c->dev, loss, (size_t)n);
+    int32_t *glab = dput(c->dev, lab, sizeof(int32_t) * (size_t)n);
+    double *gout = c->dev->alloc(c->dev, 2 * sizeof(double), "xent stats"), got[2];
+    c->dev->xent_stats(c->dev, gp, gl, glab, n, k, gout);
+    c->dev->sync(c->dev);
+    c->dev->download(c->dev, got, gout, sizeof got);
+    float gs[1] = {(float)got[0]}, ws[1] = {(float)want_sum};
+    char what[128]; /* + " (err ...)" fits op_ctx.worst_what */
+    snprintf(what, sizeof what, "xent[%d] n=%d classes=%d: xent_stats loss sum", ci, n, k);
+    op_check(c, what, gs, ws, 1, 1e-6);
+    int32_t gr[1] = {(int32_t)got[1]}, wr[1] = {want_right};
+    snprintf(what, sizeof what, "xent[%d] n=%d classes=%d: xent_stats correct count (%d)", ci, n,
+             k, want_right);
+    op_check_int(c, what, gr, wr, 1);
+    dfree(c->dev, gp), dfree(c->dev, gl), dfree(c->dev, glab), dfree(c->dev, gout);
+    free(p);
+}
+
 static void family_xent(op_ctx *c)
 {
     for (int ci = 0; ci < op_n_xent_cases; ci++) {
@@ -1063,6 +1123,7 @@ static void family_xent(op_ctx *c)
         snprintf(what, sizeof what, "xent[%d] n=%d classes=%d scale=%g: dlogits", ci, n, k,
                  (double)xc->scale);
         check2(c, what, gdz, rdz, wdz, nz, TOL_ELEM * 4);
+        xent_stats_check(c, wp, wl, lab, n, k, ci);
         free(z), free(lab), free(wp), free(wl), free(wdz), free(gp), free(gl), free(gdz);
         free(rp), free(rl), free(rdz);
     }

@@ -40,7 +40,19 @@
  * output stays a few roundoffs: -s 100 (1e-3) for tf32, -s 1000 (1e-2) for
  * bf16.  A wrong index or a dropped term still gives errors of 1e-1 .. 1.
  *
- * usage: test_cuda_ops [-v] [-g GPU] [-s TOL_SCALE] [-p fp32|tf32|bf16] [FAMILY | net]
+ * cuDNN convolutions (-c cudnn, tests/cuda.cmake runs the conv family and
+ * the whole-network step so, in fp32 and tf32, when the build has cuDNN):
+ * the same cases and tolerances as the GEMM path, against the same naive
+ * and CPU references; the resnet20 determinism check then covers cuDNN's
+ * algorithm choice (deterministic algorithms only).
+ *
+ * -p auto (DL_CUDA_TF32_CONV, the launcher's default on CUDA): the conv
+ * family runs at the tf32 scale, and the gemm family at the fp32 scale 2,
+ * which a TF32 GEMM (error ~1e-3) fails: proof that fully connected layers
+ * stay strict fp32 while convolutions use TF32.
+ *
+ * usage: test_cuda_ops [-v] [-g GPU] [-s TOL_SCALE] [-p fp32|tf32|bf16|auto] [-c gemm|cudnn]
+ *                      [FAMILY | net]
  *   (FAMILY: elementwise, bias, gemm, conv, maxpool, avgpool, bn, xent, sgd) */
 #include <math.h>
 #include <stdio.h>
@@ -234,7 +246,7 @@ int main(int argc, char **argv)
 {
     op_ctx c = {.tol_scale = TOL_SCALE, .seed = 20240611};
     int gpu_index = 0;
-    const char *filter = NULL, *precision = "fp32";
+    const char *filter = NULL, *precision = "fp32", *conv = "gemm";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-v") == 0)
             c.verbose = 1;
@@ -244,9 +256,11 @@ int main(int argc, char **argv)
             c.tol_scale = atof(argv[++i]);
         else if (strcmp(argv[i], "-p") == 0 && i + 1 < argc)
             precision = argv[++i];
+        else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+            conv = argv[++i];
         else if (argv[i][0] == '-') {
-            fprintf(stderr, "usage: test_cuda_ops [-v] [-g GPU] [-s TOL_SCALE] [-p fp32|tf32|bf16] "
-                            "[FAMILY | net]\n");
+            fprintf(stderr, "usage: test_cuda_ops [-v] [-g GPU] [-s TOL_SCALE] [-p fp32|tf32|bf16|auto] "
+                            "[-c gemm|cudnn] [FAMILY | net]\n");
             return 2;
         } else
             filter = argv[i];
@@ -268,6 +282,7 @@ int main(int argc, char **argv)
     }
     dl_cuda_precision prec = strcmp(precision, "tf32") == 0   ? DL_CUDA_TF32
                              : strcmp(precision, "bf16") == 0 ? DL_CUDA_BF16
+                             : strcmp(precision, "auto") == 0 ? DL_CUDA_TF32_CONV
                                                               : DL_CUDA_FP32;
     if ((prec == DL_CUDA_FP32 && strcmp(precision, "fp32") != 0) ||
         dl_device_cuda_set_precision(gpu, prec) != DL_OK) {
@@ -275,9 +290,16 @@ int main(int argc, char **argv)
         dl_device_cuda_destroy(gpu);
         return 1;
     }
+    dl_cuda_conv conv_kind = strcmp(conv, "cudnn") == 0 ? DL_CUDA_CONV_CUDNN : DL_CUDA_CONV_GEMM;
+    if ((conv_kind == DL_CUDA_CONV_GEMM && strcmp(conv, "gemm") != 0) ||
+        dl_device_cuda_set_conv(gpu, conv_kind) != DL_OK) {
+        printf("FAIL: convolutions by '%s': %s\n", conv, dl_error_message());
+        dl_device_cuda_destroy(gpu);
+        return 1;
+    }
     dl_device *cpu = dl_device_cpu(2);
-    printf("device under test: %s, GEMMs in %s; reference: %s; tolerance scale %g\n", gpu->name,
-           precision, cpu->name, c.tol_scale);
+    printf("device under test: %s, GEMMs in %s, convolutions by %s; reference: %s; tolerance "
+           "scale %g\n", gpu->name, precision, conv, cpu->name, c.tol_scale);
     c.dev = gpu;
     c.ref = cpu;
 

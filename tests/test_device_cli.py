@@ -54,12 +54,16 @@ with tempfile.TemporaryDirectory() as tmp:
     expect_refusal(["train", "--gpus", "0,,1"] + SYN + out_dir, r"--gpus '0,,1' is not a list", 2)
     expect_refusal(["train", "--gpus", "x"] + SYN + out_dir, r"--gpus 'x' is not a list", 2)
     expect_refusal(["bench", "train", "--device", "tpu"], r"unknown --device 'tpu'", 2)
+    expect_refusal(["train", "--conv", "winograd"] + SYN + out_dir, r"unknown --conv 'winograd'", 2)
+    expect_refusal(["bench", "train", "--conv", "x"], r"unknown --conv 'x'", 2)
     # combinations the CPU cannot serve
     for cmd in (["train"] + SYN + out_dir, ["bench", "train", "--steps", "1"]):
         expect_refusal(cmd + ["--device", "cpu", "--precision", "tf32"],
                        r"--precision tf32 needs --device cuda", 2)
         expect_refusal(cmd + ["--device", "cpu", "--gpus", "0"], r"--gpus '0' given, but the "
                        r"device is the CPU", 2)
+        expect_refusal(cmd + ["--device", "cpu", "--conv", "cudnn"],
+                       r"--conv cudnn needs --device cuda", 2)
     expect_refusal(["train", "--device", "cpu", "--comm", "nccl"] + SYN + out_dir,
                    r"--comm nccl needs --device cuda", 2)
     expect_refusal(["train", "--device", "cpu", "--precision", "bf16"] + SYN + out_dir,
@@ -86,6 +90,16 @@ with tempfile.TemporaryDirectory() as tmp:
                        r"--gpus lists GPU 999, but this node has \d+ GPU", 2)
         expect_refusal(["bench", "train", "--device", "cuda", "--gpus", "999"],
                        r"--gpus lists GPU 999, but this node has \d+ GPU", 2)
+        # --conv: the summary says which convolution path runs, and why when auto chose GEMMs
+        for conv, pattern in (("gemm", r", conv gemm$"),
+                              ("auto", r", conv (cudnn \d+\.\d+\.\d+|gemm \(auto: .+\))$")):
+            rc, out, err = run(["bench", "train", "--device", "cuda", "--conv", conv, "--steps",
+                                "1", "--warmup", "0", "--repeats", "1", "--batch", "8"])
+            m = re.search(r"^\s*device (.*)$", out, re.M)
+            ok = rc == 0 and m and re.search(pattern, m.group(1))
+            print("ok  " if ok else "FAIL", f"bench train --conv {conv}:", m.group(1) if m else rc)
+            if not ok:
+                failures.append((["bench", "train", "--conv", conv], rc, out + err))
 
     mpiexec = shutil.which("mpiexec")
     rc, version, _ = run(["--version"])

@@ -8,7 +8,8 @@
   2. --comm nccl with one rank: the gradients go through NCCL (streams,
      events, ncclAvg over one rank, the watchdog) and every loss must be
      bit-identical to the run without it.
-  3. --precision tf32 / bf16: losses finite and within 5% (tf32) or 10%
+  1b. the same with --conv gemm (1. runs --conv auto: cuDNN where built).
+  3. --precision auto / tf32 / bf16: losses finite and within 5% (auto, tf32) or 10%
      (bf16) of fp32 at every step.  Small learning rate (0.005): on random
      synthetic data a larger one makes the first steps jump, which magnifies
      rounding differences.  These limits are estimates, not yet tried on a GPU.
@@ -92,12 +93,20 @@ if not ok:
 
 for model, data in CASES:
     cpu, e1 = train(f"{model}-cpu", model, data, ["--device", "cpu", "--threads", "2"])
-    gpu, e2 = train(f"{model}-cuda", model, data, ["--device", "cuda"])
+    gpu, e2 = train(f"{model}-cuda", model, data, ["--device", "cuda", "--precision", "fp32"])
     if cpu is None or gpu is None:
         failures.append(f"{model}: cpu: {e1 if cpu is None else 'ok'}; cuda: {e2 if gpu is None else 'ok'}")
         continue
     compare(f"{model} cuda fp32 vs cpu", gpu, cpu, 1e-3)
-    nccl, e3 = train(f"{model}-nccl", model, data, ["--device", "cuda", "--comm", "nccl"])
+    # the other convolution path (--conv auto above: cuDNN where the build has it)
+    gemm, e2g = train(f"{model}-cuda-gemm", model, data, ["--device", "cuda", "--precision",
+                                                          "fp32", "--conv", "gemm"])
+    if gemm is None:
+        failures.append(f"{model} --conv gemm: {e2g}")
+    else:
+        compare(f"{model} cuda fp32 --conv gemm vs cpu", gemm, cpu, 1e-3)
+    nccl, e3 = train(f"{model}-nccl", model, data, ["--device", "cuda", "--precision", "fp32",
+                                                    "--comm", "nccl"])
     if nccl is None:
         failures.append(f"{model} --comm nccl (one rank): {e3}")
     else:
@@ -108,12 +117,12 @@ for model, data in CASES:
             failures.append(f"{model} nccl: {nccl} vs {gpu}")
         if "comm nccl" not in e3:
             failures.append(f"{model} nccl: the summary does not name the nccl backend")
-    for prec in ("tf32", "bf16"):
+    for prec in ("auto", "tf32", "bf16"):
         low, e4 = train(f"{model}-{prec}", model, data, ["--device", "cuda", "--precision", prec])
         if low is None:
             failures.append(f"{model} {prec}: {e4}")
         else:
-            compare(f"{model} cuda {prec} vs fp32", low, gpu, 0.05 if prec == "tf32" else 0.1)
+            compare(f"{model} cuda {prec} vs fp32", low, gpu, 0.1 if prec == "bf16" else 0.05)
 
 # the NCCL all-reduce itself, on GPU buffers, checked element by element
 for backend in ("nccl", "local"):
@@ -132,8 +141,8 @@ if MPIEXEC:
         os.environ.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
         model, data = CASES[1]
         cpu2, e5 = train("mpi-cpu", model, data, ["--device", "cpu", "--threads", "1"], env_launch)
-        gpu2, e6 = train("mpi-cuda", model, data, ["--device", "cuda", "--comm", "mpi", "--gpus",
-                                                   "0,0"], env_launch)
+        gpu2, e6 = train("mpi-cuda", model, data, ["--device", "cuda", "--precision", "fp32",
+                                                   "--comm", "mpi", "--gpus", "0,0"], env_launch)
         if cpu2 is None or gpu2 is None:
             failures.append(f"mpi 2 ranks: cpu {e5 if cpu2 is None else 'ok'}; "
                             f"cuda {e6 if gpu2 is None else 'ok'}")
