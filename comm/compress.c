@@ -73,8 +73,10 @@ static size_t work_floats(const dl_compressor *c, size_t n)
     return m * k + m * (size_t)c->spec.rank; /* M, then P */
 }
 
-static dl_status check_powersgd_rank(const dl_compressor *c)
+dl_status dl_compressor_check_rank(const dl_compressor *c)
 {
+    if (c->spec.kind != DL_COMPRESS_POWERSGD)
+        return DL_OK;
     size_t largest = 0;
     for (int i = 0; i < c->n_buckets; i++) {
         if (!dl_powersgd_plain(c->bucket_n[i], c->spec.rank))
@@ -165,13 +167,10 @@ dl_status dl_compressor_init(dl_compressor *c, dl_compress_spec spec, size_t n,
     }
     memcpy(c->bucket_lo, bucket_lo, nb * sizeof *bucket_lo);
     memcpy(c->bucket_n, bucket_n, nb * sizeof *bucket_n);
-    dl_status st = spec.kind == DL_COMPRESS_POWERSGD ? check_powersgd_rank(c) : DL_OK;
-    if (st == DL_OK) {
-        c->n_state = layout_q(c);
-        c->n_shared = c->n_state - n;
-        c->state = dl_alloc_zero((c->n_state + 1) * sizeof *c->state, "error-feedback residual");
-        st = c->state ? alloc_buffers(c, world) : DL_ERR_OOM;
-    }
+    c->n_state = layout_q(c);
+    c->n_shared = c->n_state - n;
+    c->state = dl_alloc_zero((c->n_state + 1) * sizeof *c->state, "error-feedback residual");
+    dl_status st = c->state ? alloc_buffers(c, world) : DL_ERR_OOM;
     if (st != DL_OK) {
         dl_compressor_free(c);
         return st;

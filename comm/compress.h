@@ -112,12 +112,14 @@ typedef struct dl_compressor {
 } dl_compressor;
 
 /* Sets up state for `world` ranks over buckets [lo[i], lo[i] + n[i]) of n
- * floats; PowerSGD's Q starts from `seed`.  Fails (DL_ERR_ARG) when the
- * PowerSGD rank is so large that no bucket would be compressed. */
+ * floats; PowerSGD's Q starts from `seed`. */
 dl_status dl_compressor_init(dl_compressor *c, dl_compress_spec spec, size_t n,
                              const size_t *bucket_lo, const size_t *bucket_n, int n_buckets,
                              int world, uint64_t seed);
 void dl_compressor_free(dl_compressor *c);
+/* DL_ERR_ARG with a message when the PowerSGD rank is so large that no
+ * bucket would shrink (every bucket would go as plain floats). */
+dl_status dl_compressor_check_rank(const dl_compressor *c);
 /* Adds the residual to bucket i (x, host memory), compresses it and starts
  * the exchange on comm slot i. */
 dl_status dl_compressor_start(dl_compressor *c, dl_comm *comm, float *x, int i);

@@ -63,7 +63,7 @@ dl_status dl_train_compress_setup(dl_train_compress *tc, dl_buckets *b, dl_ctx *
     dl_status st = dl_compressor_init(&tc->comp, tc->spec, b->n_params, lo, n, b->count,
                                       ctx->world, seed);
     free(lo), free(n);
-    if (st != DL_OK)
+    if (st != DL_OK || (st = dl_compressor_check_rank(&tc->comp)) != DL_OK)
         return st;
     b->compress = &tc->comp;
     size_t want = (size_t)ctx->world * tc->comp.n + tc->comp.n_shared;
