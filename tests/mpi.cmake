@@ -21,3 +21,12 @@ foreach(np 2 4)
   set_tests_properties(mpi_compress_np${np} PROPERTIES LABELS "cpu;mpi" TIMEOUT 120 RUN_SERIAL ON
                        ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
 endforeach()
+
+# --compress on the command line: bad input, exact resume with residuals on
+# 1 and 2 ranks, a mismatched --compress, the wire-bytes report.
+foreach(case bad_input resume mismatch report)
+  add_test(NAME compress_${case}
+           COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_compress_cli.py ${MPIEXEC_EXECUTABLE}
+                   ${DLTRAIN_BIN} ${case})
+  set_tests_properties(compress_${case} PROPERTIES LABELS "cpu;mpi" TIMEOUT 900 RUN_SERIAL ON)
+endforeach()
