@@ -231,6 +231,17 @@ static void check_powersgd_algebra(void)
     dl_powersgd_shape(1024, &m, &k);
     EXPECT(m == 32 && k == 32, "shape of 1024 is %zu x %zu", m, k);
     EXPECT(dl_powersgd_plain(16, 4) && !dl_powersgd_plain(4096, 4), "plain-bucket rule");
+    /* buckets of 40 values: 7 x 6 matrices; rank-4 factors (52 floats) would not shrink them */
+    size_t lo[2] = {0, 40}, n[2] = {40, 40};
+    dl_compressor c;
+    EXPECT(dl_compressor_init(&c, (dl_compress_spec){DL_COMPRESS_POWERSGD, 4}, 80, lo, n, 2, 1, 1)
+           == DL_OK, "init");
+    EXPECT(dl_compressor_check_rank(&c) == DL_ERR_ARG && strstr(dl_error_message(), "lower rank"),
+           "powersgd:4 on 40-value buckets accepted (%s)", dl_error_message());
+    dl_compressor_free(&c);
+    EXPECT(dl_compressor_init(&c, (dl_compress_spec){DL_COMPRESS_POWERSGD, 2}, 80, lo, n, 2, 1, 1)
+           == DL_OK && dl_compressor_check_rank(&c) == DL_OK, "powersgd:2 on 40-value buckets");
+    dl_compressor_free(&c);
 }
 
 static void check_wire_model(void)
