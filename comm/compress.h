@@ -87,6 +87,10 @@ void dl_powersgd_outer(const float *p, const float *q, float *out, size_t m, siz
  * 0 on one rank.  For `dltrain predict --compress`. */
 double dl_compress_wire_bytes(dl_compress_spec s, int world, const size_t *bucket_sizes,
                               int n_buckets);
+/* The same for n_params gradients cut as dl_buckets_init cuts them (buckets
+ * of bucket_floats, the last one shorter); what `predict --compress` needs. */
+double dl_compress_wire_bytes_params(dl_compress_spec s, int world, size_t n_params,
+                                     size_t bucket_floats);
 /* Bytes a rank contributes per step (its encoded buckets, or P and Q), and
  * the compression ratio: fp32 gradient bytes over that. */
 double dl_compress_payload_bytes(dl_compress_spec s, const size_t *bucket_sizes, int n_buckets);

@@ -291,3 +291,13 @@ double dl_compress_ratio(dl_compress_spec s, const size_t *bucket_sizes, int n_b
         fp32 += 4.0 * (double)bucket_sizes[i];
     return payload > 0.0 ? fp32 / payload : 1.0;
 }
+
+double dl_compress_wire_bytes_params(dl_compress_spec s, int world, size_t n_params,
+                                     size_t bucket_floats)
+{
+    if (bucket_floats == 0 || n_params == 0)
+        return 0.0;
+    size_t full = n_params / bucket_floats, rest = n_params % bucket_floats;
+    double bytes = (double)full * dl_compress_wire_bytes(s, world, &bucket_floats, 1);
+    return rest ? bytes + dl_compress_wire_bytes(s, world, &rest, 1) : bytes;
+}

@@ -255,6 +255,9 @@ static void check_wire_model(void)
     EXPECT(dl_compress_wire_bytes(psgd, 2, one, 1) == 1.0 * 4 * (32 + 32) * 2, "powersgd");
     EXPECT(dl_compress_wire_bytes(int8, 1, one, 1) == 0.0, "one rank sends nothing");
     EXPECT(fabs(dl_compress_ratio(onebit, one, 1) - 4096.0 / 160.0) < 1e-12, "onebit ratio");
+    size_t three[3] = {1024, 1024, 10};
+    EXPECT(dl_compress_wire_bytes_params(int8, 4, 2058, 1024) ==
+           dl_compress_wire_bytes(int8, 4, three, 3), "wire bytes from the parameter count");
     size_t two[2] = {1024, 10}; /* the small bucket goes as plain floats */
     EXPECT(dl_compress_payload_bytes(psgd, two, 2) == 4.0 * 64 * 2 + 40, "powersgd plain bucket");
 }
