@@ -29,7 +29,10 @@ extern "C" {
     } while (0)
 
 static size_t n_blocks(size_t n) { return (n + BLOCK - 1) / BLOCK; }
-static unsigned grid_of(size_t n, unsigned threads) { return (unsigned)((n + threads - 1) / threads); }
+static unsigned grid_of(size_t n, unsigned threads)
+{
+    return (unsigned)((n + threads - 1) / threads);
+}
 
 __device__ static uint16_t half_bits(float x)
 {

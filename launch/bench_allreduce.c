@@ -120,7 +120,8 @@ static int write_json(FILE *f, const dl_comm *c, const ar_opts *o, const dl_swee
                "\"memory\":\"%s\","
                "\"iters\":%d,\"warmup\":%d,\"min_bytes\":%ld,\"max_bytes\":%ld,\"factor\":%.6g,"
                "\"time\":\"slowest rank's median\",\"bus_factor\":%.17g,\"env\":",
-            c->name, c->world, c->local_size, o->compress, on_gpu ? "device" : "host", o->iters, o->warmup,
+            c->name, c->world, c->local_size, o->compress, on_gpu ? "device" : "host", o->iters,
+            o->warmup,
             o->min_bytes, o->max_bytes, o->factor, dl_sweep_bus_factor(c->world));
     dl_run_env_json(f);
     fprintf(f, ",\"nccl\":");

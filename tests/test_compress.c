@@ -33,7 +33,9 @@ static int failures;
 
 enum { N = 1000 }; /* not a multiple of the block: a partial last block */
 
-typedef enum { IN_RANDOM, IN_ZEROS, IN_EQUAL, IN_EXTREME, IN_DENORMAL, IN_WIDE, IN_COUNT } input_kind;
+typedef enum {
+    IN_RANDOM, IN_ZEROS, IN_EQUAL, IN_EXTREME, IN_DENORMAL, IN_WIDE, IN_COUNT
+} input_kind;
 static const char *const input_names[] = {"random", "zeros", "all-equal", "extremes",
                                           "denormals", "wide range"};
 
@@ -47,7 +49,9 @@ static void make_input(input_kind k, float *x, size_t n, uint64_t seed)
         case IN_RANDOM: x[i] = (float)(0.01 * g); break;
         case IN_ZEROS: x[i] = 0.0f; break;
         case IN_EQUAL: x[i] = -0.37f; break;
-        case IN_EXTREME: x[i] = (i % 3 == 0 ? FLT_MAX : i % 3 == 1 ? -FLT_MAX : 1e30f * (float)g); break;
+        case IN_EXTREME:
+            x[i] = i % 3 == 0 ? FLT_MAX : i % 3 == 1 ? -FLT_MAX : 1e30f * (float)g;
+            break;
         case IN_DENORMAL: x[i] = (float)g * 1e-40f; break; /* below FLT_MIN */
         default: x[i] = (float)(g * pow(10.0, (double)(i % 60) - 30.0)); break;
         }
@@ -146,7 +150,8 @@ static void check_block_codecs(void)
     dl_codec_encode(DL_COMPRESS_ONEBIT, x, N, enc);
     dl_codec_decode(DL_COMPRESS_ONEBIT, enc, N, y);
     EXPECT(y[0] == x[0] && y[N - 1] == x[N - 1], "onebit does not keep all-equal values");
-    EXPECT(dl_codec_bytes(DL_COMPRESS_INT8, 512) == 520 && dl_codec_bytes(DL_COMPRESS_ONEBIT, 512) == 80 &&
+    EXPECT(dl_codec_bytes(DL_COMPRESS_INT8, 512) == 520 &&
+           dl_codec_bytes(DL_COMPRESS_ONEBIT, 512) == 80 &&
            dl_codec_bytes(DL_COMPRESS_FP16, 3) == 8, "encoded sizes are not as documented");
 }
 
@@ -184,7 +189,8 @@ static void check_error_feedback(dl_compress_spec spec, input_kind k)
     for (size_t i = 0; i < LEN; i++) {
         /* float rounding of g + residual and of residual - decoded: a few
          * ulps per step of the values involved */
-        double scale = sum_abs[i] + sum_abs_applied[i] + fabs(c.state[i]) + 4.0 * STEPS * FLT_TRUE_MIN;
+        double scale = sum_abs[i] + sum_abs_applied[i] + fabs(c.state[i]) +
+                       4.0 * STEPS * FLT_TRUE_MIN;
         double err = fabs(sum_applied[i] + c.state[i] - sum_g[i]);
         worst = fmax(worst, err / scale);
         bad += !(err <= 1e-5 * scale);
