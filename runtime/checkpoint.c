@@ -175,8 +175,8 @@ static dl_status check_header(const char *path, const ckpt_header *h, const char
         return dl_fail(DL_ERR_FORMAT, "%s is not a dltrain checkpoint (bad magic)", path);
     if ((h->version != CKPT_VERSION && h->version != CKPT_VERSION_EXTRA) ||
         h->header_bytes != sizeof *h)
-        return dl_fail(DL_ERR_FORMAT, "%s: checkpoint version %u not supported (expected %d)",
-                       path, h->version, CKPT_VERSION);
+        return dl_fail(DL_ERR_FORMAT, "%s: checkpoint version %u not supported (expected %d "
+                       "or %d)", path, h->version, CKPT_VERSION, CKPT_VERSION_EXTRA);
     if (h->header_crc != header_crc(*h))
         return dl_fail(DL_ERR_FORMAT, "%s: checkpoint header is corrupt (checksum mismatch)", path);
     if (strncmp(h->model, model, sizeof h->model) != 0)
