@@ -45,7 +45,9 @@ static void start_next(dl_buckets *b)
     b->start_at[i] = dl_now();
     if (i == 0)
         b->first_start = b->start_at[i];
-    dl_status st = b->comm->allreduce_avg_start(b->comm, b->grads + lo, b->end[i] - lo, i);
+    dl_status st = b->compress
+                       ? dl_compressor_start(b->compress, b->comm, b->grads + lo, i)
+                       : b->comm->allreduce_avg_start(b->comm, b->grads + lo, b->end[i] - lo, i);
     if (st != DL_OK && b->status == DL_OK)
         b->status = st;
 }
@@ -65,7 +67,10 @@ dl_status dl_buckets_finish(dl_buckets *b, double *last_done)
     *last_done = b->first_start;
     for (int i = 0; i < b->count; i++) {
         double done;
-        dl_status w = b->comm->allreduce_wait(b->comm, i, &done);
+        size_t lo = i ? b->end[i - 1] : 0;
+        dl_status w = b->compress
+                          ? dl_compressor_wait(b->compress, b->comm, b->grads + lo, i, &done)
+                          : b->comm->allreduce_wait(b->comm, i, &done);
         if (st == DL_OK)
             st = w;
         b->done_at[i] = done;
@@ -82,6 +87,14 @@ void dl_buckets_free(dl_buckets *b)
     free(b->done_at);
     b->end = NULL;
     b->start_at = b->done_at = NULL;
+}
+
+void dl_buckets_layout(const dl_buckets *b, size_t *lo, size_t *n)
+{
+    for (int i = 0; i < b->count; i++) {
+        lo[i] = i ? b->end[i - 1] : 0;
+        n[i] = b->end[i] - lo[i];
+    }
 }
 
 double dl_buckets_default_mb(size_t n_params)

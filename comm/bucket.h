@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "comm.h"
+#include "compress.h"
 
 typedef struct dl_buckets {
     dl_comm *comm;
@@ -23,6 +24,7 @@ typedef struct dl_buckets {
     int started;        /* buckets handed to comm this step */
     double first_start; /* when the first bucket of this step started */
     dl_status status;   /* first failure of a start in this step */
+    dl_compressor *compress; /* NULL: plain float all-reduce; else compressed (compress.h) */
 } dl_buckets;
 
 /* Bucket boundaries fall on multiples of this many floats (256 bytes): NCCL
@@ -41,6 +43,8 @@ void dl_buckets_ready(void *buckets, size_t ready);
 /* Starts what is left and waits for all; *last_done is when the last one finished. */
 dl_status dl_buckets_finish(dl_buckets *b, double *last_done);
 void dl_buckets_free(dl_buckets *b);
+/* Buckets i's offset and length, for dl_compressor_init (arrays of b->count). */
+void dl_buckets_layout(const dl_buckets *b, size_t *lo, size_t *n);
 
 /* The default bucket size for n_params gradients, in MiB: an eighth of them,
  * at least 0.25 and at most 25 MiB.  With one bucket nothing can overlap

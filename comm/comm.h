@@ -27,6 +27,12 @@ struct dl_comm {
      * wait stores when the reduction finished (dl_now() clock) in *done_at if not NULL. */
     dl_status (*allreduce_avg_start)(dl_comm *c, float *x, size_t n, int slot);
     dl_status (*allreduce_wait)(dl_comm *c, int slot, double *done_at);
+    /* recv[r * bytes, (r + 1) * bytes) = rank r's send[0, bytes), for every
+     * rank r; finished by allreduce_wait(slot).  Compressed gradients travel
+     * this way (compress.h): they cannot be summed on the wire.  NULL where
+     * a backend has none yet. */
+    dl_status (*allgather_start)(dl_comm *c, const void *send, void *recv, size_t bytes,
+                                 int slot);
     dl_status (*barrier)(dl_comm *c);
     /* ends the whole job from one rank, after printing why (a rank-local failure) */
     void (*abort)(dl_comm *c, int code);

@@ -33,13 +33,14 @@
 #define ROLL_CALL_SECONDS 5.0
 
 /* OP_SPLIT and OP_RELEASE run at once on the thread (MPI has no non-blocking split). */
-typedef enum { OP_AVG, OP_SUM_F64, OP_BCAST, OP_BARRIER, OP_SPLIT, OP_RELEASE } op_kind;
+typedef enum { OP_AVG, OP_GATHER, OP_SUM_F64, OP_BCAST, OP_BARRIER, OP_SPLIT, OP_RELEASE } op_kind;
 typedef enum { OP_FREE, OP_QUEUED, OP_RUNNING, OP_DONE } op_state;
 
 typedef struct mpi_op {
     op_kind kind;
     op_state state;
     void *buf;
+    const void *send; /* OP_GATHER: this rank's part (buf receives every rank's) */
     size_t n;
     int root;
     MPI_Request req;
@@ -155,7 +156,8 @@ static void roll_call(mpi_impl *m, int rank, int world, char *missing, size_t si
 
 static const char *op_name(op_kind k)
 {
-    return k == OP_AVG ? "gradient all-reduce" : k == OP_SUM_F64 ? "metrics all-reduce"
+    return k == OP_AVG ? "gradient all-reduce" : k == OP_GATHER ? "compressed gradient all-gather"
+         : k == OP_SUM_F64 ? "metrics all-reduce"
          : k == OP_BCAST ? "broadcast" : k == OP_BARRIER ? "barrier"
          : k == OP_SPLIT ? "split" : "group release";
 }
@@ -243,6 +245,9 @@ static int issue(mpi_impl *m, mpi_op *op)
     case OP_AVG:
         return MPI_Iallreduce(MPI_IN_PLACE, op->buf, (int)op->n, MPI_FLOAT, MPI_SUM, m->world,
                               &op->req);
+    case OP_GATHER:
+        return MPI_Iallgather(op->send, (int)op->n, MPI_BYTE, op->buf, (int)op->n, MPI_BYTE,
+                              m->world, &op->req);
     case OP_SUM_F64:
         return MPI_Iallreduce(MPI_IN_PLACE, op->buf, (int)op->n, MPI_DOUBLE, MPI_SUM, m->world,
                               &op->req);
@@ -394,7 +399,8 @@ static void *comm_thread(void *arg)
 
 /* ---- the interface -------------------------------------------------------- */
 
-static dl_status enqueue(dl_comm *c, int slot, op_kind kind, void *buf, size_t n, int root)
+static dl_status enqueue_op(dl_comm *c, int slot, op_kind kind, void *buf, const void *send,
+                           size_t n, int root)
 {
     mpi_impl *m = c->impl;
     mpi_engine *e = m->eng;
@@ -409,13 +415,18 @@ static dl_status enqueue(dl_comm *c, int slot, op_kind kind, void *buf, size_t n
         pthread_mutex_unlock(&e->mu);
         return dl_fail(DL_ERR_ARG, "communication slot %d is still busy", slot);
     }
-    *op = (mpi_op){.kind = kind, .state = OP_QUEUED, .buf = buf, .n = n, .root = root,
-                   .status = DL_OK};
+    *op = (mpi_op){.kind = kind, .state = OP_QUEUED, .buf = buf, .send = send, .n = n,
+                   .root = root, .status = DL_OK};
     m->queue[m->q_tail] = slot;
     m->q_tail = (m->q_tail + 1) % (DL_COMM_SLOTS + 1);
     pthread_cond_broadcast(&e->cv);
     pthread_mutex_unlock(&e->mu);
     return DL_OK;
+}
+
+static dl_status enqueue(dl_comm *c, int slot, op_kind kind, void *buf, size_t n, int root)
+{
+    return enqueue_op(c, slot, kind, buf, NULL, n, root);
 }
 
 static dl_status wait_slot(dl_comm *c, int slot, double *done_at)
@@ -469,6 +480,14 @@ static dl_status mpi_avg_start(dl_comm *c, float *x, size_t n, int slot)
     if (slot >= DL_COMM_SLOTS)
         return dl_fail(DL_ERR_ARG, "all-reduce slot %d out of range", slot);
     return enqueue(c, slot, OP_AVG, x, n, 0);
+}
+
+static dl_status mpi_allgather_start(dl_comm *c, const void *send, void *recv, size_t bytes,
+                                     int slot)
+{
+    if (slot >= DL_COMM_SLOTS)
+        return dl_fail(DL_ERR_ARG, "all-gather slot %d out of range", slot);
+    return enqueue_op(c, slot, OP_GATHER, recv, send, bytes, 0);
 }
 
 static dl_status mpi_barrier(dl_comm *c) { return run_sync(c, OP_BARRIER, NULL, 0, 0); }
@@ -541,7 +560,8 @@ static dl_comm comm_template(const char *name, mpi_impl *m)
 {
     return (dl_comm){.name = name, .impl = m, .timeout_s = 60.0, .broadcast = mpi_broadcast,
                      .allreduce_sum_f64 = mpi_sum_f64, .allreduce_avg_start = mpi_avg_start,
-                     .allreduce_wait = wait_slot, .barrier = mpi_barrier, .abort = mpi_abort,
+                     .allreduce_wait = wait_slot, .allgather_start = mpi_allgather_start,
+                     .barrier = mpi_barrier, .abort = mpi_abort,
                      .split = mpi_split, .free = mpi_free};
 }
 

@@ -34,12 +34,17 @@ typedef struct sweep_mem {
     dl_device *dev; /* NULL: host memory */
     float *host;    /* [max_count] */
     float *reduced; /* == host, or the device buffer */
+    dl_compressor *comp; /* NULL: float average */
 } sweep_mem;
 
 /* One complete all-reduce: with a GPU buffer, wait only orders the device's
  * stream, so the clock stops after a device sync. */
 static dl_status avg_once(dl_comm *c, const sweep_mem *m, size_t count)
 {
+    if (m->comp) {
+        dl_status st = dl_compressor_start(m->comp, c, m->reduced, 0);
+        return st == DL_OK ? dl_compressor_wait(m->comp, c, m->reduced, 0, NULL) : st;
+    }
     dl_status st = c->allreduce_avg_start(c, m->reduced, count, 0);
     if (st == DL_OK)
         st = c->allreduce_wait(c, 0, NULL);
@@ -70,8 +75,59 @@ static dl_status time_size(dl_comm *c, const dl_sweep_opts *o, const sweep_mem *
     return DL_OK;
 }
 
+/* want[i] = the mean in rank order of every rank's pattern encoded and
+ * decoded: what a compressed average with zero residuals must return. */
+static dl_status replay_codec(dl_comm *c, dl_compress_kind kind, size_t count, float *want)
+{
+    float *x = dl_alloc(sizeof(float) * (2 * count + 1), "compression check");
+    unsigned char *enc = dl_alloc(dl_codec_bytes(kind, count) + 8, "compression check");
+    if (!x || !enc) {
+        free(x), free(enc);
+        return DL_ERR_OOM;
+    }
+    memset(want, 0, sizeof(float) * count);
+    for (int r = 0; r < c->world; r++) {
+        for (size_t i = 0; i < count; i++)
+            x[i] = pattern(i, r);
+        dl_codec_encode(kind, x, count, enc);
+        dl_codec_decode(kind, enc, count, x + count);
+        for (size_t i = 0; i < count; i++)
+            want[i] += x[count + i];
+    }
+    for (size_t i = 0; i < count; i++)
+        want[i] *= 1.0f / (float)c->world;
+    free(x), free(enc);
+    return DL_OK;
+}
+
+/* The compressed average of the pattern, residuals zero: equal to the
+ * replayed mean (element-wise codecs) or to rank 0's result (PowerSGD). */
+static dl_status check_compressed(dl_comm *c, const sweep_mem *m, size_t count, long *errors)
+{
+    float *buf = m->host, *want = dl_alloc(sizeof(float) * (count + 1), "compression check");
+    if (!want)
+        return DL_ERR_OOM;
+    memset(m->comp->state, 0, sizeof(float) * m->comp->n);
+    for (size_t i = 0; i < count; i++)
+        buf[i] = pattern(i, c->rank);
+    dl_status st = avg_once(c, m, count);
+    if (st == DL_OK && m->comp->spec.kind == DL_COMPRESS_POWERSGD) {
+        memcpy(want, buf, sizeof(float) * count);
+        st = c->broadcast(c, want, sizeof(float) * count, 0);
+    } else if (st == DL_OK) {
+        st = replay_codec(c, m->comp->spec.kind, count, want);
+    }
+    *errors = 0;
+    for (size_t i = 0; st == DL_OK && i < count; i++)
+        *errors += buf[i] != want[i];
+    free(want);
+    return st;
+}
+
 static dl_status check_size(dl_comm *c, const sweep_mem *m, size_t count, long *errors)
 {
+    if (m->comp)
+        return check_compressed(c, m, count, errors);
     float *buf = m->host;
     for (size_t i = 0; i < count; i++)
         buf[i] = pattern(i, c->rank);
@@ -90,16 +146,28 @@ static dl_status check_size(dl_comm *c, const sweep_mem *m, size_t count, long *
 }
 
 /* One message size; shared[0, world] is scratch for the ranks' results. */
-static dl_status run_size(dl_comm *c, const dl_sweep_opts *o, const sweep_mem *m, size_t count,
-                          double *times, double *shared, dl_sweep_point *p)
+static dl_status run_size(dl_comm *c, const dl_sweep_opts *o, const sweep_mem *mem,
+                          size_t count, double *times, double *shared, dl_sweep_point *p)
 {
     double median = 0;
     long errors = 0;
-    dl_status st = time_size(c, o, m, count, times, &median);
+    sweep_mem m1 = *mem, *m = &m1;
+    dl_compressor comp;
+    size_t lo = 0;
+    dl_status st = DL_OK;
+    if (o->compress.kind != DL_COMPRESS_NONE) {
+        st = dl_compressor_init(&comp, o->compress, count, &lo, &count, 1, c->world, 1);
+        m->comp = st == DL_OK ? &comp : NULL;
+    }
+    if (st == DL_OK)
+        st = time_size(c, o, m, count, times, &median);
     if (st == DL_OK)
         st = check_size(c, m, count, &errors);
+    if (m->comp)
+        dl_compressor_free(&comp);
     if (st != DL_OK)
         return st;
+    p->wire_bytes = dl_compress_wire_bytes(o->compress, c->world, &count, 1);
     /* shared[0, world): every rank's median; shared[world]: errors summed */
     memset(shared, 0, sizeof(double) * (size_t)(c->world + 1));
     shared[c->rank] = median;
@@ -128,7 +196,7 @@ dl_status dl_allreduce_sweep(dl_comm *c, const dl_sweep_opts *o, dl_sweep_point 
                        "4 <= min <= max, factor > 1 and at least one timed iteration");
     size_t max_count = (size_t)(o->max_bytes / 4);
     sweep_mem m = {o->dev, dl_alloc(sizeof(float) * max_count, "all-reduce buffer (reduce "
-                                    "--max-bytes)"), NULL};
+                                    "--max-bytes)"), NULL, NULL};
     m.reduced = !o->dev ? m.host
                         : o->dev->alloc(o->dev, sizeof(float) * max_count,
                                         "all-reduce GPU buffer (reduce --max-bytes)");

@@ -7,11 +7,14 @@
  *
  * time is the slowest rank's median over timed iterations, each started
  * after a barrier; a separate pass on exactly representable values checks
- * every element of the average. */
+ * every element of the average.  With compression the check compares each
+ * element with the mean of the ranks' decompressed values (replayed with
+ * the C codecs), or for PowerSGD with rank 0's result. */
 #ifndef DL_ALLREDUCE_SWEEP_H
 #define DL_ALLREDUCE_SWEEP_H
 
 #include "../comm/comm.h"
+#include "../comm/compress.h"
 #include "../runtime/device.h"
 
 typedef struct dl_sweep_opts {
@@ -19,6 +22,7 @@ typedef struct dl_sweep_opts {
     double factor;             /* next size = size x factor (> 1) */
     int iters, warmup;         /* timed and untimed iterations per size */
     dl_device *dev;            /* NULL: host memory; else the buffer lives on this device */
+    dl_compress_spec compress; /* none (zero): float average; else compressed, host memory only */
 } dl_sweep_opts;
 
 typedef struct dl_sweep_point {
@@ -27,6 +31,7 @@ typedef struct dl_sweep_point {
     double time_us_mean; /* the ranks' medians averaged */
     double algbw_gbs, busbw_gbs;
     long errors;         /* elements wrong, summed over ranks */
+    double wire_bytes;   /* sent per rank (ring model, compress.h) */
 } dl_sweep_point;
 
 /* Called on every rank after each size (rank 0 prints the row as it comes). */

@@ -40,7 +40,7 @@ typedef struct {
     long min_bytes, max_bytes;
     double factor, timeout_s;
     int iters, warmup;
-    char backend[16], json[512], report[512], device[16], gpus[256];
+    char backend[16], json[512], report[512], device[16], gpus[256], compress[24];
 } ar_opts;
 
 #define O(f) offsetof(ar_opts, f)
@@ -62,6 +62,9 @@ static const dl_option ar_options[] = {
      "where the buffer lives: cpu (default, host memory) or cuda (GPU memory)"},
     {"gpus", DL_OPT_STRING, O(gpus), S(gpus), "I,J,..", 0, 0,
      "--device cuda: GPU of each node-local rank (default: GPU i for local rank i)"},
+    {"compress", DL_OPT_STRING, O(compress), S(compress), "KIND", 0, 0,
+     "compressed average with error feedback: none (default), fp16, bf16, int8, onebit, "
+     "powersgd[:RANK]; host memory only (see docs/compression.md)"},
     {"timeout", DL_OPT_DOUBLE, O(timeout_s), 0, "S", 1, 1e6,
      "abort when one all-reduce makes no progress this long (default 60)"},
     {"json", DL_OPT_STRING, O(json), S(json), "FILE", 0, 0,
@@ -88,11 +91,15 @@ static void print_header(FILE *f, const dl_ctx *ctx, const ar_opts *o)
                "slowest rank's median\n", o->warmup, o->iters);
     fprintf(f, "  busbw = algbw x 2(n-1)/n = algbw x %.4g\n",
             c->world > 1 ? 2.0 * (c->world - 1) / c->world : 0.0);
+    if (strcmp(o->compress, "none") != 0)
+        fprintf(f, "  compressed with --compress %s and error feedback (compress start/wait): "
+                   "bytes and bandwidths count the float32 message; wire = bytes each rank sends "
+                   "(ring model)\n", o->compress);
     if (strcmp(c->name, "local") == 0)
         fprintf(f, "  (local backend: one rank, the all-reduce is the identity; times are the "
                    "call's overhead)\n");
-    fprintf(f, "\n  %12s %11s %11s %11s %11s %11s %7s\n", "bytes", "count", "time us", "mean us",
-            "algbw GB/s", "busbw GB/s", "errors");
+    fprintf(f, "\n  %12s %11s %11s %11s %11s %11s %7s %12s\n", "bytes", "count", "time us",
+            "mean us", "algbw GB/s", "busbw GB/s", "errors", "wire bytes");
 }
 
 static void print_row(void *user, const dl_sweep_point *r)
@@ -100,8 +107,8 @@ static void print_row(void *user, const dl_sweep_point *r)
     FILE *f = user;
     if (!f)
         return;
-    fprintf(f, "  %12.0f %11.0f %11.2f %11.2f %11.3f %11.3f %7ld\n", r->bytes, r->bytes / 4,
-            r->time_us, r->time_us_mean, r->algbw_gbs, r->busbw_gbs, r->errors);
+    fprintf(f, "  %12.0f %11.0f %11.2f %11.2f %11.3f %11.3f %7ld %12.0f\n", r->bytes, r->bytes / 4,
+            r->time_us, r->time_us_mean, r->algbw_gbs, r->busbw_gbs, r->errors, r->wire_bytes);
     fflush(f);
 }
 
@@ -109,10 +116,12 @@ static int write_json(FILE *f, const dl_comm *c, const ar_opts *o, const dl_swee
                       int n, long errors, int on_gpu)
 {
     fprintf(f, "{\"bench\":\"allreduce\",\"version\":1,\"backend\":\"%s\",\"world\":%d,"
-               "\"local_size\":%d,\"op\":\"avg\",\"dtype\":\"float32\",\"memory\":\"%s\","
+               "\"local_size\":%d,\"op\":\"avg\",\"dtype\":\"float32\",\"compress\":\"%s\","
+               "\"memory\":\"%s\","
                "\"iters\":%d,\"warmup\":%d,\"min_bytes\":%ld,\"max_bytes\":%ld,\"factor\":%.6g,"
                "\"time\":\"slowest rank's median\",\"bus_factor\":%.17g,\"env\":",
-            c->name, c->world, c->local_size, on_gpu ? "device" : "host", o->iters, o->warmup,
+            c->name, c->world, c->local_size, o->compress, on_gpu ? "device" : "host", o->iters,
+            o->warmup,
             o->min_bytes, o->max_bytes, o->factor, dl_sweep_bus_factor(c->world));
     dl_run_env_json(f);
     fprintf(f, ",\"nccl\":");
@@ -123,9 +132,9 @@ static int write_json(FILE *f, const dl_comm *c, const ar_opts *o, const dl_swee
     fprintf(f, ",\"results\":[");
     for (int i = 0; i < n; i++)
         fprintf(f, "%s{\"bytes\":%.0f,\"count\":%.0f,\"time_us\":%.6g,\"time_us_mean\":%.6g,"
-                   "\"algbw_gbps\":%.9g,\"busbw_gbps\":%.9g,\"errors\":%ld}",
+                   "\"algbw_gbps\":%.9g,\"busbw_gbps\":%.9g,\"errors\":%ld,\"wire_bytes\":%.0f}",
                 i ? "," : "", res[i].bytes, res[i].bytes / 4, res[i].time_us, res[i].time_us_mean,
-                res[i].algbw_gbs, res[i].busbw_gbs, res[i].errors);
+                res[i].algbw_gbs, res[i].busbw_gbs, res[i].errors, res[i].wire_bytes);
     fprintf(f, "],\"errors\":%ld}\n", errors);
     return ferror(f) ? -1 : 0;
 }
@@ -208,7 +217,9 @@ static int bench(dl_ctx *ctx, const ar_opts *o, const char *command)
     FILE *out = ctx->rank == 0 && !json_stdout ? stdout : NULL;
     if (out)
         print_header(out, ctx, o);
-    dl_sweep_opts so = {o->min_bytes, o->max_bytes, o->factor, o->iters, o->warmup, ctx->dev};
+    dl_sweep_opts so = {o->min_bytes, o->max_bytes, o->factor, o->iters, o->warmup, ctx->dev,
+                        {DL_COMPRESS_NONE, 0}};
+    dl_compress_parse(o->compress, &so.compress); /* checked before MPI started */
     int n = 0;
     dl_status st = dl_allreduce_sweep(c, &so, res, MAX_SIZES, &n, print_row, out);
     long errors = 0;
@@ -267,6 +278,16 @@ static int check_options(const ar_opts *o)
                 o->gpus[0] ? "--gpus" : "--backend nccl");
         return DL_EXIT_USAGE;
     }
+    dl_compress_spec spec;
+    if (dl_compress_parse(o->compress, &spec) != DL_OK) {
+        fprintf(stderr, "dltrain bench allreduce: %s\n", dl_error_message());
+        return DL_EXIT_USAGE;
+    }
+    if (spec.kind != DL_COMPRESS_NONE && strcmp(o->device, "cpu") != 0) {
+        fprintf(stderr, "dltrain bench allreduce: --compress runs on host memory only so far "
+                "(its CUDA kernels are not written yet); use --device cpu\n");
+        return DL_EXIT_USAGE;
+    }
     int r = dl_launch_check_device_names("cuda", "fp32", NULL, o->gpus, "bench allreduce");
     if (r >= 0)
         return r;
@@ -281,7 +302,7 @@ static int check_options(const ar_opts *o)
 int dl_bench_allreduce(int argc, char **argv)
 {
     ar_opts o = {.min_bytes = 4, .max_bytes = 128L << 20, .factor = 2, .iters = 20, .warmup = 5,
-                 .timeout_s = 60, .backend = "auto", .device = "cpu"};
+                 .timeout_s = 60, .backend = "auto", .device = "cpu", .compress = "none"};
     /* Options first: every rank parses the same command line, so all stop alike
      * before MPI is started. */
     int r = dl_options_parse(ar_options, &o, argc, argv, "bench allreduce", ar_usage);

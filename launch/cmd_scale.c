@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../comm/bucket.h"
+#include "../comm/compress.h"
 #include "../comm/topo/topo.h"
 #include "../models/models.h"
 #include "../runtime/data.h"
@@ -42,6 +43,9 @@ static const dl_option scale_options[] = {
      "gradient bucket size in MiB (default: an eighth of the gradients, 0.25 to 25)"},
     {"no-overlap", DL_OPT_FLAG, O(no_overlap), 0, NULL, 0, 0,
      "start the all-reduce after backward instead of during it"},
+    {"compress", DL_OPT_STRING, O(compress), S(compress), "KIND", 0, 0,
+     "gradient compression with error feedback: none (default), fp16, bf16, int8, onebit, "
+     "powersgd[:RANK] (see docs/compression.md)"},
     {"threads", DL_OPT_INT, O(threads), 0, "N", 0, 1024,
      "CPU threads per rank (default: the node's cores shared by its ranks)"},
     {"timeout", DL_OPT_DOUBLE, O(timeout_s), 0, "S", 1, 1e6,
@@ -168,6 +172,11 @@ static int validate(scale_opts *o, int world, scale_run *r, char *why, size_t ca
         snprintf(why, cap, "unknown model '%s' (choose from %s)", o->model, dl_model_names());
         return -1;
     }
+    dl_compress_spec spec;
+    if (dl_compress_parse(o->compress, &spec) != DL_OK) {
+        snprintf(why, cap, "%s", dl_error_message());
+        return -1;
+    }
     if (strcmp(o->device, "cpu") == 0 && strcmp(o->precision, "fp32") != 0 &&
         strcmp(o->precision, "auto") != 0) {
         snprintf(why, cap, "--precision %s needs --device cuda; the CPU device computes in fp32 "
@@ -204,7 +213,9 @@ static dl_status sweep_world(scale_run *r)
     if (c->world < 2 || r->o->sweep_max_mb <= 0)
         return DL_OK;
     long max_bytes = (long)(r->o->sweep_max_mb * 1048576.0) / 4 * 4;
-    dl_sweep_opts so = {4, max_bytes < 4 ? 4 : max_bytes, 4, 5, 1, r->ctx->dev};
+    /* the fp32 all-reduce: it calibrates the link for the prediction */
+    dl_sweep_opts so = {4, max_bytes < 4 ? 4 : max_bytes, 4, 5, 1, r->ctx->dev,
+                        {DL_COMPRESS_NONE, 0}};
     dl_status st = dl_allreduce_sweep(c, &so, r->sweep, DL_SCALE_MAX_SWEEP, &r->n_sweep, NULL,
                                       NULL);
     if (st != DL_OK)
@@ -238,6 +249,9 @@ static void print_start(const scale_run *r)
            "steps per group; buckets of %g MiB, %s\n", r->ctx->world, r->ctx->comm->name,
            r->ctx->dev->name, r->threads, o->warmup, o->repeats, o->steps, r->bucket_mb,
            o->no_overlap ? "after backward (--no-overlap)" : "overlapping backward");
+    if (strcmp(o->compress, "none") != 0)
+        printf("  gradients compressed with --compress %s and error feedback (bytes on the wire "
+               "in the JSON; the predicted column models the fp32 all-reduce)\n", o->compress);
     if (r->added_one)
         printf("  (1 rank added to --sizes: the baseline of the speedup)\n");
     char env[2048];
@@ -354,7 +368,7 @@ int dl_cmd_scale(int argc, char **argv)
     o = (scale_opts){.model = "lenet", .data = "synthetic:1x28x28:10", .batch = 64, .warmup = 3,
                      .steps = 10, .repeats = 3, .bucket_mb = 0, .timeout_s = 600,
                      .sweep_max_mb = 16, .seed = 1, .device = "auto", .precision = "auto",
-                     .comm = "auto"};
+                     .comm = "auto", .compress = "none"};
     int quiet = launcher_rank() > 0;
     /* A quiet rank leaves the failing status to rank 0: were it to fail too,
      * mpirun could kill rank 0 before its message is out. */

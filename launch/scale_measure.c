@@ -80,19 +80,47 @@ static void label_group(const scale_run *r, const dl_comm *g, scale_point *p)
              r->n_gpus ? " (GPUs present, not used by this CPU run)" : "");
 }
 
+/* --compress: a compressor over this group's buckets (none: nothing to do). */
+static dl_status setup_compression(scale_run *r, dl_buckets *b, dl_compressor *comp, int world)
+{
+    dl_compress_spec spec;
+    dl_status st = dl_compress_parse(r->o->compress, &spec);
+    if (st != DL_OK || spec.kind == DL_COMPRESS_NONE)
+        return st;
+    if (r->ctx->dev->kind != DL_DEVICE_CPU)
+        return dl_fail(DL_ERR_ARG, "--compress runs on the CPU device only so far");
+    size_t *lo = malloc((size_t)b->count * sizeof *lo), *n = malloc((size_t)b->count * sizeof *n);
+    if (!lo || !n) {
+        free(lo), free(n);
+        return dl_fail(DL_ERR_OOM, "out of memory for the bucket layout");
+    }
+    dl_buckets_layout(b, lo, n);
+    st = dl_compressor_init(comp, spec, b->n_params, lo, n, b->count, world,
+                            (uint64_t)r->o->seed);
+    free(lo), free(n);
+    if (st == DL_OK && (st = dl_compressor_check_rank(comp)) == DL_OK)
+        b->compress = comp;
+    return st;
+}
+
 static dl_status measure_group(scale_run *r, dl_comm *g, scale_point *p)
 {
     const scale_opts *o = r->o;
     int n = g->world, reps = o->repeats;
     dl_buckets buckets;
     memset(&buckets, 0, sizeof buckets);
+    dl_compressor comp;
+    memset(&comp, 0, sizeof comp);
     dl_status st = DL_OK;
     if (n > 1)
         st = dl_buckets_init(&buckets, g, r->net.grads, r->net.n_params,
                              (size_t)(r->bucket_mb * 1048576.0 / sizeof(float)));
+    if (st == DL_OK && n > 1)
+        st = setup_compression(r, &buckets, &comp, n);
     size_t n_shared = (size_t)(reps * n + 5);
     double *shared = st == DL_OK ? dl_alloc_zero(sizeof(double) * n_shared, "group timings") : NULL;
     if (!shared) {
+        dl_compressor_free(&comp);
         dl_buckets_free(&buckets);
         return st != DL_OK ? st : DL_ERR_OOM;
     }
@@ -118,6 +146,7 @@ static dl_status measure_group(scale_run *r, dl_comm *g, scale_point *p)
         label_group(r, g, p);
     }
     free(shared);
+    dl_compressor_free(&comp);
     dl_buckets_free(&buckets);
     return st;
 }

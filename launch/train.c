@@ -22,6 +22,7 @@
 #include "../runtime/trace.h"
 #include "metrics.h"
 #include "step.h"
+#include "train_compress.h"
 #include "train_sync.h"
 
 /* Set from the signal handler; a signal can only reach the process as a
@@ -46,6 +47,7 @@ typedef struct trainer {
     dl_progress prog;
     dl_metrics metrics;
     dl_buckets buckets;
+    dl_train_compress compress; /* --compress: codec, residuals (train_compress.h) */
     dl_tracer *trace; /* NULL unless --trace */
     char ckpt_path[600];
     long steps_per_epoch;
@@ -105,7 +107,7 @@ static int fail_alone(trainer *t, int code)
  * average of one rank is skipped otherwise). */
 static int averages_gradients(const trainer *t)
 {
-    return t->ctx->world > 1 || strcmp(t->ctx->comm->name, "nccl") == 0;
+    return t->ctx->world > 1 || strcmp(t->ctx->comm->name, "nccl") == 0 || t->compress.active;
 }
 
 static dl_status make_schedule(trainer *t)
@@ -152,7 +154,11 @@ static dl_status resume_or_start(trainer *t)
      * only its file system needs the file. */
     if (!o->resume[0] || t->ctx->rank != 0)
         return DL_OK;
-    dl_status st = dl_checkpoint_load(o->resume, t->model->name, &t->net, t->opt.velocity, &t->prog);
+    dl_status st = dl_checkpoint_load_extra(o->resume, t->model->name, &t->net, t->opt.velocity,
+                                            &t->prog, &t->compress.loaded);
+    if (st == DL_OK)
+        st = dl_train_compress_check_resume(&t->compress, o->resume, t->ctx->world,
+                                            t->ctx->verbose);
     if (st == DL_OK)
         st = dl_checkpoint_check_position(o->resume, &t->prog, t->train.n);
     if (st == DL_OK && t->ctx->verbose && t->prog.seed != (uint64_t)o->seed)
@@ -206,12 +212,14 @@ static dl_status setup(trainer *t)
     if (st == DL_OK && averages_gradients(t))
         st = dl_buckets_init(&t->buckets, t->ctx->comm, t->net.grads, t->net.n_params,
                              (size_t)(t->bucket_mb * 1048576.0 / sizeof(float)));
+    if (st == DL_OK)
+        st = dl_train_compress_setup(&t->compress, &t->buckets, t->ctx, (uint64_t)o->seed);
     if (st == DL_OK && o->trace_dir[0])
         st = setup_trace(t);
     return st;
 }
 
-static void print_start(const trainer *t)
+static void print_start(trainer *t)
 {
     const dl_train_opts *o = t->o;
     const dl_net *net = &t->net;
@@ -238,6 +246,7 @@ static void print_start(const trainer *t)
            t->sched.base_lr, o->momentum, o->nesterov ? " (Nesterov)" : "", o->weight_decay,
            o->schedule,
            o->warmup_epochs, o->seed);
+    dl_train_compress_summary(&t->compress, &t->buckets, t->ctx, &t->metrics);
     if (t->prog.step)
         printf("  resuming from %s at epoch %lld, sample %llu (step %llu)\n", o->resume,
                (long long)t->prog.epoch + 1, (unsigned long long)t->prog.epoch_pos,
@@ -245,13 +254,23 @@ static void print_start(const trainer *t)
     fflush(stdout);
 }
 
+/* Collective under --compress (every rank's residual goes into rank 0's file). */
 static dl_status save_checkpoint(trainer *t)
 {
-    if (t->ctx->rank != 0)
-        return DL_OK;
-    dl_trace_begin(t->trace, DL_TRACK_COMPUTE, "io", "checkpoint");
-    dl_status st = dl_checkpoint_save(t->ckpt_path, t->model->name, &t->net, t->opt.velocity, &t->prog);
-    dl_trace_end(t->trace, DL_TRACK_COMPUTE);
+    dl_ckpt_extra extra = {0};
+    if (t->compress.active) {
+        dl_status st = dl_train_compress_gather(&t->compress, t->ctx, &extra);
+        if (st != DL_OK)
+            return st;
+    }
+    dl_status st = DL_OK;
+    if (t->ctx->rank == 0) {
+        dl_trace_begin(t->trace, DL_TRACK_COMPUTE, "io", "checkpoint");
+        st = dl_checkpoint_save_extra(t->ckpt_path, t->model->name, &t->net, t->opt.velocity,
+                                      &t->prog, t->compress.active ? &extra : NULL);
+        dl_trace_end(t->trace, DL_TRACK_COMPUTE);
+    }
+    free(extra.data);
     return st;
 }
 
@@ -462,6 +481,7 @@ static int teardown(trainer *t, int rc)
 {
     rc = write_trace(t, rc);
     dl_buckets_free(&t->buckets);
+    dl_train_compress_free(&t->compress);
     dl_loader_free(&t->train_ld);
     dl_loader_free(&t->test_ld);
     dl_sgd_free(&t->opt);
@@ -499,7 +519,10 @@ static int start(trainer *t)
     rc = dl_train_agree_start(t->ctx, rc, "during start-up");
     if (rc)
         return rc;
-    return dl_train_share_state(t->ctx, &t->net, t->opt.velocity, &t->prog, &t->train, &t->test);
+    rc = dl_train_share_state(t->ctx, &t->net, t->opt.velocity, &t->prog, &t->train, &t->test);
+    if (rc == 0 && dl_train_compress_share(&t->compress, t->ctx) != DL_OK)
+        rc = fail_alone(t, DL_EXIT_ERROR);
+    return rc;
 }
 
 int dl_train_run(const dl_train_opts *o, dl_ctx *ctx)
@@ -507,6 +530,8 @@ int dl_train_run(const dl_train_opts *o, dl_ctx *ctx)
     trainer t;
     memset(&t, 0, sizeof t);
     t.o = o, t.ctx = ctx;
+    dl_compress_parse(o->compress, &t.compress.spec); /* checked with the other options */
+    t.compress.active = t.compress.spec.kind != DL_COMPRESS_NONE;
     int rc = start(&t);
     if (rc == 0) {
         print_start(&t);

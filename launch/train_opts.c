@@ -11,6 +11,7 @@
 #include "launch.h"
 #include "options.h"
 #include "train.h"
+#include "train_compress.h"
 
 #define O(field) offsetof(dl_train_opts, field)
 #define S(field) sizeof(((dl_train_opts *)0)->field)
@@ -78,6 +79,9 @@ static const dl_option train_options[] = {
      "GPU of each node-local rank (default: GPU i for local rank i)"},
     {"comm", DL_OPT_STRING, O(comm), S(comm), "KIND", 0, 0,
      "gradient all-reduce: auto (default: nccl on CUDA where built with it), mpi or nccl"},
+    {"compress", DL_OPT_STRING, O(compress), S(compress), "KIND", 0, 0,
+     "gradient compression with error feedback: none (default), fp16, bf16, int8, onebit, "
+     "powersgd[:RANK] (see docs/compression.md)"},
     DL_OPT_END,
 };
 
@@ -92,6 +96,7 @@ void dl_train_defaults(dl_train_opts *o)
     snprintf(o->precision, sizeof o->precision, "auto");
     snprintf(o->comm, sizeof o->comm, "auto");
     snprintf(o->conv, sizeof o->conv, "auto");
+    snprintf(o->compress, sizeof o->compress, "none");
     o->epochs = 5;
     o->batch = 128;
     o->lr = 0.05;
@@ -176,6 +181,9 @@ static int check_train_opts(const dl_train_opts *o)
         rc = dl_launch_check_conv_name(o->conv, "train");
     if (rc >= 0)
         return rc;
+    dl_compress_spec spec;
+    if (dl_train_compress_parse(o->compress, "train", &spec))
+        return 2;
     if (!dl_model_find(o->model)) {
         fprintf(stderr, "dltrain train: unknown model '%s' (choose from %s)\n", o->model,
                 dl_model_names());

@@ -19,6 +19,15 @@
 
 #define CKPT_MAGIC "DLTCKPT"
 #define CKPT_VERSION 1
+#define CKPT_VERSION_EXTRA 2 /* version 1 plus one dl_ckpt_extra section */
+
+/* The section header after the payload of a version-2 file. */
+typedef struct ckpt_section {
+    char name[32];
+    int32_t world;
+    uint32_t crc; /* over the section's floats */
+    uint64_t count;
+} ckpt_section;
 
 typedef struct ckpt_header {
     char magic[8];
@@ -88,8 +97,35 @@ static void fsync_dir_of(const char *path)
     }
 }
 
+static int all_finite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return 0;
+    return 1;
+}
+
+static int write_section(int fd, const dl_ckpt_extra *extra)
+{
+    ckpt_section sec;
+    memset(&sec, 0, sizeof sec);
+    snprintf(sec.name, sizeof sec.name, "%s", extra->name);
+    sec.world = extra->world;
+    sec.count = extra->count;
+    sec.crc = crc_update(0, extra->data, sizeof(float) * extra->count);
+    return write_all(fd, &sec, sizeof sec) ||
+           write_all(fd, extra->data, sizeof(float) * extra->count);
+}
+
 dl_status dl_checkpoint_save(const char *path, const char *model, const dl_net *net,
                              const float *velocity, const dl_progress *p)
+{
+    return dl_checkpoint_save_extra(path, model, net, velocity, p, NULL);
+}
+
+dl_status dl_checkpoint_save_extra(const char *path, const char *model, const dl_net *net,
+                                   const float *velocity, const dl_progress *p,
+                                   const dl_ckpt_extra *extra)
 {
     size_t count;
     float *payload = download_payload(net, velocity, &count);
@@ -97,17 +133,15 @@ dl_status dl_checkpoint_save(const char *path, const char *model, const dl_net *
         return DL_ERR_OOM;
     /* A finite loss does not prove the update after it was finite; a diverged model must
      * never replace the last good checkpoint. */
-    for (size_t i = 0; i < count; i++)
-        if (!isfinite(payload[i])) {
-            free(payload);
-            return dl_fail(DL_ERR_NUMERIC, "parameters or optimizer state are no longer finite "
-                           "(step %llu): %s is left as it was",
-                           (unsigned long long)p->step, path);
-        }
+    if (!all_finite(payload, count) || (extra && !all_finite(extra->data, extra->count))) {
+        free(payload);
+        return dl_fail(DL_ERR_NUMERIC, "parameters or optimizer state are no longer finite "
+                       "(step %llu): %s is left as it was", (unsigned long long)p->step, path);
+    }
     ckpt_header h;
     memset(&h, 0, sizeof h);
     memcpy(h.magic, CKPT_MAGIC, sizeof CKPT_MAGIC);
-    h.version = CKPT_VERSION;
+    h.version = extra ? CKPT_VERSION_EXTRA : CKPT_VERSION;
     h.header_bytes = sizeof h;
     snprintf(h.model, sizeof h.model, "%s", model);
     h.c = net->in_c, h.h = net->in_h, h.w = net->in_w, h.classes = net->classes;
@@ -125,7 +159,7 @@ dl_status dl_checkpoint_save(const char *path, const char *model, const dl_net *
     }
     int err = 0; /* the first failure's errno, not a stale one from earlier calls */
     if (write_all(fd, &h, sizeof h) || write_all(fd, payload, sizeof(float) * count) ||
-        fsync(fd) != 0)
+        (extra && write_section(fd, extra)) || fsync(fd) != 0)
         err = errno ? errno : EIO;
     if (close(fd) != 0 && !err)
         err = errno;
@@ -149,9 +183,9 @@ static dl_status check_header(const char *path, const ckpt_header *h, const char
 {
     if (memcmp(h->magic, CKPT_MAGIC, sizeof CKPT_MAGIC) != 0)
         return dl_fail(DL_ERR_FORMAT, "%s is not a dltrain checkpoint (bad magic)", path);
-    if (h->version != CKPT_VERSION)
-        return dl_fail(DL_ERR_FORMAT, "%s: checkpoint version %u not supported (expected %d)",
-                       path, h->version, CKPT_VERSION);
+    if (h->version != CKPT_VERSION && h->version != CKPT_VERSION_EXTRA)
+        return dl_fail(DL_ERR_FORMAT, "%s: checkpoint version %u not supported (expected %d "
+                       "or %d)", path, h->version, CKPT_VERSION, CKPT_VERSION_EXTRA);
     if (h->header_bytes != sizeof *h)
         return dl_fail(DL_ERR_FORMAT, "%s: checkpoint header size field is %u, expected %zu "
                        "(corrupt header)", path, h->header_bytes, sizeof *h);
@@ -170,6 +204,8 @@ static dl_status check_header(const char *path, const ckpt_header *h, const char
                        path, h->c, h->h, h->w, h->classes, (unsigned long long)h->n_params,
                        net->in_c, net->in_h, net->in_w, net->classes, net->n_params);
     long expect = (long)(sizeof *h + sizeof(float) * (2 * net->n_params + net->n_buffers));
+    if (h->version == CKPT_VERSION_EXTRA && file_size >= expect + (long)sizeof(ckpt_section))
+        expect = file_size; /* the section's own size is checked when it is read */
     if (file_size != expect)
         return dl_fail(DL_ERR_FORMAT, "%s: checkpoint is %s (%ld bytes, expected %ld)", path,
                        file_size < expect ? "truncated" : "too long", file_size, expect);
@@ -224,9 +260,51 @@ static dl_status open_checkpoint(const char *path, FILE **f)
     return DL_OK;
 }
 
+/* Reads the version-2 section that follows the payload; the file must end with it. */
+static dl_status read_section(FILE *f, const char *path, long file_size, dl_ckpt_extra *extra)
+{
+    ckpt_section sec;
+    if (fread(&sec, sizeof sec, 1, f) != 1)
+        return dl_fail(DL_ERR_FORMAT, "%s: checkpoint section is truncated", path);
+    long at = ftell(f);
+    if (sec.count > (uint64_t)(file_size - at) / sizeof(float) ||
+        at + (long)(sizeof(float) * sec.count) != file_size)
+        return dl_fail(DL_ERR_FORMAT, "%s: checkpoint section '%.32s' is %s", path, sec.name,
+                       at + (long)(sizeof(float) * sec.count) > file_size ? "truncated"
+                                                                          : "followed by junk");
+    float *data = dl_alloc(sizeof(float) * (sec.count + 1), "checkpoint section");
+    if (!data)
+        return DL_ERR_OOM;
+    if (fread(data, sizeof(float), sec.count, f) != sec.count ||
+        crc_update(0, data, sizeof(float) * sec.count) != sec.crc) {
+        free(data);
+        return dl_fail(DL_ERR_FORMAT, "%s: checkpoint section '%.32s' is corrupt (checksum "
+                       "mismatch)", path, sec.name);
+    }
+    dl_status st = check_payload(path, data, sec.count); /* residuals are saved finite too */
+    if (st != DL_OK) {
+        free(data);
+        return st;
+    }
+    memcpy(extra->name, sec.name, sizeof extra->name);
+    extra->name[sizeof extra->name - 1] = 0;
+    extra->world = sec.world, extra->count = sec.count, extra->data = data;
+    return DL_OK;
+}
+
 dl_status dl_checkpoint_load(const char *path, const char *model, dl_net *net, float *velocity,
                              dl_progress *p)
 {
+    dl_ckpt_extra extra;
+    dl_status st = dl_checkpoint_load_extra(path, model, net, velocity, p, &extra);
+    free(extra.data);
+    return st;
+}
+
+dl_status dl_checkpoint_load_extra(const char *path, const char *model, dl_net *net,
+                                   float *velocity, dl_progress *p, dl_ckpt_extra *extra)
+{
+    memset(extra, 0, sizeof *extra);
     FILE *f;
     dl_status st = open_checkpoint(path, &f);
     if (st != DL_OK)
@@ -249,6 +327,8 @@ dl_status dl_checkpoint_load(const char *path, const char *model, dl_net *net, f
         st = dl_fail(DL_ERR_FORMAT, "%s: checkpoint data is corrupt (checksum mismatch)", path);
     if (st == DL_OK)
         st = check_payload(path, payload, count);
+    if (st == DL_OK && h.version == CKPT_VERSION_EXTRA)
+        st = read_section(f, path, (long)sb.st_size, extra);
     fclose(f);
     if (st == DL_OK) {
         size_t np = net->n_params;

@@ -7,6 +7,10 @@
  * Layout: a fixed header (magic, version, model, shapes, sizes, progress,
  * CRC-32 of the payload, CRC-32 of the header), then the payload
  * params[n_params], velocity[n_params], buffers[n_buffers] as fp32.
+ * Version 2 adds one optional section after the payload: a small header
+ * (what it holds, the ranks that saved it, count, CRC-32) and count floats;
+ * training with --compress keeps its error-feedback state there.  Version 1
+ * files (no section) still load.
  *
  * Saving writes a temporary file in the same directory, fsyncs it and
  * renames it over the target, so a crash or kill at any moment leaves
@@ -24,6 +28,15 @@ typedef struct dl_progress {
     uint64_t seed;
 } dl_progress;
 
+/* The optional section (version 2).  name says what it holds and must
+ * match on load for the data to be used ("compress int8"). */
+typedef struct dl_ckpt_extra {
+    char name[32];
+    int32_t world;  /* ranks whose state it holds */
+    uint64_t count; /* floats in data */
+    float *data;    /* host memory; on load allocated (free it), NULL if none */
+} dl_ckpt_extra;
+
 dl_status dl_checkpoint_save(const char *path, const char *model, const dl_net *net,
                              const float *velocity, const dl_progress *p);
 /* Validates everything before touching the network; the message names the
@@ -32,6 +45,13 @@ dl_status dl_checkpoint_save(const char *path, const char *model, const dl_net *
  * regular file (a FIFO, a device) is refused without blocking. */
 dl_status dl_checkpoint_load(const char *path, const char *model, dl_net *net, float *velocity,
                              dl_progress *p);
+/* Save with a section (extra may be NULL: a version-1 file), and load that
+ * also returns the section (extra->count 0, data NULL where there is none). */
+dl_status dl_checkpoint_save_extra(const char *path, const char *model, const dl_net *net,
+                                   const float *velocity, const dl_progress *p,
+                                   const dl_ckpt_extra *extra);
+dl_status dl_checkpoint_load_extra(const char *path, const char *model, dl_net *net,
+                                   float *velocity, dl_progress *p, dl_ckpt_extra *extra);
 
 /* Limits no real run reaches; a checkpoint beyond them is corrupt or forged
  * (the epoch option stops at 100000; 2^53 samples is years of training). */

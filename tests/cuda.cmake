@@ -45,6 +45,11 @@ if(DLTRAIN_HAVE_CUDA)
                            SKIP_RETURN_CODE 77 TIMEOUT 600)
     endforeach()
   endif()
+  # The compressors' CUDA kernels against the C reference (comm/compress_cuda.h).
+  add_executable(test_compress_cuda ${CMAKE_CURRENT_SOURCE_DIR}/test_compress_cuda.c)
+  target_link_libraries(test_compress_cuda PRIVATE dlcomm CUDA::cudart m)
+  add_test(NAME gpu_compress COMMAND test_compress_cuda)
+  set_tests_properties(gpu_compress PROPERTIES LABELS "gpu" SKIP_RETURN_CODE 77 TIMEOUT 120)
 endif()
 # Whole training runs on the GPU against the CPU, NCCL with one rank, tf32 and
 # bf16, and (with MPI) two ranks sharing the GPU; see tests/test_gpu_train.py.

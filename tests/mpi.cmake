@@ -10,3 +10,23 @@ foreach(case equivalence ranks faults bad_input fashion)
                    ${DLTRAIN_BIN} ${case})
   set_tests_properties(mpi_${case} PROPERTIES LABELS "cpu;mpi" TIMEOUT 1200 RUN_SERIAL ON)
 endforeach()
+
+# The compressed gradient average (comm/compress.h) over MPI on 2 and 4 ranks:
+# equal to the mean of the ranks' decompressed values, the same on every rank.
+add_executable(test_compress_mpi ${CMAKE_CURRENT_SOURCE_DIR}/test_compress_mpi.c)
+target_link_libraries(test_compress_mpi PRIVATE dlcomm m)
+foreach(np 2 4)
+  add_test(NAME mpi_compress_np${np}
+           COMMAND ${MPIEXEC_EXECUTABLE} --oversubscribe -np ${np} $<TARGET_FILE:test_compress_mpi>)
+  set_tests_properties(mpi_compress_np${np} PROPERTIES LABELS "cpu;mpi" TIMEOUT 120 RUN_SERIAL ON
+                       ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
+endforeach()
+
+# --compress on the command line: bad input, exact resume with residuals on
+# 1 and 2 ranks, a mismatched --compress, the wire-bytes report.
+foreach(case bad_input resume mismatch report)
+  add_test(NAME compress_${case}
+           COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_compress_cli.py ${MPIEXEC_EXECUTABLE}
+                   ${DLTRAIN_BIN} ${case})
+  set_tests_properties(compress_${case} PROPERTIES LABELS "cpu;mpi" TIMEOUT 900 RUN_SERIAL ON)
+endforeach()

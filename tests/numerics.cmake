@@ -58,3 +58,10 @@ if(DLTRAIN_PYTHON)
 endif()
 
 set_tests_properties(${DLTRAIN_NUMERICS_TESTS} PROPERTIES LABELS "cpu;numerics" TIMEOUT 300)
+
+# Gradient compression (comm/compress.h): codecs against references on
+# random and adversarial inputs, error feedback, PowerSGD algebra, wire model.
+add_executable(test_compress ${CMAKE_CURRENT_SOURCE_DIR}/test_compress.c)
+target_link_libraries(test_compress PRIVATE dlcomm m)
+add_test(NAME numerics_compress COMMAND test_compress)
+set_tests_properties(numerics_compress PROPERTIES LABELS "cpu;numerics")

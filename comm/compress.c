@@ -1,0 +1,287 @@
+/* compress.c: the compressed, error-feedback average of gradient buckets
+ * over a comm (see compress.h and docs/compression.md). */
+#include "compress.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rng.h"
+
+/* ---- PowerSGD's small matrix products ------------------------------------- */
+
+void dl_powersgd_orthonormalize(float *p, size_t m, int r)
+{
+    /* PyTorch adds an epsilon to the norm so a zero column stays zero. */
+    const double eps = 1e-8;
+    for (int c = 0; c < r; c++) {
+        for (int j = 0; j < c; j++) {
+            double dot = 0.0;
+            for (size_t i = 0; i < m; i++)
+                dot += (double)p[i * r + c] * p[i * r + j];
+            for (size_t i = 0; i < m; i++)
+                p[i * r + c] -= (float)(dot * p[i * r + j]);
+        }
+        double norm = 0.0;
+        for (size_t i = 0; i < m; i++)
+            norm += (double)p[i * r + c] * p[i * r + c];
+        double inv = 1.0 / (sqrt(norm) + eps);
+        for (size_t i = 0; i < m; i++)
+            p[i * r + c] = (float)(p[i * r + c] * inv);
+    }
+}
+
+void dl_powersgd_mul(const float *a, const float *b, float *out, size_t m, size_t k, int r)
+{
+    for (size_t i = 0; i < m; i++)
+        for (int c = 0; c < r; c++) {
+            float s = 0.0f;
+            for (size_t j = 0; j < k; j++)
+                s += a[i * k + j] * b[j * r + c];
+            out[i * r + c] = s;
+        }
+}
+
+void dl_powersgd_mul_t(const float *a, const float *b, float *out, size_t m, size_t k, int r)
+{
+    memset(out, 0, k * (size_t)r * sizeof *out);
+    for (size_t i = 0; i < m; i++) /* row by row: a is read in memory order */
+        for (size_t j = 0; j < k; j++)
+            for (int c = 0; c < r; c++)
+                out[j * r + c] += a[i * k + j] * b[i * r + c];
+}
+
+void dl_powersgd_outer(const float *p, const float *q, float *out, size_t m, size_t k, int r)
+{
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < k; j++) {
+            float s = 0.0f;
+            for (int c = 0; c < r; c++)
+                s += p[i * r + c] * q[j * r + c];
+            out[i * k + j] = s;
+        }
+}
+
+/* ---- set-up --------------------------------------------------------------- */
+
+static size_t work_floats(const dl_compressor *c, size_t n)
+{
+    if (c->spec.kind != DL_COMPRESS_POWERSGD)
+        return n;
+    size_t m, k;
+    dl_powersgd_shape(n, &m, &k);
+    return m * k + m * (size_t)c->spec.rank; /* M, then P */
+}
+
+dl_status dl_compressor_check_rank(const dl_compressor *c)
+{
+    if (c->spec.kind != DL_COMPRESS_POWERSGD)
+        return DL_OK;
+    size_t largest = 0;
+    for (int i = 0; i < c->n_buckets; i++) {
+        if (!dl_powersgd_plain(c->bucket_n[i], c->spec.rank))
+            return DL_OK;
+        largest = DL_MAX(largest, c->bucket_n[i]);
+    }
+    size_t m, k;
+    dl_powersgd_shape(largest, &m, &k);
+    return dl_fail(DL_ERR_ARG, "--compress powersgd:%d: the largest bucket holds %zu values, a "
+                   "%zu x %zu matrix, which rank-%d factors would not shrink; use a lower rank "
+                   "or larger buckets (--bucket-mb)", c->spec.rank, largest, m, k, c->spec.rank);
+}
+
+static int is_plain(const dl_compressor *c, int i)
+{
+    return c->spec.kind == DL_COMPRESS_POWERSGD && dl_powersgd_plain(c->bucket_n[i], c->spec.rank);
+}
+
+/* Offsets of each bucket's Q (k x rank) after the residual; returns the end. */
+static size_t layout_q(dl_compressor *c)
+{
+    size_t off = c->n;
+    for (int i = 0; i < c->n_buckets; i++) {
+        size_t m, k;
+        dl_powersgd_shape(c->bucket_n[i], &m, &k);
+        c->q_off[i] = off;
+        off += c->spec.kind == DL_COMPRESS_POWERSGD && !is_plain(c, i) ? k * (size_t)c->spec.rank
+                                                                        : 0;
+    }
+    return off;
+}
+
+/* Q starts as the same normal draws on every rank (from the seed). */
+static void init_q(dl_compressor *c, uint64_t seed)
+{
+    for (int i = 0; i < c->n_buckets; i++) {
+        dl_rng rng;
+        dl_rng_seed(&rng, seed, 0x5053474fu /* "PSGO" */, (uint64_t)i);
+        size_t end = i + 1 < c->n_buckets ? c->q_off[i + 1] : c->n_state;
+        for (size_t j = c->q_off[i]; j < end; j++)
+            c->state[j] = (float)dl_rng_normal(&rng);
+    }
+}
+
+static dl_status alloc_buffers(dl_compressor *c, int world)
+{
+    size_t largest = 0;
+    for (int i = 0; i < c->n_buckets; i++) {
+        size_t n = c->bucket_n[i];
+        if (is_plain(c, i))
+            continue;
+        if (c->spec.kind == DL_COMPRESS_POWERSGD) {
+            size_t m, k;
+            dl_powersgd_shape(n, &m, &k);
+            n = m * k;
+            c->work[i] = dl_alloc(work_floats(c, c->bucket_n[i]) * sizeof(float), "PowerSGD");
+            if (!c->work[i])
+                return DL_ERR_OOM;
+        } else {
+            size_t bytes = dl_codec_bytes(c->spec.kind, n);
+            c->send[i] = dl_alloc(bytes, "compressed bucket");
+            c->recv[i] = dl_alloc(bytes * (size_t)world, "compressed buckets of every rank");
+            if (!c->send[i] || !c->recv[i])
+                return DL_ERR_OOM;
+        }
+        largest = DL_MAX(largest, n);
+    }
+    c->scratch = dl_alloc((largest + 1) * sizeof(float), "decompressed bucket");
+    return c->scratch ? DL_OK : DL_ERR_OOM;
+}
+
+dl_status dl_compressor_init(dl_compressor *c, dl_compress_spec spec, size_t n,
+                             const size_t *bucket_lo, const size_t *bucket_n, int n_buckets,
+                             int world, uint64_t seed)
+{
+    memset(c, 0, sizeof *c);
+    c->spec = spec, c->n = n, c->n_buckets = n_buckets;
+    size_t nb = (size_t)n_buckets;
+    c->bucket_lo = malloc(nb * sizeof *c->bucket_lo);
+    c->bucket_n = malloc(nb * sizeof *c->bucket_n);
+    c->q_off = malloc(nb * sizeof *c->q_off);
+    c->send = calloc(nb, sizeof *c->send);
+    c->recv = calloc(nb, sizeof *c->recv);
+    c->work = calloc(nb, sizeof *c->work);
+    if (!c->bucket_lo || !c->bucket_n || !c->q_off || !c->send || !c->recv || !c->work) {
+        dl_compressor_free(c);
+        return dl_fail(DL_ERR_OOM, "out of memory for compression of %d buckets", n_buckets);
+    }
+    memcpy(c->bucket_lo, bucket_lo, nb * sizeof *bucket_lo);
+    memcpy(c->bucket_n, bucket_n, nb * sizeof *bucket_n);
+    c->n_state = layout_q(c);
+    c->n_shared = c->n_state - n;
+    c->state = dl_alloc_zero((c->n_state + 1) * sizeof *c->state, "error-feedback residual");
+    dl_status st = c->state ? alloc_buffers(c, world) : DL_ERR_OOM;
+    if (st != DL_OK) {
+        dl_compressor_free(c);
+        return st;
+    }
+    init_q(c, seed);
+    return DL_OK;
+}
+
+void dl_compressor_free(dl_compressor *c)
+{
+    for (int i = 0; i < c->n_buckets && c->send; i++) {
+        free(c->send[i]);
+        free(c->recv[i]);
+        free(c->work[i]);
+    }
+    free(c->bucket_lo), free(c->bucket_n), free(c->q_off);
+    free(c->send), free(c->recv), free(c->work);
+    free(c->state), free(c->scratch);
+    memset(c, 0, sizeof *c);
+}
+
+/* ---- the exchange --------------------------------------------------------- */
+
+static dl_status codec_start(dl_compressor *c, dl_comm *comm, float *x, int i)
+{
+    size_t n = c->bucket_n[i];
+    float *residual = c->state + c->bucket_lo[i], *decoded = c->scratch;
+    for (size_t j = 0; j < n; j++)
+        x[j] += residual[j];
+    dl_codec_encode(c->spec.kind, x, n, c->send[i]);
+    dl_codec_decode(c->spec.kind, c->send[i], n, decoded);
+    for (size_t j = 0; j < n; j++)
+        residual[j] = x[j] - decoded[j];
+    if (!comm->allgather_start)
+        return dl_fail(DL_ERR_ARG, "the %s backend cannot all-gather compressed gradients yet; "
+                       "use --compress none", comm->name);
+    return comm->allgather_start(comm, c->send[i], c->recv[i], dl_codec_bytes(c->spec.kind, n),
+                                 i);
+}
+
+/* The mean of every rank's decoded bucket, summed in rank order so every
+ * rank gets the same bits. */
+static void codec_mean(dl_compressor *c, float *x, int i, int world)
+{
+    size_t n = c->bucket_n[i], bytes = dl_codec_bytes(c->spec.kind, n);
+    memset(x, 0, n * sizeof *x);
+    for (int r = 0; r < world; r++) {
+        dl_codec_decode(c->spec.kind, c->recv[i] + (size_t)r * bytes, n, c->scratch);
+        for (size_t j = 0; j < n; j++)
+            x[j] += c->scratch[j];
+    }
+    float inv = 1.0f / (float)world;
+    for (size_t j = 0; j < n; j++)
+        x[j] *= inv;
+}
+
+static dl_status powersgd_start(dl_compressor *c, dl_comm *comm, float *x, int i)
+{
+    size_t n = c->bucket_n[i], m, k;
+    int r = c->spec.rank;
+    dl_powersgd_shape(n, &m, &k);
+    float *mat = c->work[i], *p = mat + m * k, *q = c->state + c->q_off[i];
+    const float *residual = c->state + c->bucket_lo[i];
+    for (size_t j = 0; j < n; j++)
+        mat[j] = x[j] + residual[j];
+    memset(mat + n, 0, (m * k - n) * sizeof *mat);
+    dl_powersgd_mul(mat, q, p, m, k, r);
+    return comm->allreduce_avg_start(comm, p, m * (size_t)r, i);
+}
+
+/* PowerSGD's second half: P averaged, orthonormalized; Q = M^T P averaged
+ * (and kept: the next step starts from it); the bucket becomes P Q^T. */
+static dl_status powersgd_finish(dl_compressor *c, dl_comm *comm, float *x, int i,
+                                 double *done_at)
+{
+    size_t n = c->bucket_n[i], m, k;
+    int r = c->spec.rank;
+    dl_powersgd_shape(n, &m, &k);
+    float *mat = c->work[i], *p = mat + m * k, *q = c->state + c->q_off[i];
+    dl_powersgd_orthonormalize(p, m, r);
+    dl_powersgd_mul_t(mat, p, q, m, k, r);
+    dl_status st = comm->allreduce_avg_start(comm, q, k * (size_t)r, i);
+    if (st == DL_OK)
+        st = comm->allreduce_wait(comm, i, done_at);
+    if (st != DL_OK)
+        return st;
+    float *approx = c->scratch, *residual = c->state + c->bucket_lo[i];
+    dl_powersgd_outer(p, q, approx, m, k, r);
+    for (size_t j = 0; j < n; j++) {
+        residual[j] = mat[j] - approx[j];
+        x[j] = approx[j];
+    }
+    return DL_OK;
+}
+
+dl_status dl_compressor_start(dl_compressor *c, dl_comm *comm, float *x, int i)
+{
+    if (is_plain(c, i))
+        return comm->allreduce_avg_start(comm, x, c->bucket_n[i], i);
+    if (c->spec.kind == DL_COMPRESS_POWERSGD)
+        return powersgd_start(c, comm, x, i);
+    return codec_start(c, comm, x, i);
+}
+
+dl_status dl_compressor_wait(dl_compressor *c, dl_comm *comm, float *x, int i, double *done_at)
+{
+    dl_status st = comm->allreduce_wait(comm, i, done_at);
+    if (st != DL_OK || is_plain(c, i))
+        return st;
+    if (c->spec.kind == DL_COMPRESS_POWERSGD)
+        return powersgd_finish(c, comm, x, i, done_at);
+    codec_mean(c, x, i, comm->world);
+    return DL_OK;
+}

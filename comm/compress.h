@@ -1,0 +1,134 @@
+/* compress.h: gradient compression with error feedback (see docs/compression.md).
+ *
+ * Each rank adds its residual (what earlier steps' compression left out) to
+ * its gradient bucket, compresses the sum, and keeps the part compression
+ * lost as the next residual.  So nothing is ever dropped, only delayed: the
+ * sum of the updates a rank sent plus its residual equals the sum of its
+ * true gradients.
+ *
+ * Compressed values cannot be summed by MPI_SUM/ncclSum (an int8 sum
+ * overflows, two per-block scales do not add, a sign bit has no sum), so the
+ * element-wise codecs (fp16, bf16, int8, onebit) use an all-gather of every
+ * rank's compressed bucket followed by a local decompress-and-sum in rank
+ * order: every rank computes the same mean of the ranks' decompressed
+ * values, bit for bit.  PowerSGD's factors P = M Q and Q = M^T P are linear in
+ * M, so they go through the ordinary float all-reduce.
+ *
+ * The codecs here are the plain C reference (and what the CPU path runs). */
+#ifndef DL_COMPRESS_H
+#define DL_COMPRESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "comm.h"
+
+typedef enum {
+    DL_COMPRESS_NONE,
+    DL_COMPRESS_FP16,
+    DL_COMPRESS_BF16,
+    DL_COMPRESS_INT8,
+    DL_COMPRESS_ONEBIT,
+    DL_COMPRESS_POWERSGD,
+} dl_compress_kind;
+
+typedef struct dl_compress_spec {
+    dl_compress_kind kind;
+    int rank; /* powersgd only: 1..DL_POWERSGD_MAX_RANK */
+} dl_compress_spec;
+
+#define DL_COMPRESS_BLOCK 256      /* values per int8 scale / onebit pair of means */
+#define DL_POWERSGD_MAX_RANK 4
+#define DL_COMPRESS_NAMES "none, fp16, bf16, int8, onebit, powersgd[:RANK] (RANK 1 to 4, default 4)"
+
+/* Parses "int8", "powersgd:2" ..; on an unknown name or bad rank returns
+ * DL_ERR_ARG with a message listing the valid names. */
+dl_status dl_compress_parse(const char *text, dl_compress_spec *out);
+/* "int8", "powersgd:2": the canonical name (parse(name(s)) == s). */
+void dl_compress_name(dl_compress_spec s, char *out, size_t size);
+
+/* ---- element-wise codecs (fp16, bf16, int8, onebit) ----------------------- */
+
+/* Bytes of n values once encoded (a multiple of 8, so shards stay aligned). */
+size_t dl_codec_bytes(dl_compress_kind kind, size_t n);
+/* Encodes x[0, n) into out[dl_codec_bytes(kind, n)]. */
+void dl_codec_encode(dl_compress_kind kind, const float *x, size_t n, void *out);
+/* Decodes into y[0, n). */
+void dl_codec_decode(dl_compress_kind kind, const void *in, size_t n, float *y);
+/* Scalar conversions, round to nearest even; values beyond the format's
+ * range become its largest finite value (the residual keeps the rest). */
+uint16_t dl_float_to_half(float x);
+float dl_half_to_float(uint16_t h);
+uint16_t dl_float_to_bf16(float x);
+float dl_bf16_to_float(uint16_t b);
+
+/* ---- PowerSGD (one bucket as an m x k matrix, PyTorch's batched hook) ----- */
+
+/* The matrix a bucket of n values is folded into: m = ceil(sqrt(n)) rows,
+ * k = ceil(n / m) columns, zero-padded. */
+void dl_powersgd_shape(size_t n, size_t *m, size_t *k);
+/* Whether a bucket of n values is sent as plain floats: when P and Q would
+ * be no smaller than the bucket (PyTorch's hook does the same for small
+ * tensors); exact, so no residual. */
+int dl_powersgd_plain(size_t n, int rank);
+/* Orthonormalizes the r columns of p (m x r, row-major) by Gram-Schmidt. */
+void dl_powersgd_orthonormalize(float *p, size_t m, int r);
+/* out (m x r) = a (m x k) * b (k x r); out (k x r) = a^T (k x m) * b (m x r);
+ * out (m x k) = p (m x r) * q^T (r x k).  Row-major, fixed summation order. */
+void dl_powersgd_mul(const float *a, const float *b, float *out, size_t m, size_t k, int r);
+void dl_powersgd_mul_t(const float *a, const float *b, float *out, size_t m, size_t k, int r);
+void dl_powersgd_outer(const float *p, const float *q, float *out, size_t m, size_t k, int r);
+
+/* ---- the wire model ------------------------------------------------------- */
+
+/* Bytes each rank sends per step to average gradients cut into n_buckets
+ * buckets of bucket_sizes[i] floats over `world` ranks, with ring algorithms:
+ * all-reduce of B bytes 2 (W-1)/W B, all-gather of B bytes per rank (W-1) B.
+ * 0 on one rank.  For `dltrain predict --compress`. */
+double dl_compress_wire_bytes(dl_compress_spec s, int world, const size_t *bucket_sizes,
+                              int n_buckets);
+/* The same for n_params gradients cut as dl_buckets_init cuts them (buckets
+ * of bucket_floats, the last one shorter); what `predict --compress` needs. */
+double dl_compress_wire_bytes_params(dl_compress_spec s, int world, size_t n_params,
+                                     size_t bucket_floats);
+/* Bytes a rank contributes per step (its encoded buckets, or P and Q), and
+ * the compression ratio: fp32 gradient bytes over that. */
+double dl_compress_payload_bytes(dl_compress_spec s, const size_t *bucket_sizes, int n_buckets);
+double dl_compress_ratio(dl_compress_spec s, const size_t *bucket_sizes, int n_buckets);
+
+/* ---- the compressed average over a comm ----------------------------------- */
+
+/* State for one gradient buffer cut into buckets.  state[] is one flat
+ * buffer: this rank's residual [n] (per rank), then PowerSGD's warm-started
+ * Q of each bucket (the same on every rank); both go into checkpoints. */
+typedef struct dl_compressor {
+    dl_compress_spec spec;
+    size_t n;                 /* gradient floats */
+    int n_buckets;
+    size_t *bucket_lo, *bucket_n; /* [n_buckets] */
+    float *state;             /* [n_state]: residual[n], then Q of each bucket */
+    size_t n_state, n_shared; /* n_shared: the Q part, identical across ranks */
+    size_t *q_off;            /* [n_buckets] offset of bucket i's Q in state */
+    unsigned char **send;     /* [n_buckets] encoded bucket (element-wise codecs) */
+    unsigned char **recv;     /* [n_buckets] every rank's encoded bucket */
+    float **work;             /* [n_buckets] powersgd: M (m x k), then P (m x r) */
+    float *scratch;           /* decoded shard / approximation, largest bucket */
+} dl_compressor;
+
+/* Sets up state for `world` ranks over buckets [lo[i], lo[i] + n[i]) of n
+ * floats; PowerSGD's Q starts from `seed`. */
+dl_status dl_compressor_init(dl_compressor *c, dl_compress_spec spec, size_t n,
+                             const size_t *bucket_lo, const size_t *bucket_n, int n_buckets,
+                             int world, uint64_t seed);
+void dl_compressor_free(dl_compressor *c);
+/* DL_ERR_ARG with a message when the PowerSGD rank is so large that no
+ * bucket would shrink (every bucket would go as plain floats). */
+dl_status dl_compressor_check_rank(const dl_compressor *c);
+/* Adds the residual to bucket i (x, host memory), compresses it and starts
+ * the exchange on comm slot i. */
+dl_status dl_compressor_start(dl_compressor *c, dl_comm *comm, float *x, int i);
+/* Finishes bucket i: x becomes the mean over ranks of the decompressed
+ * buckets, the residual what this rank's compression left out. */
+dl_status dl_compressor_wait(dl_compressor *c, dl_comm *comm, float *x, int i, double *done_at);
+
+#endif

@@ -1,0 +1,155 @@
+/* train_compress.c: --compress in a training run (see train_compress.h). */
+#include "train_compress.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int dl_train_compress_parse(const char *text, const char *cmd, dl_compress_spec *out)
+{
+    if (dl_compress_parse(text, out) == DL_OK)
+        return 0;
+    fprintf(stderr, "dltrain %s: %s\n", cmd, dl_error_message());
+    return 2;
+}
+
+/* "compress int8": the checkpoint section that holds the state of s. */
+static void section_name(dl_compress_spec s, char *out, size_t size)
+{
+    char name[24];
+    dl_compress_name(s, name, sizeof name);
+    snprintf(out, size, "compress %.20s", name);
+}
+
+dl_status dl_train_compress_check_resume(dl_train_compress *tc, const char *path, int world,
+                                         int verbose)
+{
+    char want[32], name[24];
+    section_name(tc->spec, want, sizeof want);
+    dl_compress_name(tc->spec, name, sizeof name);
+    const char *saved = tc->loaded.data ? tc->loaded.name : NULL;
+    if (saved && strncmp(saved, "compress ", 9) != 0)
+        return dl_fail(DL_ERR_FORMAT, "%s holds an unknown section '%s'", path, saved);
+    if (saved && strcmp(saved, want) != 0)
+        return dl_fail(DL_ERR_ARG, "%s was saved with --compress %s and this run has --compress "
+                       "%s: its error-feedback residuals belong to %s; resume with --compress %s",
+                       path, saved + 9, name, saved + 9, saved + 9);
+    if (saved && tc->loaded.world != world)
+        return dl_fail(DL_ERR_ARG, "%s holds the error-feedback residuals of %d rank(s), this run "
+                       "has %d: resume on %d rank(s)", path, tc->loaded.world, world,
+                       tc->loaded.world);
+    if (!saved && tc->active && verbose)
+        printf("note: %s holds no compression state; error feedback starts from zero\n", path);
+    return DL_OK;
+}
+
+dl_status dl_train_compress_setup(dl_train_compress *tc, dl_buckets *b, dl_ctx *ctx,
+                                  uint64_t seed)
+{
+    if (!tc->active)
+        return DL_OK;
+    if (ctx->dev->kind != DL_DEVICE_CPU)
+        return dl_fail(DL_ERR_ARG, "--compress runs on the CPU device only so far (its CUDA "
+                       "kernels are not written yet); use --device cpu or --compress none");
+    if (!ctx->comm->allgather_start)
+        return dl_fail(DL_ERR_ARG, "the %s backend has no all-gather for compressed gradients "
+                       "yet; use --compress none", ctx->comm->name);
+    size_t *lo = malloc((size_t)b->count * sizeof *lo), *n = malloc((size_t)b->count * sizeof *n);
+    if (!lo || !n) {
+        free(lo), free(n);
+        return dl_fail(DL_ERR_OOM, "out of memory for the bucket layout");
+    }
+    dl_buckets_layout(b, lo, n);
+    dl_status st = dl_compressor_init(&tc->comp, tc->spec, b->n_params, lo, n, b->count,
+                                      ctx->world, seed);
+    free(lo), free(n);
+    if (st != DL_OK || (st = dl_compressor_check_rank(&tc->comp)) != DL_OK)
+        return st;
+    b->compress = &tc->comp;
+    size_t want = (size_t)ctx->world * tc->comp.n + tc->comp.n_shared;
+    if (tc->loaded.data && tc->loaded.count != want)
+        return dl_fail(DL_ERR_ARG, "the checkpoint's compression state has %llu values, this run "
+                       "needs %zu (another bucket size?)", (unsigned long long)tc->loaded.count,
+                       want);
+    return DL_OK;
+}
+
+dl_status dl_train_compress_share(dl_train_compress *tc, dl_ctx *ctx)
+{
+    if (!tc->active)
+        return DL_OK;
+    int have = tc->loaded.data != NULL;
+    dl_status st = ctx->comm->broadcast(ctx->comm, &have, sizeof have, 0);
+    if (st != DL_OK || !have)
+        return st;
+    dl_compressor *c = &tc->comp;
+    size_t count = (size_t)ctx->world * c->n + c->n_shared;
+    float *all = tc->loaded.data;
+    if (!all && !(all = tc->loaded.data = dl_alloc((count + 1) * sizeof *all, "resumed state")))
+        return DL_ERR_OOM;
+    st = ctx->comm->broadcast(ctx->comm, all, count * sizeof *all, 0);
+    if (st != DL_OK)
+        return st;
+    memcpy(c->state, all + (size_t)ctx->rank * c->n, c->n * sizeof *all);
+    memcpy(c->state + c->n, all + (size_t)ctx->world * c->n, c->n_shared * sizeof *all);
+    free(tc->loaded.data);
+    tc->loaded.data = NULL;
+    return DL_OK;
+}
+
+dl_status dl_train_compress_gather(dl_train_compress *tc, dl_ctx *ctx, dl_ckpt_extra *out)
+{
+    memset(out, 0, sizeof *out);
+    dl_compressor *c = &tc->comp;
+    size_t count = (size_t)ctx->world * c->n + c->n_shared;
+    float *all = dl_alloc((count + 1) * sizeof *all, "compression state for the checkpoint");
+    if (!all)
+        return DL_ERR_OOM;
+    /* slot 0 is free between steps: every bucket was waited for */
+    dl_status st = ctx->comm->allgather_start(ctx->comm, c->state, all, c->n * sizeof *all, 0);
+    if (st == DL_OK)
+        st = ctx->comm->allreduce_wait(ctx->comm, 0, NULL);
+    if (st != DL_OK) {
+        free(all);
+        return st;
+    }
+    memcpy(all + (size_t)ctx->world * c->n, c->state + c->n, c->n_shared * sizeof *all);
+    section_name(tc->spec, out->name, sizeof out->name);
+    out->world = ctx->world, out->count = count, out->data = all;
+    return DL_OK;
+}
+
+void dl_train_compress_summary(const dl_train_compress *tc, const dl_buckets *b, dl_ctx *ctx,
+                               dl_metrics *m)
+{
+    if (!tc->active || !ctx->verbose)
+        return;
+    size_t *n = malloc((size_t)b->count * sizeof *n), *lo = malloc((size_t)b->count * sizeof *lo);
+    if (!n || !lo) {
+        free(n), free(lo);
+        return;
+    }
+    dl_buckets_layout(b, lo, n);
+    dl_compress_spec none = {DL_COMPRESS_NONE, 0};
+    double wire = dl_compress_wire_bytes(tc->spec, ctx->world, n, b->count);
+    double fp32 = dl_compress_wire_bytes(none, ctx->world, n, b->count);
+    double ratio = dl_compress_ratio(tc->spec, n, b->count);
+    free(n), free(lo);
+    char name[24], body[320];
+    dl_compress_name(tc->spec, name, sizeof name);
+    printf("  gradient compression %s with error feedback: %.3f MB on the wire per rank per step "
+           "(fp32 all-reduce: %.3f MB), compression ratio %.2f\n", name, wire * 1e-6, fp32 * 1e-6,
+           ratio);
+    snprintf(body, sizeof body, "\"type\":\"compression\",\"compress\":\"%s\",\"ranks\":%d,"
+             "\"wire_bytes_per_step\":%.0f,\"fp32_wire_bytes_per_step\":%.0f,"
+             "\"compression_ratio\":%.6g", name, ctx->world, wire, fp32, ratio);
+    dl_metrics_json_line(m, body);
+}
+
+void dl_train_compress_free(dl_train_compress *tc)
+{
+    if (tc->active)
+        dl_compressor_free(&tc->comp);
+    free(tc->loaded.data);
+    tc->loaded.data = NULL;
+}
