@@ -19,6 +19,7 @@
  * the group never collides with one of the world. */
 #define _GNU_SOURCE
 #include "comm.h"
+#include "comm_mpi_hier.h"
 
 #include <mpi.h>
 #include <pthread.h>
@@ -45,6 +46,8 @@ typedef struct mpi_op {
     MPI_Request req;
     double issued_at, done_at;
     dl_status status;
+    int hier, step; /* a hierarchical all-reduce and the steps it has issued */
+    long seq;
 } mpi_op;
 
 /* Slots DL_COMM_SLOTS.. are the blocking operations of the training thread. */
@@ -72,6 +75,8 @@ struct mpi_engine {
     int quit;
     mpi_impl *groups; /* the world first */
     char host[MPI_MAX_PROCESSOR_NAME];
+    dl_mpi_nodes nodes; /* of the world; host[] of every job rank */
+    int hier;           /* the world's gradient all-reduces are hierarchical */
 };
 
 /* What a split asks for and what it gives back (the buffer of an OP_SPLIT). */
@@ -160,7 +165,8 @@ static const char *op_name(op_kind k)
          : k == OP_SPLIT ? "split" : "group release";
 }
 
-/* The job ranks of the group members listed in `group_ranks` ("1, 3"). */
+/* The job ranks of the group members listed in `group_ranks` ("1, 3"), each
+ * with its host ("1 on h0, 3 on h1"): across machines, where to look. */
 static void to_job_ranks(const mpi_impl *m, const char *group_ranks, char *out, size_t size)
 {
     size_t len = 0;
@@ -171,7 +177,9 @@ static void to_job_ranks(const mpi_impl *m, const char *group_ranks, char *out, 
         if (end == p)
             break;
         int job = r >= 0 && r < m->comm->world && m->world_rank ? m->world_rank[r] : (int)r;
-        len += (size_t)snprintf(out + len, size - len, "%s%d", len ? ", " : "", job);
+        const char *host = m->eng->nodes.host && job >= 0 && job < m->eng->groups->comm->world
+                               ? m->eng->nodes.host[job] : "?";
+        len += (size_t)snprintf(out + len, size - len, "%s%d on %s", len ? ", " : "", job, host);
         p = end;
         while (*p == ',' || *p == ' ')
             p++;
@@ -241,6 +249,12 @@ static int issue(mpi_impl *m, mpi_op *op)
     op->req = MPI_REQUEST_NULL; /* tests as done at once: the immediate kinds */
     switch (op->kind) {
     case OP_AVG:
+        if (m == m->eng->groups && m->eng->hier) { /* the world's buckets only */
+            int done = 0;
+            op->hier = 1, op->step = 0, op->seq = dl_mpi_hier_seq(&m->eng->nodes);
+            return dl_mpi_hier_advance(&m->eng->nodes, op->buf, (int)op->n, op->seq, &op->step,
+                                       &op->req, &done);
+        }
         return MPI_Iallreduce(MPI_IN_PLACE, op->buf, (int)op->n, MPI_FLOAT, MPI_SUM, m->world,
                               &op->req);
     case OP_SUM_F64:
@@ -305,6 +319,12 @@ static int test_running(mpi_engine *e, mpi_impl *m)
         mpi_op *op = &m->ops[m->running[i]];
         int flag = 0;
         int rc = MPI_Test(&op->req, &flag, MPI_STATUS_IGNORE);
+        if (rc == MPI_SUCCESS && flag && op->hier) { /* a step done: the next, or the end */
+            int done = 0;
+            rc = dl_mpi_hier_advance(&e->nodes, op->buf, (int)op->n, op->seq, &op->step,
+                                     &op->req, &done);
+            flag = rc != MPI_SUCCESS || done;
+        }
         if (rc == MPI_SUCCESS && !flag) {
             if (dl_now() - op->issued_at > c->timeout_s)
                 abort_stalled(c, m, op);
@@ -528,6 +548,7 @@ static void mpi_free(dl_comm *c)
             free(m);
         }
     }
+    dl_mpi_nodes_free(&e->nodes);
     MPI_Finalize();
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
@@ -588,11 +609,10 @@ static dl_status init_comms(dl_comm *c, mpi_impl *m)
     MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &m->ctrl));
     MPI_CHECK(MPI_Comm_rank(m->world, &c->rank));
     MPI_CHECK(MPI_Comm_size(m->world, &c->world));
-    MPI_Comm node;
-    MPI_CHECK(MPI_Comm_split_type(m->world, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &node));
-    MPI_CHECK(MPI_Comm_rank(node, &c->local_rank));
-    MPI_CHECK(MPI_Comm_size(node, &c->local_size));
-    MPI_CHECK(MPI_Comm_free(&node));
+    MPI_CHECK(dl_mpi_nodes_init(m->world, c->rank, c->world, &m->eng->nodes));
+    c->local_rank = m->eng->nodes.local_rank;
+    c->local_size = m->eng->nodes.local_size;
+    c->nodes = m->eng->nodes.nodes;
     int len = 0;
     MPI_CHECK(MPI_Get_processor_name(m->eng->host, &len));
     return DL_OK;
@@ -629,3 +649,38 @@ dl_comm *dl_comm_mpi(int *argc, char ***argv)
 }
 
 int dl_comm_mpi_available(void) { return 1; }
+
+dl_status dl_comm_set_allreduce(dl_comm *c, dl_allreduce_algo want, char *note, size_t size)
+{
+    int mine = c->free == mpi_free; /* the world of this backend, not a group or a wrapper */
+    if (!mine) {
+        snprintf(note, size, "flat");
+        return want == DL_ALLREDUCE_HIER
+                   ? dl_fail(DL_ERR_ARG, "--allreduce hier needs the MPI backend's own "
+                             "all-reduce (this run uses %s)", c->name)
+                   : DL_OK;
+    }
+    mpi_impl *m = c->impl;
+    mpi_engine *e = m->eng;
+    int pays = dl_mpi_nodes_hier_pays(&e->nodes);
+    int hier = want == DL_ALLREDUCE_HIER || (want == DL_ALLREDUCE_AUTO && pays);
+    snprintf(note, size, "%s (%s%s: %d node%s, up to %d rank%s per node)", hier ? "hier" : "flat",
+             want == DL_ALLREDUCE_AUTO ? "auto" : "asked",
+             want != DL_ALLREDUCE_AUTO ? "" : pays ? ", ranks span nodes" : "", e->nodes.nodes,
+             e->nodes.nodes == 1 ? "" : "s", e->nodes.max_local_size,
+             e->nodes.max_local_size == 1 ? "" : "s");
+    pthread_mutex_lock(&e->mu);
+    e->hier = hier;
+    pthread_mutex_unlock(&e->mu);
+    return DL_OK;
+}
+
+void dl_comm_layout(const dl_comm *c, char *out, size_t size)
+{
+    if (size)
+        out[0] = 0;
+    if (c->free != mpi_free)
+        return;
+    const mpi_impl *m = c->impl;
+    dl_mpi_nodes_layout(&m->eng->nodes, c->world, out, size);
+}

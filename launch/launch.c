@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #ifdef DLTRAIN_HAVE_TOPO
@@ -48,6 +49,34 @@ int dl_launch_comm(dl_ctx *ctx, int *argc, char ***argv)
     }
     ctx->comm = c;
     ctx->rank = c->rank, ctx->world = c->world, ctx->local_rank = c->local_rank;
+    ctx->nodes = c->nodes, ctx->local_size = c->local_size;
+    dl_comm_layout(c, ctx->layout, sizeof ctx->layout);
+    return 0;
+}
+
+int dl_launch_allreduce_name(const char *name, dl_allreduce_algo *out, const char *cmd)
+{
+    static const char *names[] = {"auto", "flat", "hier"};
+    for (int i = 0; i < 3; i++)
+        if (strcmp(name, names[i]) == 0) {
+            *out = (dl_allreduce_algo)i;
+            return 1;
+        }
+    fprintf(stderr, "dltrain %s: unknown --allreduce '%s' (choose auto, flat or hier)\n", cmd,
+            name);
+    return 0;
+}
+
+int dl_launch_allreduce(dl_ctx *ctx, const char *choice, const char *cmd)
+{
+    dl_allreduce_algo algo;
+    if (!dl_launch_allreduce_name(choice, &algo, cmd))
+        return DL_EXIT_USAGE;
+    if (dl_comm_set_allreduce(ctx->comm, algo, ctx->allreduce_note,
+                              sizeof ctx->allreduce_note) != DL_OK) {
+        fprintf(stderr, "dltrain %s: %s\n", cmd, dl_error_message());
+        return DL_EXIT_USAGE;
+    }
     return 0;
 }
 

@@ -41,6 +41,7 @@ typedef struct dl_train_opts {
     char precision[16];   /* fp32, tf32, bf16 */
     char gpus[256];       /* "0,2": GPU of each node-local rank; may differ per node */
     char comm[16];        /* auto, mpi, nccl */
+    char allreduce[8];    /* auto, flat, hier: how the MPI backend sums gradients */
 } dl_train_opts;
 
 /* Options that may legitimately differ between ranks (file names, threads);

@@ -74,6 +74,9 @@ static const dl_option train_options[] = {
      "GPU of each node-local rank (default: GPU i for local rank i)"},
     {"comm", DL_OPT_STRING, O(comm), S(comm), "KIND", 0, 0,
      "gradient all-reduce: auto (default: nccl on CUDA where built with it), mpi or nccl"},
+    {"allreduce", DL_OPT_STRING, O(allreduce), S(allreduce), "KIND", 0, 0,
+     "MPI gradient all-reduce: flat, hier (within each node, then among one rank per node) "
+     "or auto (default: hier when ranks span nodes and a node holds several)"},
     DL_OPT_END,
 };
 
@@ -87,6 +90,7 @@ void dl_train_defaults(dl_train_opts *o)
     snprintf(o->device, sizeof o->device, "auto");
     snprintf(o->precision, sizeof o->precision, "fp32");
     snprintf(o->comm, sizeof o->comm, "auto");
+    snprintf(o->allreduce, sizeof o->allreduce, "auto");
     o->epochs = 5;
     o->batch = 128;
     o->lr = 0.05;
@@ -164,6 +168,9 @@ static int check_train_opts(const dl_train_opts *o)
     int rc = dl_launch_check_device_names(o->device, o->precision, o->comm, o->gpus, "train");
     if (rc >= 0)
         return rc;
+    dl_allreduce_algo algo;
+    if (!dl_launch_allreduce_name(o->allreduce, &algo, "train"))
+        return 2;
     if (!dl_model_find(o->model)) {
         fprintf(stderr, "dltrain train: unknown model '%s' (choose from %s)\n", o->model,
                 dl_model_names());

@@ -10,3 +10,12 @@ foreach(case equivalence ranks faults bad_input fashion)
                    ${DLTRAIN_BIN} ${case})
   set_tests_properties(mpi_${case} PROPERTIES LABELS "cpu;mpi" TIMEOUT 1200 RUN_SERIAL ON)
 endforeach()
+# Across machines: 2 hosts x 2 ranks on a virtual cluster of network
+# namespaces (scripts/vcluster.sh); skipped (77) where namespaces cannot be made.
+foreach(case ranks equivalence fashion faults)
+  add_test(NAME vcluster_${case}
+           COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_vcluster.py ${MPIEXEC_EXECUTABLE}
+                   ${DLTRAIN_BIN} ${CMAKE_SOURCE_DIR}/scripts/vcluster.sh ${case})
+  set_tests_properties(vcluster_${case} PROPERTIES LABELS "cpu;mpi;vcluster" TIMEOUT 1200
+                       SKIP_RETURN_CODE 77 RUN_SERIAL ON)
+endforeach()
