@@ -74,10 +74,18 @@ cluster_up() {
     done
 }
 
+# Ends what still runs in the hosts (an Open MPI daemon cut off from mpirun
+# lingers), then removes the namespaces, and with them every link.
 cluster_down() {
-    local ns
+    local ns pid
     for ns in $(ip netns list | awk '{print $1}'); do
-        case $ns in "$NAME"-h[0-9]*|"$NAME"-br) ip netns del "$ns" 2>/dev/null || true ;; esac
+        case $ns in
+            "$NAME"-h[0-9]*|"$NAME"-br)
+                for pid in $(ip netns pids "$ns" 2>/dev/null); do
+                    [[ $pid != "$$" ]] && kill -9 "$pid" 2>/dev/null || true
+                done
+                ip netns del "$ns" 2>/dev/null || true ;;
+        esac
     done
 }
 
