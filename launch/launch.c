@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "launch.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +86,12 @@ int dl_launch_default_threads(const dl_ctx *ctx)
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int per_node = ctx->comm && ctx->comm->local_size > 0 ? ctx->comm->local_size : 1;
     long t = cores / per_node;
+    /* never more than the cores this process may run on: a launcher's
+     * binding, a batch system's cpuset, or a share of a machine that hosts
+     * several nodes (scripts/vcluster.sh) */
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) == 0 && CPU_COUNT(&allowed) < t)
+        t = CPU_COUNT(&allowed);
     return t > 0 ? (int)t : 1;
 }
 

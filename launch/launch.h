@@ -11,7 +11,8 @@ int dl_launcher_world(const char **var);
 /* Sets ctx->comm/rank/world/local_rank: MPI under a launcher, else local.
  * Returns an exit status (non-zero after printing why) or 0. */
 int dl_launch_comm(dl_ctx *ctx, int *argc, char ***argv);
-/* Default CPU threads for this rank: the node's cores shared by its ranks. */
+/* Default CPU threads for this rank: the node's cores shared by its ranks, at
+ * most the cores it may run on (its CPU affinity). */
 int dl_launch_default_threads(const dl_ctx *ctx);
 void dl_launch_finish(dl_ctx *ctx);
 /* --allreduce NAME: 1 for auto, flat or hier (into *out), else 0 after

@@ -9,9 +9,14 @@
 # hostname through a UTS namespace, entered whenever a command runs there.
 # With --rate, each host's link is limited in both directions by a tbf qdisc
 # (on eth0 for what the host sends, on its bridge port for what it receives),
-# like a NIC of that speed.
+# like a NIC of that speed.  Each host also gets its own share of the
+# machine's cores (--cpus-per-host, default the cores divided among the
+# hosts), as separate machines would: without it Open MPI binds the first
+# rank of every host to core 0, so the ranks of different "hosts" share one
+# core and compute takes twice as long.
 #
-#   scripts/vcluster.sh run [--hosts N] [--slots S] [--rate 1gbit] [--name P] -- CMD...
+#   scripts/vcluster.sh run [--hosts N] [--slots S] [--rate 1gbit] [--name P]
+#                           [--cpus-per-host C] -- CMD...
 #       creates the cluster, runs CMD in host 0 with these in its environment,
 #       and removes the cluster when CMD ends (also on failure or Ctrl-C):
 #         VCLUSTER_HOSTFILE  an Open MPI hostfile ("198.18.0.1 slots=S" per host)
@@ -29,13 +34,34 @@
 set -euo pipefail
 
 SELF=$(readlink -f "$0")
-HOSTS=2 SLOTS=2 RATE="" NAME="dlvc$$"
+HOSTS=${VCLUSTER_HOSTS:-2} CPUS_PER_HOST=${VCLUSTER_CPUS_PER_HOST:-0}
+SLOTS=2 RATE="" NAME="dlvc$$"
 SUBNET=198.18.0  # one /24 per cluster: each cluster has its own bridge namespace
 
 die() { echo "vcluster: $*" >&2; exit 2; }
 
 host_ns() { echo "$NAME-h$1"; }
 host_addr() { echo "$SUBNET.$(($1 + 1))"; }
+
+# The cores `run` or `up` may use ("0 1 2 3"), passed on to the agent, which
+# runs inside host 0 where only host 0's cores are allowed.
+all_cpus() {
+    taskset -cp $$ | sed 's/.*: //' | tr ',' '\n' |
+        awk -F- '{ for (c = $1; c <= ($2 == "" ? $1 : $2); c++) printf "%d ", c }'
+}
+
+# Host i's cores: CPUS_PER_HOST of them, host after host, wrapping around
+# when the hosts want more cores than there are.
+host_cpus() {
+    local all per i list=""
+    read -ra all <<< "${VCLUSTER_ALL_CPUS:-$(all_cpus)}"
+    per=$CPUS_PER_HOST
+    (( per > 0 )) || per=$(( ${#all[@]} / HOSTS > 0 ? ${#all[@]} / HOSTS : 1 ))
+    for (( i = 0; i < per; i++ )); do
+        list+="${list:+,}${all[$(( ($1 * per + i) % ${#all[@]} ))]}"
+    done
+    echo "$list"
+}
 
 # tbf's bucket must hold what the link sends in a few ms of kernel timer
 # slack, or the qdisc cannot reach its rate; 4 ms of traffic, at least 64 KiB.
@@ -93,7 +119,7 @@ cluster_down() {
 # whose hostname is the host's name (what MPI_Get_processor_name reports).
 in_host() {
     local i=$1; shift
-    exec ip netns exec "$(host_ns "$i")" unshare --uts -- \
+    exec taskset -c "$(host_cpus "$i")" ip netns exec "$(host_ns "$i")" unshare --uts -- \
         sh -c 'hostname "$0" && exec "$@"' "$(host_ns "$i")" "$@"
 }
 
@@ -109,7 +135,12 @@ write_hostfile() {
 export_mpi_env() {
     export VCLUSTER_HOSTFILE="$1" VCLUSTER_NAME="$NAME"
     export VCLUSTER_MPIRUN="mpirun --hostfile $1"
+    export VCLUSTER_ALL_CPUS="$(all_cpus)"
+    export VCLUSTER_HOSTS=$HOSTS VCLUSTER_CPUS_PER_HOST=$CPUS_PER_HOST  # for the agent
     export OMPI_MCA_plm_rsh_agent="$SELF agent --name $NAME"
+    # each host has its own cores already (host_cpus); Open MPI's binding
+    # would put the first rank of every host on core 0 of the whole machine
+    export OMPI_MCA_hwloc_base_binding_policy=none
     export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_pml=ob1
     export OMPI_MCA_btl_tcp_if_include=$SUBNET.0/24 OMPI_MCA_oob_tcp_if_include=$SUBNET.0/24
     export OMPI_MCA_rmaps_base_oversubscribe=1
@@ -123,11 +154,13 @@ parse() {
             --slots) SLOTS=$2; shift 2 ;;
             --rate) RATE=$2; shift 2 ;;
             --name) NAME=$2; shift 2 ;;
+            --cpus-per-host) CPUS_PER_HOST=$2; shift 2 ;;
             --) shift; break ;;
             *) break ;;
         esac
     done
     [[ $NAME =~ ^[a-zA-Z0-9]{1,10}$ ]] || die "--name: 1 to 10 letters or digits"
+    [[ $CPUS_PER_HOST =~ ^[0-9]+$ ]] || die "--cpus-per-host: a number of cores"
     REST=("$@")
 }
 
