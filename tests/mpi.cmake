@@ -19,3 +19,8 @@ foreach(case ranks equivalence fashion faults)
   set_tests_properties(vcluster_${case} PROPERTIES LABELS "cpu;mpi;vcluster" TIMEOUT 1200
                        SKIP_RETURN_CODE 77 RUN_SERIAL ON)
 endforeach()
+# A real one-machine Slurm (munged, slurmctld, slurmd started and stopped by
+# the test): srun -n 4 --mpi=pmix; skipped (77) where it cannot start.
+add_test(NAME slurm_srun COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_slurm.py ${DLTRAIN_BIN})
+set_tests_properties(slurm_srun PROPERTIES LABELS "cpu;mpi;slurm" TIMEOUT 900
+                     SKIP_RETURN_CODE 77 RUN_SERIAL ON)
