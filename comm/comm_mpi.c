@@ -288,11 +288,13 @@ static void finish(dl_comm *c, mpi_op *op, int rc)
     op->done_at = dl_now();
 }
 
-/* Issues the group's queued operations; called with the lock held.  The
- * group stays valid while unlocked: its owner is waiting on this operation. */
-static void issue_queued(mpi_engine *e, mpi_impl *m)
+/* Issues the group's queued operations; returns how many.  Called with the
+ * lock held; the group stays valid while unlocked: its owner is waiting on
+ * this operation. */
+static int issue_queued(mpi_engine *e, mpi_impl *m)
 {
-    while (m->q_head != m->q_tail) {
+    int issued = 0;
+    for (; m->q_head != m->q_tail; issued++) {
         int slot = m->queue[m->q_head];
         m->q_head = (m->q_head + 1) % (DL_COMM_SLOTS + 1);
         mpi_op *op = &m->ops[slot];
@@ -308,6 +310,7 @@ static void issue_queued(mpi_engine *e, mpi_impl *m)
             m->running[m->n_running++] = slot;
         }
     }
+    return issued;
 }
 
 /* Tests the group's running operations; returns how many finished.  Lock held. */
@@ -350,15 +353,15 @@ static void idle_wait(mpi_engine *e, double seconds)
     pthread_cond_timedwait(&e->cv, &e->mu, &ts);
 }
 
-/* One pass over every group; returns finished operations, *busy set when
- * any group still has work.  Lock held; next is read after the group's work
+/* One pass over every group; returns operations issued or finished, *busy
+ * set when any group still has work.  Lock held; next is read after the group's work
  * because an owner may unlink another group while issue() runs unlocked. */
 static int serve_groups(mpi_engine *e, int *busy)
 {
     int finished = 0;
     *busy = 0;
     for (mpi_impl *m = e->groups; m; m = m->next) {
-        issue_queued(e, m);
+        finished += issue_queued(e, m);
         finished += test_running(e, m);
         answer_pings(m);
         if (m->n_running || m->q_head != m->q_tail)
@@ -386,23 +389,42 @@ static int only_long_barriers(const mpi_engine *e)
     return 1;
 }
 
+/* The pause after `idle` passes in which nothing was issued or finished.
+ * A collective over shared memory ends within microseconds: yield at first.
+ * After that the pause doubles every 16 passes from 20 us to 1 ms: every
+ * wake-up preempts the compute thread on its core, and where ranks share
+ * cores (more ranks than cores, or hosts of scripts/vcluster.sh sharing a
+ * machine) waking 20,000 times a second while a slow network all-reduce runs
+ * cost more compute time than the all-reduce itself (docs/multinode.md).
+ * Non-blocking collectives progress only when polled, so the pause also
+ * bounds how late each round of one starts; 1 ms is small next to the
+ * network time of any bucket that waits that long. */
+static double poll_pause_s(const mpi_engine *e, int idle)
+{
+    if (only_long_barriers(e))
+        return 1e-3;
+    if (idle <= 64)
+        return 0;
+    int doublings = (idle - 64) / 16;
+    double s = 20e-6 * (double)(1 << (doublings < 6 ? doublings : 6));
+    return s < 1e-3 ? s : 1e-3;
+}
+
 static void *comm_thread(void *arg)
 {
     mpi_engine *e = arg;
     int idle_polls = 0;
     pthread_mutex_lock(&e->mu);
     while (!e->quit) {
-        int busy, finished = serve_groups(e, &busy);
+        int busy, events = serve_groups(e, &busy);
+        idle_polls = events ? 0 : idle_polls + 1;
+        double pause = poll_pause_s(e, idle_polls);
         if (!busy) {
             idle_wait(e, 0.05); /* wakes on new work, or to answer roll calls */
             idle_polls = 0;
-        } else if (!finished && ++idle_polls > 64) {
-            /* Back off so a polling thread does not starve compute on shared cores. */
-            struct timespec ts = {0, only_long_barriers(e) ? 1000000 : 20000};
-            pthread_mutex_unlock(&e->mu);
-            nanosleep(&ts, NULL);
-            pthread_mutex_lock(&e->mu);
-        } else if (!finished) {
+        } else if (pause > 0) {
+            idle_wait(e, pause); /* new work (a bucket queued) wakes it early */
+        } else if (!events) {
             pthread_mutex_unlock(&e->mu);
             sched_yield();
             pthread_mutex_lock(&e->mu);
