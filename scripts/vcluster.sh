@@ -191,5 +191,5 @@ case $cmd in
         (in_host 0 "${REST[@]}")
         rc=$?
         exit $rc ;;
-    *) sed -n '2,28p' "$SELF" | sed 's/^# \{0,1\}//'; [[ $cmd == -h || $cmd == --help ]] || exit 2 ;;
+    *) sed -n '2,/^set -euo/p' "$SELF" | sed '$d' | sed 's/^# \{0,1\}//'; [[ $cmd == -h || $cmd == --help ]] || exit 2 ;;
 esac

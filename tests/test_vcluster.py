@@ -285,6 +285,15 @@ def main():
     if name in left:
         print(f"FAIL namespaces left behind: {left}")
         return 1
+    if case == "ranks":  # a failing command: its status comes back, nothing stays
+        f = subprocess.run(["bash", vcluster, "run", "--hosts", "3", "--rate", "1gbit", "--name",
+                            name, "--", "sh", "-c", "sleep 100 & exit 3"])
+        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        ok = f.returncode == 3 and name not in left
+        print(f"{'ok  ' if ok else 'FAIL'} a failing command: exit {f.returncode} (3), "
+              f"namespaces left: {name in left}")
+        if not ok:
+            return 1
     return p.returncode
 
 
