@@ -64,6 +64,8 @@ typedef struct mpi_impl {
     mpi_op ops[DL_COMM_SLOTS + 1];
     int queue[DL_COMM_SLOTS + 1], q_head, q_tail; /* issue order */
     int running[DL_COMM_SLOTS + 1], n_running;
+    dl_mpi_nodes nodes; /* the group's nodes (the world's: host[] of every job rank) */
+    int hier;           /* gradient all-reduces are hierarchical */
     struct mpi_impl *next;
 } mpi_impl;
 
@@ -75,16 +77,15 @@ struct mpi_engine {
     int quit;
     mpi_impl *groups; /* the world first */
     char host[MPI_MAX_PROCESSOR_NAME];
-    dl_mpi_nodes nodes; /* of the world; host[] of every job rank */
-    int hier;           /* the world's gradient all-reduces are hierarchical */
 };
 
 /* What a split asks for and what it gives back (the buffer of an OP_SPLIT). */
 typedef struct split_request {
     int color, key;
     MPI_Comm world, ctrl;
-    int rank, size, local_rank, local_size;
+    int rank, size;
     int *world_rank;
+    dl_mpi_nodes nodes;
 } split_request;
 
 static void mpi_error_text(int code, char *out, size_t size)
@@ -177,8 +178,9 @@ static void to_job_ranks(const mpi_impl *m, const char *group_ranks, char *out, 
         if (end == p)
             break;
         int job = r >= 0 && r < m->comm->world && m->world_rank ? m->world_rank[r] : (int)r;
-        const char *host = m->eng->nodes.host && job >= 0 && job < m->eng->groups->comm->world
-                               ? m->eng->nodes.host[job] : "?";
+        const mpi_impl *w = m->eng->groups; /* the world knows every job rank's host */
+        const char *host = w->nodes.host && job >= 0 && job < w->comm->world
+                               ? w->nodes.host[job] : "?";
         len += (size_t)snprintf(out + len, size - len, "%s%d on %s", len ? ", " : "", job, host);
         p = end;
         while (*p == ',' || *p == ' ')
@@ -211,7 +213,6 @@ static void abort_stalled(dl_comm *c, mpi_impl *m, const mpi_op *op)
  * first, so every member is already here and it returns promptly. */
 static int split_now(mpi_impl *m, split_request *q)
 {
-    MPI_Comm node;
     int rc = MPI_Comm_split(m->world, q->color >= 0 ? q->color : MPI_UNDEFINED, q->key, &q->world);
     if (rc != MPI_SUCCESS || q->world == MPI_COMM_NULL)
         return rc;
@@ -223,19 +224,13 @@ static int split_now(mpi_impl *m, split_request *q)
     q->world_rank = calloc((size_t)q->size, sizeof *q->world_rank);
     if (!q->world_rank)
         return MPI_ERR_NO_MEM;
-    if ((rc = MPI_Allgather(&job_rank, 1, MPI_INT, q->world_rank, 1, MPI_INT, q->world)) !=
-            MPI_SUCCESS ||
-        (rc = MPI_Comm_split_type(q->world, MPI_COMM_TYPE_SHARED, q->rank, MPI_INFO_NULL,
-                                  &node)) != MPI_SUCCESS)
-        return rc;
-    if ((rc = MPI_Comm_rank(node, &q->local_rank)) == MPI_SUCCESS &&
-        (rc = MPI_Comm_size(node, &q->local_size)) == MPI_SUCCESS)
-        rc = MPI_Comm_free(&node);
-    return rc;
+    rc = MPI_Allgather(&job_rank, 1, MPI_INT, q->world_rank, 1, MPI_INT, q->world);
+    return rc != MPI_SUCCESS ? rc : dl_mpi_nodes_init(q->world, q->rank, q->size, &q->nodes);
 }
 
 static int release_now(mpi_impl *m)
 {
+    dl_mpi_nodes_free(&m->nodes);
     int rc = MPI_Comm_free(&m->ctrl);
     int rc2 = MPI_Comm_free(&m->world);
     return rc != MPI_SUCCESS ? rc : rc2;
@@ -249,10 +244,10 @@ static int issue(mpi_impl *m, mpi_op *op)
     op->req = MPI_REQUEST_NULL; /* tests as done at once: the immediate kinds */
     switch (op->kind) {
     case OP_AVG:
-        if (m == m->eng->groups && m->eng->hier) { /* the world's buckets only */
+        if (m->hier) {
             int done = 0;
-            op->hier = 1, op->step = 0, op->seq = dl_mpi_hier_seq(&m->eng->nodes);
-            return dl_mpi_hier_advance(&m->eng->nodes, op->buf, (int)op->n, op->seq, &op->step,
+            op->hier = 1, op->step = 0, op->seq = dl_mpi_hier_seq(&m->nodes);
+            return dl_mpi_hier_advance(&m->nodes, op->buf, (int)op->n, op->seq, &op->step,
                                        &op->req, &done);
         }
         return MPI_Iallreduce(MPI_IN_PLACE, op->buf, (int)op->n, MPI_FLOAT, MPI_SUM, m->world,
@@ -324,7 +319,7 @@ static int test_running(mpi_engine *e, mpi_impl *m)
         int rc = MPI_Test(&op->req, &flag, MPI_STATUS_IGNORE);
         if (rc == MPI_SUCCESS && flag && op->hier) { /* a step done: the next, or the end */
             int done = 0;
-            rc = dl_mpi_hier_advance(&e->nodes, op->buf, (int)op->n, op->seq, &op->step,
+            rc = dl_mpi_hier_advance(&m->nodes, op->buf, (int)op->n, op->seq, &op->step,
                                      &op->req, &done);
             flag = rc != MPI_SUCCESS || done;
         }
@@ -564,13 +559,13 @@ static void mpi_free(dl_comm *c)
             MPI_Comm_free(&m->ctrl);
         if (m->world != MPI_COMM_NULL)
             MPI_Comm_free(&m->world);
+        dl_mpi_nodes_free(&m->nodes);
         if (m != world) { /* a group its owner never freed */
             free(m->world_rank);
             free(m->comm);
             free(m);
         }
     }
-    dl_mpi_nodes_free(&e->nodes);
     MPI_Finalize();
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
@@ -612,10 +607,11 @@ static dl_status mpi_split(dl_comm *c, int color, int key, dl_comm **out)
     *g = comm_template("mpi", m);
     g->free = mpi_free_group;
     g->rank = q.rank, g->world = q.size;
-    g->local_rank = q.local_rank, g->local_size = q.local_size;
+    g->local_rank = q.nodes.local_rank, g->local_size = q.nodes.local_size;
+    g->nodes = q.nodes.nodes;
     g->timeout_s = c->timeout_s;
     *m = (mpi_impl){.eng = e, .comm = g, .world = q.world, .ctrl = q.ctrl,
-                    .world_rank = q.world_rank};
+                    .world_rank = q.world_rank, .nodes = q.nodes};
     pthread_mutex_lock(&e->mu);
     m->next = parent->next; /* after its parent: any place in the list would do */
     parent->next = m;
@@ -631,10 +627,10 @@ static dl_status init_comms(dl_comm *c, mpi_impl *m)
     MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &m->ctrl));
     MPI_CHECK(MPI_Comm_rank(m->world, &c->rank));
     MPI_CHECK(MPI_Comm_size(m->world, &c->world));
-    MPI_CHECK(dl_mpi_nodes_init(m->world, c->rank, c->world, &m->eng->nodes));
-    c->local_rank = m->eng->nodes.local_rank;
-    c->local_size = m->eng->nodes.local_size;
-    c->nodes = m->eng->nodes.nodes;
+    MPI_CHECK(dl_mpi_nodes_init(m->world, c->rank, c->world, &m->nodes));
+    c->local_rank = m->nodes.local_rank;
+    c->local_size = m->nodes.local_size;
+    c->nodes = m->nodes.nodes;
     int len = 0;
     MPI_CHECK(MPI_Get_processor_name(m->eng->host, &len));
     return DL_OK;
@@ -683,7 +679,7 @@ int dl_comm_mpi_available(void) { return 1; }
 
 dl_status dl_comm_set_allreduce(dl_comm *c, dl_allreduce_algo want, char *note, size_t size)
 {
-    int mine = c->free == mpi_free; /* the world of this backend, not a group or a wrapper */
+    int mine = c->split == mpi_split; /* the world or a group of this backend, not a wrapper */
     if (!mine) {
         snprintf(note, size, "flat");
         return want == DL_ALLREDUCE_HIER
@@ -693,15 +689,15 @@ dl_status dl_comm_set_allreduce(dl_comm *c, dl_allreduce_algo want, char *note, 
     }
     mpi_impl *m = c->impl;
     mpi_engine *e = m->eng;
-    int pays = dl_mpi_nodes_hier_pays(&e->nodes);
+    const dl_mpi_nodes *n = &m->nodes;
+    int pays = dl_mpi_nodes_hier_pays(n);
     int hier = want == DL_ALLREDUCE_HIER || (want == DL_ALLREDUCE_AUTO && pays);
     snprintf(note, size, "%s (%s%s: %d node%s, up to %d rank%s per node)", hier ? "hier" : "flat",
              want == DL_ALLREDUCE_AUTO ? "auto" : "asked",
-             want != DL_ALLREDUCE_AUTO ? "" : pays ? ", ranks span nodes" : "", e->nodes.nodes,
-             e->nodes.nodes == 1 ? "" : "s", e->nodes.max_local_size,
-             e->nodes.max_local_size == 1 ? "" : "s");
+             want != DL_ALLREDUCE_AUTO ? "" : pays ? ", ranks span nodes" : "", n->nodes,
+             n->nodes == 1 ? "" : "s", n->max_local_size, n->max_local_size == 1 ? "" : "s");
     pthread_mutex_lock(&e->mu);
-    e->hier = hier;
+    m->hier = hier;
     pthread_mutex_unlock(&e->mu);
     return DL_OK;
 }
@@ -710,8 +706,8 @@ void dl_comm_layout(const dl_comm *c, char *out, size_t size)
 {
     if (size)
         out[0] = 0;
-    if (c->free != mpi_free)
+    if (c->split != mpi_split)
         return;
     const mpi_impl *m = c->impl;
-    dl_mpi_nodes_layout(&m->eng->nodes, c->world, out, size);
+    dl_mpi_nodes_layout(&m->nodes, c->world, out, size);
 }

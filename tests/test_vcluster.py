@@ -86,6 +86,15 @@ def case_ranks(t):
               ok and res.get("allreduce") == algo and res.get("nodes") == 2 and
               all(x["errors"] == 0 for x in res["results"]),
               b.stderr.strip()[-300:] or " ".join(b_args[-6:]))
+    for algo in ("flat", "hier"):  # scale's groups take --allreduce too
+        js = os.path.join(t.tmp, f"scale-{algo}.json")
+        sc = t.run(4, ["--sizes", "1,4", "--steps", "2", "--repeats", "1", "--warmup", "1",
+                       "--threads", "1", "--sweep-max-mb", "0", "--allreduce", algo,
+                       "--json", js], sub="scale")
+        ok = sc.returncode == 0 and os.path.exists(js)
+        pts = json.load(open(js))["points"] if ok else []
+        check(f"scale --allreduce {algo} across hosts", ok and [p["ranks"] for p in pts] == [1, 4],
+              sc.stderr.strip()[-300:])
     one = t.run(2, ["--data", "synthetic:1x28x28:10", "--train-samples", "64", "--batch", "8",
                     "--max-steps", "1", "--threads", "1", "--no-progress", "--out", out + "1"],
                 cluster=False)
