@@ -17,6 +17,7 @@ struct dl_comm {
     const char *name; /* "local", "mpi", "nccl" */
     int rank, world;
     int local_rank, local_size; /* within this node */
+    int nodes;                  /* nodes the ranks span (0 where the backend does not know) */
     double timeout_s;           /* a collective that makes no progress this long aborts the job */
     void *impl;
 
@@ -58,6 +59,22 @@ dl_status dl_comm_agree(dl_comm *c, int failed, int *n_failed, int *first_failed
  * makes the others abort with its number instead of hanging. */
 dl_comm *dl_comm_mpi(int *argc, char ***argv);
 int dl_comm_mpi_available(void);
+
+/* How the MPI backend sums a gradient bucket: one MPI_Iallreduce over all
+ * ranks (flat), or hierarchical (comm_mpi_hier.c: within each node, among one
+ * leader per node, back within the node).  auto is hierarchical when the
+ * ranks span several nodes and some node holds more than one of them. */
+typedef enum { DL_ALLREDUCE_AUTO, DL_ALLREDUCE_FLAT, DL_ALLREDUCE_HIER } dl_allreduce_algo;
+
+/* Chooses the algorithm on every rank (same `want` everywhere) before the
+ * first all-reduce, and says in `note` what it chose and why.  A comm that
+ * is not MPI's own (local, or MPI built out) is flat; asking it for hier is
+ * DL_ERR_ARG. */
+dl_status dl_comm_set_allreduce(dl_comm *c, dl_allreduce_algo want, char *note, size_t size);
+
+/* Which ranks run on which host: "2 nodes: h0 ranks 0,1 (local 0,1); h1 ...";
+ * empty for a comm that is not MPI's. */
+void dl_comm_layout(const dl_comm *c, char *out, size_t size);
 
 /* The NCCL backend (comm_nccl.c): gradient buckets in GPU memory are averaged
  * by NCCL on a communication stream of its own, ordered after the compute

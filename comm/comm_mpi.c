@@ -19,6 +19,7 @@
  * the group never collides with one of the world. */
 #define _GNU_SOURCE
 #include "comm.h"
+#include "comm_mpi_hier.h"
 
 #include <mpi.h>
 #include <pthread.h>
@@ -46,6 +47,8 @@ typedef struct mpi_op {
     MPI_Request req;
     double issued_at, done_at;
     dl_status status;
+    int hier, step; /* a hierarchical all-reduce and the steps it has issued */
+    long seq;
 } mpi_op;
 
 /* Slots DL_COMM_SLOTS.. are the blocking operations of the training thread. */
@@ -62,6 +65,8 @@ typedef struct mpi_impl {
     mpi_op ops[DL_COMM_SLOTS + 1];
     int queue[DL_COMM_SLOTS + 1], q_head, q_tail; /* issue order */
     int running[DL_COMM_SLOTS + 1], n_running;
+    dl_mpi_nodes nodes; /* the group's nodes (the world's: host[] of every job rank) */
+    int hier;           /* gradient all-reduces are hierarchical */
     struct mpi_impl *next;
 } mpi_impl;
 
@@ -79,8 +84,9 @@ struct mpi_engine {
 typedef struct split_request {
     int color, key;
     MPI_Comm world, ctrl;
-    int rank, size, local_rank, local_size;
+    int rank, size;
     int *world_rank;
+    dl_mpi_nodes nodes;
 } split_request;
 
 static void mpi_error_text(int code, char *out, size_t size)
@@ -162,7 +168,8 @@ static const char *op_name(op_kind k)
          : k == OP_SPLIT ? "split" : "group release";
 }
 
-/* The job ranks of the group members listed in `group_ranks` ("1, 3"). */
+/* The job ranks of the group members listed in `group_ranks` ("1, 3"), each
+ * with its host ("1 on h0, 3 on h1"): across machines, where to look. */
 static void to_job_ranks(const mpi_impl *m, const char *group_ranks, char *out, size_t size)
 {
     size_t len = 0;
@@ -173,7 +180,10 @@ static void to_job_ranks(const mpi_impl *m, const char *group_ranks, char *out, 
         if (end == p)
             break;
         int job = r >= 0 && r < m->comm->world && m->world_rank ? m->world_rank[r] : (int)r;
-        len += (size_t)snprintf(out + len, size - len, "%s%d", len ? ", " : "", job);
+        const mpi_impl *w = m->eng->groups; /* the world knows every job rank's host */
+        const char *host = w->nodes.host && job >= 0 && job < w->comm->world
+                               ? w->nodes.host[job] : "?";
+        len += (size_t)snprintf(out + len, size - len, "%s%d on %s", len ? ", " : "", job, host);
         p = end;
         while (*p == ',' || *p == ' ')
             p++;
@@ -205,7 +215,6 @@ static void abort_stalled(dl_comm *c, mpi_impl *m, const mpi_op *op)
  * first, so every member is already here and it returns promptly. */
 static int split_now(mpi_impl *m, split_request *q)
 {
-    MPI_Comm node;
     int rc = MPI_Comm_split(m->world, q->color >= 0 ? q->color : MPI_UNDEFINED, q->key, &q->world);
     if (rc != MPI_SUCCESS || q->world == MPI_COMM_NULL)
         return rc;
@@ -217,19 +226,13 @@ static int split_now(mpi_impl *m, split_request *q)
     q->world_rank = calloc((size_t)q->size, sizeof *q->world_rank);
     if (!q->world_rank)
         return MPI_ERR_NO_MEM;
-    if ((rc = MPI_Allgather(&job_rank, 1, MPI_INT, q->world_rank, 1, MPI_INT, q->world)) !=
-            MPI_SUCCESS ||
-        (rc = MPI_Comm_split_type(q->world, MPI_COMM_TYPE_SHARED, q->rank, MPI_INFO_NULL,
-                                  &node)) != MPI_SUCCESS)
-        return rc;
-    if ((rc = MPI_Comm_rank(node, &q->local_rank)) == MPI_SUCCESS &&
-        (rc = MPI_Comm_size(node, &q->local_size)) == MPI_SUCCESS)
-        rc = MPI_Comm_free(&node);
-    return rc;
+    rc = MPI_Allgather(&job_rank, 1, MPI_INT, q->world_rank, 1, MPI_INT, q->world);
+    return rc != MPI_SUCCESS ? rc : dl_mpi_nodes_init(q->world, q->rank, q->size, &q->nodes);
 }
 
 static int release_now(mpi_impl *m)
 {
+    dl_mpi_nodes_free(&m->nodes);
     int rc = MPI_Comm_free(&m->ctrl);
     int rc2 = MPI_Comm_free(&m->world);
     return rc != MPI_SUCCESS ? rc : rc2;
@@ -243,6 +246,12 @@ static int issue(mpi_impl *m, mpi_op *op)
     op->req = MPI_REQUEST_NULL; /* tests as done at once: the immediate kinds */
     switch (op->kind) {
     case OP_AVG:
+        if (m->hier) {
+            int done = 0;
+            op->hier = 1, op->step = 0, op->seq = dl_mpi_hier_seq(&m->nodes);
+            return dl_mpi_hier_advance(&m->nodes, op->buf, (int)op->n, op->seq, &op->step,
+                                       &op->req, &done);
+        }
         return MPI_Iallreduce(MPI_IN_PLACE, op->buf, (int)op->n, MPI_FLOAT, MPI_SUM, m->world,
                               &op->req);
     case OP_GATHER:
@@ -279,11 +288,13 @@ static void finish(dl_comm *c, mpi_op *op, int rc)
     op->done_at = dl_now();
 }
 
-/* Issues the group's queued operations; called with the lock held.  The
- * group stays valid while unlocked: its owner is waiting on this operation. */
-static void issue_queued(mpi_engine *e, mpi_impl *m)
+/* Issues the group's queued operations; returns how many.  Called with the
+ * lock held; the group stays valid while unlocked: its owner is waiting on
+ * this operation. */
+static int issue_queued(mpi_engine *e, mpi_impl *m)
 {
-    while (m->q_head != m->q_tail) {
+    int issued = 0;
+    for (; m->q_head != m->q_tail; issued++) {
         int slot = m->queue[m->q_head];
         m->q_head = (m->q_head + 1) % (DL_COMM_SLOTS + 1);
         mpi_op *op = &m->ops[slot];
@@ -299,6 +310,7 @@ static void issue_queued(mpi_engine *e, mpi_impl *m)
             m->running[m->n_running++] = slot;
         }
     }
+    return issued;
 }
 
 /* Tests the group's running operations; returns how many finished.  Lock held. */
@@ -310,6 +322,12 @@ static int test_running(mpi_engine *e, mpi_impl *m)
         mpi_op *op = &m->ops[m->running[i]];
         int flag = 0;
         int rc = MPI_Test(&op->req, &flag, MPI_STATUS_IGNORE);
+        if (rc == MPI_SUCCESS && flag && op->hier) { /* a step done: the next, or the end */
+            int done = 0;
+            rc = dl_mpi_hier_advance(&m->nodes, op->buf, (int)op->n, op->seq, &op->step,
+                                     &op->req, &done);
+            flag = rc != MPI_SUCCESS || done;
+        }
         if (rc == MPI_SUCCESS && !flag) {
             if (dl_now() - op->issued_at > c->timeout_s)
                 abort_stalled(c, m, op);
@@ -335,15 +353,15 @@ static void idle_wait(mpi_engine *e, double seconds)
     pthread_cond_timedwait(&e->cv, &e->mu, &ts);
 }
 
-/* One pass over every group; returns finished operations, *busy set when
- * any group still has work.  Lock held; next is read after the group's work
+/* One pass over every group; returns operations issued or finished, *busy
+ * set when any group still has work.  Lock held; next is read after the group's work
  * because an owner may unlink another group while issue() runs unlocked. */
 static int serve_groups(mpi_engine *e, int *busy)
 {
     int finished = 0;
     *busy = 0;
     for (mpi_impl *m = e->groups; m; m = m->next) {
-        issue_queued(e, m);
+        finished += issue_queued(e, m);
         finished += test_running(e, m);
         answer_pings(m);
         if (m->n_running || m->q_head != m->q_tail)
@@ -371,23 +389,42 @@ static int only_long_barriers(const mpi_engine *e)
     return 1;
 }
 
+/* The pause after `idle` passes in which nothing was issued or finished.
+ * A collective over shared memory ends within microseconds: yield at first.
+ * After that the pause doubles every 16 passes from 20 us to 1 ms: every
+ * wake-up preempts the compute thread on its core, and where ranks share
+ * cores (more ranks than cores, or hosts of scripts/vcluster.sh sharing a
+ * machine) waking 20,000 times a second while a slow network all-reduce runs
+ * cost more compute time than the all-reduce itself (docs/multinode.md).
+ * Non-blocking collectives progress only when polled, so the pause also
+ * bounds how late each round of one starts; 1 ms is small next to the
+ * network time of any bucket that waits that long. */
+static double poll_pause_s(const mpi_engine *e, int idle)
+{
+    if (only_long_barriers(e))
+        return 1e-3;
+    if (idle <= 64)
+        return 0;
+    int doublings = (idle - 64) / 16;
+    double s = 20e-6 * (double)(1 << (doublings < 6 ? doublings : 6));
+    return s < 1e-3 ? s : 1e-3;
+}
+
 static void *comm_thread(void *arg)
 {
     mpi_engine *e = arg;
     int idle_polls = 0;
     pthread_mutex_lock(&e->mu);
     while (!e->quit) {
-        int busy, finished = serve_groups(e, &busy);
+        int busy, events = serve_groups(e, &busy);
+        idle_polls = events ? 0 : idle_polls + 1;
+        double pause = poll_pause_s(e, idle_polls);
         if (!busy) {
             idle_wait(e, 0.05); /* wakes on new work, or to answer roll calls */
             idle_polls = 0;
-        } else if (!finished && ++idle_polls > 64) {
-            /* Back off so a polling thread does not starve compute on shared cores. */
-            struct timespec ts = {0, only_long_barriers(e) ? 1000000 : 20000};
-            pthread_mutex_unlock(&e->mu);
-            nanosleep(&ts, NULL);
-            pthread_mutex_lock(&e->mu);
-        } else if (!finished) {
+        } else if (pause > 0) {
+            idle_wait(e, pause); /* new work (a bucket queued) wakes it early */
+        } else if (!events) {
             pthread_mutex_unlock(&e->mu);
             sched_yield();
             pthread_mutex_lock(&e->mu);
@@ -541,6 +578,7 @@ static void mpi_free(dl_comm *c)
             MPI_Comm_free(&m->ctrl);
         if (m->world != MPI_COMM_NULL)
             MPI_Comm_free(&m->world);
+        dl_mpi_nodes_free(&m->nodes);
         if (m != world) { /* a group its owner never freed */
             free(m->world_rank);
             free(m->comm);
@@ -589,10 +627,11 @@ static dl_status mpi_split(dl_comm *c, int color, int key, dl_comm **out)
     *g = comm_template("mpi", m);
     g->free = mpi_free_group;
     g->rank = q.rank, g->world = q.size;
-    g->local_rank = q.local_rank, g->local_size = q.local_size;
+    g->local_rank = q.nodes.local_rank, g->local_size = q.nodes.local_size;
+    g->nodes = q.nodes.nodes;
     g->timeout_s = c->timeout_s;
     *m = (mpi_impl){.eng = e, .comm = g, .world = q.world, .ctrl = q.ctrl,
-                    .world_rank = q.world_rank};
+                    .world_rank = q.world_rank, .nodes = q.nodes};
     pthread_mutex_lock(&e->mu);
     m->next = parent->next; /* after its parent: any place in the list would do */
     parent->next = m;
@@ -608,11 +647,10 @@ static dl_status init_comms(dl_comm *c, mpi_impl *m)
     MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &m->ctrl));
     MPI_CHECK(MPI_Comm_rank(m->world, &c->rank));
     MPI_CHECK(MPI_Comm_size(m->world, &c->world));
-    MPI_Comm node;
-    MPI_CHECK(MPI_Comm_split_type(m->world, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &node));
-    MPI_CHECK(MPI_Comm_rank(node, &c->local_rank));
-    MPI_CHECK(MPI_Comm_size(node, &c->local_size));
-    MPI_CHECK(MPI_Comm_free(&node));
+    MPI_CHECK(dl_mpi_nodes_init(m->world, c->rank, c->world, &m->nodes));
+    c->local_rank = m->nodes.local_rank;
+    c->local_size = m->nodes.local_size;
+    c->nodes = m->nodes.nodes;
     int len = 0;
     MPI_CHECK(MPI_Get_processor_name(m->eng->host, &len));
     return DL_OK;
@@ -621,6 +659,15 @@ static dl_status init_comms(dl_comm *c, mpi_impl *m)
 dl_comm *dl_comm_mpi(int *argc, char ***argv)
 {
     int provided = 0;
+    /* The node-local steps of the hierarchical all-reduce (MPI_Ireduce and
+     * MPI_Ibcast among a node's few ranks): Open MPI's default for large
+     * messages is a chain of small segments, and a non-blocking collective
+     * moves one segment per progress call of the communication thread, which
+     * made a 1 MiB hierarchical all-reduce 4x slower (docs/multinode.md).
+     * Binomial reduce and linear broadcast are one round each.  Only where
+     * the user has not chosen (setenv without overwrite). */
+    setenv("OMPI_MCA_coll_libnbc_ireduce_algorithm", "2", 0);
+    setenv("OMPI_MCA_coll_libnbc_ibcast_algorithm", "1", 0);
     if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
         dl_fail(DL_ERR_COMM, "MPI_Init_thread failed");
         return NULL;
@@ -649,3 +696,38 @@ dl_comm *dl_comm_mpi(int *argc, char ***argv)
 }
 
 int dl_comm_mpi_available(void) { return 1; }
+
+dl_status dl_comm_set_allreduce(dl_comm *c, dl_allreduce_algo want, char *note, size_t size)
+{
+    int mine = c->split == mpi_split; /* the world or a group of this backend, not a wrapper */
+    if (!mine) {
+        snprintf(note, size, "flat");
+        return want == DL_ALLREDUCE_HIER
+                   ? dl_fail(DL_ERR_ARG, "--allreduce hier needs the MPI backend's own "
+                             "all-reduce (this run uses %s)", c->name)
+                   : DL_OK;
+    }
+    mpi_impl *m = c->impl;
+    mpi_engine *e = m->eng;
+    const dl_mpi_nodes *n = &m->nodes;
+    int pays = dl_mpi_nodes_hier_pays(n);
+    int hier = want == DL_ALLREDUCE_HIER || (want == DL_ALLREDUCE_AUTO && pays);
+    snprintf(note, size, "%s (%s%s: %d node%s, up to %d rank%s per node)", hier ? "hier" : "flat",
+             want == DL_ALLREDUCE_AUTO ? "auto" : "asked",
+             want != DL_ALLREDUCE_AUTO ? "" : pays ? ", ranks span nodes" : "", n->nodes,
+             n->nodes == 1 ? "" : "s", n->max_local_size, n->max_local_size == 1 ? "" : "s");
+    pthread_mutex_lock(&e->mu);
+    m->hier = hier;
+    pthread_mutex_unlock(&e->mu);
+    return DL_OK;
+}
+
+void dl_comm_layout(const dl_comm *c, char *out, size_t size)
+{
+    if (size)
+        out[0] = 0;
+    if (c->split != mpi_split)
+        return;
+    const mpi_impl *m = c->impl;
+    dl_mpi_nodes_layout(&m->nodes, c->world, out, size);
+}

@@ -41,6 +41,7 @@ typedef struct {
     double factor, timeout_s;
     int iters, warmup;
     char backend[16], json[512], report[512], device[16], gpus[256], compress[24];
+    char allreduce[8]; /* asked for; after start-up, what was chosen (flat or hier) */
 } ar_opts;
 
 #define O(f) offsetof(ar_opts, f)
@@ -65,6 +66,9 @@ static const dl_option ar_options[] = {
     {"compress", DL_OPT_STRING, O(compress), S(compress), "KIND", 0, 0,
      "compressed average with error feedback: none (default), fp16, bf16, int8, onebit, "
      "powersgd[:RANK]; host memory only (see docs/compression.md)"},
+    {"allreduce", DL_OPT_STRING, O(allreduce), S(allreduce), "KIND", 0, 0,
+     "MPI backend: flat, hier (within each node, then among one rank per node) or auto "
+     "(default: hier when ranks span nodes and a node holds several)"},
     {"timeout", DL_OPT_DOUBLE, O(timeout_s), 0, "S", 1, 1e6,
      "abort when one all-reduce makes no progress this long (default 60)"},
     {"json", DL_OPT_STRING, O(json), S(json), "FILE", 0, 0,
@@ -87,6 +91,8 @@ static void print_header(FILE *f, const dl_ctx *ctx, const ar_opts *o)
     fprintf(f, "bench allreduce: backend %s, %d rank%s, float32 average (allreduce_avg_start/"
                "wait), %s memory\n", c->name, c->world, c->world == 1 ? "" : "s",
             ctx->dev ? ctx->dev->name : "host");
+    if (ctx->layout[0])
+        fprintf(f, "  %s; all-reduce %s\n", ctx->layout, ctx->allreduce_note);
     fprintf(f, "  %d warm-up and %d timed iterations per size, barrier before each; time = the "
                "slowest rank's median\n", o->warmup, o->iters);
     fprintf(f, "  busbw = algbw x 2(n-1)/n = algbw x %.4g\n",
@@ -116,12 +122,12 @@ static int write_json(FILE *f, const dl_comm *c, const ar_opts *o, const dl_swee
                       int n, long errors, int on_gpu)
 {
     fprintf(f, "{\"bench\":\"allreduce\",\"version\":1,\"backend\":\"%s\",\"world\":%d,"
-               "\"local_size\":%d,\"op\":\"avg\",\"dtype\":\"float32\",\"compress\":\"%s\","
-               "\"memory\":\"%s\","
+               "\"local_size\":%d,\"nodes\":%d,\"allreduce\":\"%s\",\"op\":\"avg\",\"dtype\":\"float32\","
+               "\"compress\":\"%s\",\"memory\":\"%s\","
                "\"iters\":%d,\"warmup\":%d,\"min_bytes\":%ld,\"max_bytes\":%ld,\"factor\":%.6g,"
                "\"time\":\"slowest rank's median\",\"bus_factor\":%.17g,\"env\":",
-            c->name, c->world, c->local_size, o->compress, on_gpu ? "device" : "host", o->iters,
-            o->warmup,
+            c->name, c->world, c->local_size, c->nodes, o->allreduce, o->compress,
+            on_gpu ? "device" : "host", o->iters, o->warmup,
             o->min_bytes, o->max_bytes, o->factor, dl_sweep_bus_factor(c->world));
     dl_run_env_json(f);
     fprintf(f, ",\"nccl\":");
@@ -288,6 +294,9 @@ static int check_options(const ar_opts *o)
                 "(its CUDA kernels are not written yet); use --device cpu\n");
         return DL_EXIT_USAGE;
     }
+    dl_allreduce_algo algo;
+    if (!dl_launch_allreduce_name(o->allreduce, &algo, "bench allreduce"))
+        return DL_EXIT_USAGE;
     int r = dl_launch_check_device_names("cuda", "fp32", NULL, o->gpus, "bench allreduce");
     if (r >= 0)
         return r;
@@ -302,7 +311,8 @@ static int check_options(const ar_opts *o)
 int dl_bench_allreduce(int argc, char **argv)
 {
     ar_opts o = {.min_bytes = 4, .max_bytes = 128L << 20, .factor = 2, .iters = 20, .warmup = 5,
-                 .timeout_s = 60, .backend = "auto", .device = "cpu", .compress = "none"};
+                 .timeout_s = 60, .backend = "auto", .device = "cpu", .compress = "none",
+                 .allreduce = "auto"};
     /* Options first: every rank parses the same command line, so all stop alike
      * before MPI is started. */
     int r = dl_options_parse(ar_options, &o, argc, argv, "bench allreduce", ar_usage);
@@ -329,7 +339,11 @@ int dl_bench_allreduce(int argc, char **argv)
     ctx.comm->timeout_s = o.timeout_s;
     char command[1024];
     command_line(command, sizeof command, ctx.world, argc, argv);
-    r = strcmp(o.device, "cuda") == 0 ? open_gpu(&ctx, &o) : 0;
+    r = dl_launch_allreduce(&ctx, o.allreduce, "bench allreduce");
+    if (r == 0) /* the JSON records the choice: its first word */
+        snprintf(o.allreduce, sizeof o.allreduce, "%.4s", ctx.allreduce_note);
+    if (r == 0 && strcmp(o.device, "cuda") == 0)
+        r = open_gpu(&ctx, &o);
     if (r == 0)
         r = bench(&ctx, &o, command);
     if (ctx.comm != dl_comm_local())

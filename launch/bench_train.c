@@ -143,6 +143,17 @@ static int bench_train(int argc, char **argv)
                              "Training-step throughput on a fixed batch (compare: scripts/bench_compare.py).");
     if (r)
         return r == 1 ? 0 : r;
+    /* Under a launcher every rank would time its own copy of the model and
+     * print N unlabeled figures; data-parallel throughput is what scale measures. */
+    const char *launcher_var = NULL;
+    int launched = dl_launcher_world(&launcher_var);
+    if (launched > 1) {
+        fprintf(stderr, "dltrain bench train: started as one of %d ranks (%s); bench train times "
+                "one process. For data-parallel throughput across ranks use `mpirun -np %d "
+                "dltrain scale` (docs/scaling.md), or `dltrain train` for a run\n", launched,
+                launcher_var, launched);
+        return DL_EXIT_USAGE;
+    }
     r = dl_launch_check_device_names(o.device, o.precision, NULL, o.gpus, "bench train");
     if (r < 0)
         r = dl_launch_check_conv_name(o.conv, "bench train");

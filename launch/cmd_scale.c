@@ -63,6 +63,9 @@ static const dl_option scale_options[] = {
      "GPU of each node-local rank (default: GPU i for local rank i)"},
     {"comm", DL_OPT_STRING, O(comm), S(comm), "KIND", 0, 0,
      "gradient all-reduce: auto (default: nccl on CUDA where built with it), mpi or nccl"},
+    {"allreduce", DL_OPT_STRING, O(allreduce), S(allreduce), "KIND", 0, 0,
+     "MPI all-reduce of each group: flat, hier (within each node, then among one rank per "
+     "node) or auto (default: hier when the group spans nodes and a node holds several)"},
     {"seed", DL_OPT_LONG, O(seed), 0, "N", 0, 9.0e15, "random seed (default 1)"},
     {"json", DL_OPT_STRING, O(json), S(json), "FILE", 0, 0, "also write every figure as JSON"},
     {"report", DL_OPT_STRING, O(report), S(report), "FILE", 0, 0,
@@ -175,6 +178,11 @@ static int validate(scale_opts *o, int world, scale_run *r, char *why, size_t ca
     dl_compress_spec spec;
     if (dl_compress_parse(o->compress, &spec) != DL_OK) {
         snprintf(why, cap, "%s", dl_error_message());
+        return -1;
+    }
+    if (strcmp(o->allreduce, "auto") && strcmp(o->allreduce, "flat") &&
+        strcmp(o->allreduce, "hier")) {
+        snprintf(why, cap, "unknown --allreduce '%s' (choose auto, flat or hier)", o->allreduce);
         return -1;
     }
     if (strcmp(o->device, "cpu") == 0 && strcmp(o->precision, "fp32") != 0 &&
@@ -368,7 +376,7 @@ int dl_cmd_scale(int argc, char **argv)
     o = (scale_opts){.model = "lenet", .data = "synthetic:1x28x28:10", .batch = 64, .warmup = 3,
                      .steps = 10, .repeats = 3, .bucket_mb = 0, .timeout_s = 600,
                      .sweep_max_mb = 16, .seed = 1, .device = "auto", .precision = "auto",
-                     .comm = "auto", .compress = "none"};
+                     .comm = "auto", .compress = "none", .allreduce = "auto"};
     int quiet = launcher_rank() > 0;
     /* A quiet rank leaves the failing status to rank 0: were it to fail too,
      * mpirun could kill rank 0 before its message is out. */

@@ -17,6 +17,9 @@ typedef struct dl_ctx {
     char placement[512]; /* which GPU and NUMA node this rank uses, and its CPU binding */
     char device_note[768]; /* "cpu (auto: no CUDA GPU: ...)", "cuda:0 (...) (...), precision tf32" */
     char comm_note[256];   /* which backend averages the gradients, and why */
+    int nodes, local_size; /* nodes the job spans (0: unknown), ranks on this one */
+    char layout[1024];     /* "2 nodes: h0 ranks 0,1 (local 0,1); h1 ranks 2,3 (local 0,1)" */
+    char allreduce_note[160]; /* flat or hier, and why (the MPI backend's --allreduce) */
 } dl_ctx;
 
 /* Exit statuses, shared by every subcommand. */

@@ -2,8 +2,10 @@
 #define _GNU_SOURCE
 #include "launch.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #ifdef DLTRAIN_HAVE_TOPO
@@ -48,6 +50,34 @@ int dl_launch_comm(dl_ctx *ctx, int *argc, char ***argv)
     }
     ctx->comm = c;
     ctx->rank = c->rank, ctx->world = c->world, ctx->local_rank = c->local_rank;
+    ctx->nodes = c->nodes, ctx->local_size = c->local_size;
+    dl_comm_layout(c, ctx->layout, sizeof ctx->layout);
+    return 0;
+}
+
+int dl_launch_allreduce_name(const char *name, dl_allreduce_algo *out, const char *cmd)
+{
+    static const char *names[] = {"auto", "flat", "hier"};
+    for (int i = 0; i < 3; i++)
+        if (strcmp(name, names[i]) == 0) {
+            *out = (dl_allreduce_algo)i;
+            return 1;
+        }
+    fprintf(stderr, "dltrain %s: unknown --allreduce '%s' (choose auto, flat or hier)\n", cmd,
+            name);
+    return 0;
+}
+
+int dl_launch_allreduce(dl_ctx *ctx, const char *choice, const char *cmd)
+{
+    dl_allreduce_algo algo;
+    if (!dl_launch_allreduce_name(choice, &algo, cmd))
+        return DL_EXIT_USAGE;
+    if (dl_comm_set_allreduce(ctx->comm, algo, ctx->allreduce_note,
+                              sizeof ctx->allreduce_note) != DL_OK) {
+        fprintf(stderr, "dltrain %s: %s\n", cmd, dl_error_message());
+        return DL_EXIT_USAGE;
+    }
     return 0;
 }
 
@@ -56,6 +86,12 @@ int dl_launch_default_threads(const dl_ctx *ctx)
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int per_node = ctx->comm && ctx->comm->local_size > 0 ? ctx->comm->local_size : 1;
     long t = cores / per_node;
+    /* never more than the cores this process may run on: a launcher's
+     * binding, a batch system's cpuset, or a share of a machine that hosts
+     * several nodes (scripts/vcluster.sh) */
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) == 0 && CPU_COUNT(&allowed) < t)
+        t = CPU_COUNT(&allowed);
     return t > 0 ? (int)t : 1;
 }
 

@@ -11,9 +11,17 @@ int dl_launcher_world(const char **var);
 /* Sets ctx->comm/rank/world/local_rank: MPI under a launcher, else local.
  * Returns an exit status (non-zero after printing why) or 0. */
 int dl_launch_comm(dl_ctx *ctx, int *argc, char ***argv);
-/* Default CPU threads for this rank: the node's cores shared by its ranks. */
+/* Default CPU threads for this rank: the node's cores shared by its ranks, at
+ * most the cores it may run on (its CPU affinity). */
 int dl_launch_default_threads(const dl_ctx *ctx);
 void dl_launch_finish(dl_ctx *ctx);
+/* --allreduce NAME: 1 for auto, flat or hier (into *out), else 0 after
+ * printing one line naming cmd. */
+int dl_launch_allreduce_name(const char *name, dl_allreduce_algo *out, const char *cmd);
+/* Sets how the MPI backend sums gradients (collective: every rank, same
+ * choice, before dl_launch_comm_backend wraps the backend) and fills
+ * ctx->allreduce_note.  Returns 0 or an exit status after one line. */
+int dl_launch_allreduce(dl_ctx *ctx, const char *choice, const char *cmd);
 /* Chooses this rank's GPU by node-local rank (or takes `gpu` when >= 0, from
  * --gpus) and, when bind is set, binds the process to the CPUs local to that
  * GPU (before any thread starts, so all inherit it).  Fills ctx->placement;

@@ -118,7 +118,11 @@ int dl_cmd_train(int argc, char **argv)
         if (ctx.rank > 0 && o.log_all && redirect_rank_log(&o, &ctx))
             ctx.comm->abort(ctx.comm, 1);
         dl_launch_place(&ctx, !o.no_bind, dl_launch_listed_gpu(&ctx, o.gpus));
-        rc = open_device_and_comm(&ctx, &o);
+        rc = dl_launch_allreduce(&ctx, o.allreduce, "train");
+        if (rc == 0)
+            rc = open_device_and_comm(&ctx, &o);
+        if (rc == 0 && strncmp(ctx.comm->name, "mpi", 3) != 0)
+            ctx.allreduce_note[0] = 0; /* NCCL's own algorithms sum the gradients */
         if (rc == 0)
             rc = dl_train_run(&o, &ctx);
     }

@@ -22,6 +22,7 @@ typedef struct scale_opts {
     char model[32], data[512], sizes[256], json[512], report[512];
     char device[16], precision[16], gpus[256], comm[16];
     char compress[24]; /* --compress: none, fp16, .. (compress.h) */
+    char allreduce[8]; /* auto, flat, hier: the MPI all-reduce of every group */
     int batch, warmup, steps, repeats, threads, no_overlap;
     double bucket_mb, timeout_s, sweep_max_mb;
     long seed;

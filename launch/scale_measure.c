@@ -165,6 +165,13 @@ dl_status dl_scale_measure_ranks(scale_run *r, const int *ranks, int n, const ch
     dl_comm *w = r->ctx->comm, *g = NULL;
     int pos = in_list(ranks, n, r->ctx->rank);
     dl_status st = w->split(w, pos >= 0 ? 0 : -1, pos, &g);
+    if (st == DL_OK && g && g != w) {
+        dl_allreduce_algo algo = strcmp(r->o->allreduce, "hier") == 0   ? DL_ALLREDUCE_HIER
+                                 : strcmp(r->o->allreduce, "flat") == 0 ? DL_ALLREDUCE_FLAT
+                                                                         : DL_ALLREDUCE_AUTO;
+        char note[160];
+        st = dl_comm_set_allreduce(g, algo, note, sizeof note);
+    }
     if (st == DL_OK && g) {
         st = measure_group(r, g, p);
         if (g != w) /* the local backend's group is the world itself */

@@ -236,10 +236,14 @@ static void print_start(trainer *t)
            4e-6 * (double)net->n_params, 6e-6 * dl_net_macs_per_sample(net));
     if (t->ctx->placement[0])
         printf("  %s\n", t->ctx->placement);
+    if (t->ctx->layout[0])
+        printf("  %s\n", t->ctx->layout);
     if (t->ctx->world > 1)
         printf("  global batch %d = %d ranks x %d; gradients averaged in %d bucket(s) of <= %g MB, "
-               "%s; lr %s\n", o->batch * t->ctx->world, t->ctx->world, o->batch, t->buckets.count,
-               t->bucket_mb, o->no_overlap ? "after backward (--no-overlap)" : "overlapping backward",
+               "%s%s%s; lr %s\n", o->batch * t->ctx->world, t->ctx->world, o->batch,
+               t->buckets.count, t->bucket_mb,
+               o->no_overlap ? "after backward (--no-overlap)" : "overlapping backward",
+               t->ctx->allreduce_note[0] ? ", all-reduce " : "", t->ctx->allreduce_note,
                o->scale_lr ? "scaled by the number of ranks (--scale-lr)"
                            : "not scaled (--scale-lr applies the linear scaling rule)");
     printf("  SGD lr %g momentum %g%s weight decay %g, %s schedule, warm-up %g epochs, seed %ld\n",

@@ -82,6 +82,9 @@ static const dl_option train_options[] = {
     {"compress", DL_OPT_STRING, O(compress), S(compress), "KIND", 0, 0,
      "gradient compression with error feedback: none (default), fp16, bf16, int8, onebit, "
      "powersgd[:RANK] (see docs/compression.md)"},
+    {"allreduce", DL_OPT_STRING, O(allreduce), S(allreduce), "KIND", 0, 0,
+     "MPI gradient all-reduce: flat, hier (within each node, then among one rank per node) "
+     "or auto (default: hier when ranks span nodes and a node holds several)"},
     DL_OPT_END,
 };
 
@@ -97,6 +100,7 @@ void dl_train_defaults(dl_train_opts *o)
     snprintf(o->comm, sizeof o->comm, "auto");
     snprintf(o->conv, sizeof o->conv, "auto");
     snprintf(o->compress, sizeof o->compress, "none");
+    snprintf(o->allreduce, sizeof o->allreduce, "auto");
     o->epochs = 5;
     o->batch = 128;
     o->lr = 0.05;
@@ -183,6 +187,9 @@ static int check_train_opts(const dl_train_opts *o)
         return rc;
     dl_compress_spec spec;
     if (dl_train_compress_parse(o->compress, "train", &spec))
+        return 2;
+    dl_allreduce_algo algo;
+    if (!dl_launch_allreduce_name(o->allreduce, &algo, "train"))
         return 2;
     if (!dl_model_find(o->model)) {
         fprintf(stderr, "dltrain train: unknown model '%s' (choose from %s)\n", o->model,

@@ -30,3 +30,17 @@ foreach(case bad_input resume mismatch report)
                    ${DLTRAIN_BIN} ${case})
   set_tests_properties(compress_${case} PROPERTIES LABELS "cpu;mpi" TIMEOUT 900 RUN_SERIAL ON)
 endforeach()
+# Across machines: 2 hosts x 2 ranks on a virtual cluster of network
+# namespaces (scripts/vcluster.sh); skipped (77) where namespaces cannot be made.
+foreach(case ranks equivalence fashion faults)
+  add_test(NAME vcluster_${case}
+           COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_vcluster.py ${MPIEXEC_EXECUTABLE}
+                   ${DLTRAIN_BIN} ${CMAKE_SOURCE_DIR}/scripts/vcluster.sh ${case})
+  set_tests_properties(vcluster_${case} PROPERTIES LABELS "cpu;mpi;vcluster" TIMEOUT 1200
+                       SKIP_RETURN_CODE 77 RUN_SERIAL ON)
+endforeach()
+# A real one-machine Slurm (munged, slurmctld, slurmd started and stopped by
+# the test): srun -n 4 --mpi=pmix; skipped (77) where it cannot start.
+add_test(NAME slurm_srun COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_slurm.py ${DLTRAIN_BIN})
+set_tests_properties(slurm_srun PROPERTIES LABELS "cpu;mpi;slurm" TIMEOUT 900
+                     SKIP_RETURN_CODE 77 RUN_SERIAL ON)

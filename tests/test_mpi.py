@@ -211,6 +211,13 @@ def case_bad_input(tmp, data):
     expect_fail("data missing on one rank only",
                 subprocess.run(mpmd, cwd=tmp, capture_output=True, text=True, timeout=120,
                                env=ENV), "rank 1", "not found")
+    bench = subprocess.run([MPIEXEC, "--oversubscribe", "-np", "2", DLTRAIN, "bench", "train",
+                            "--steps", "2", "--repeats", "1"], cwd=tmp, capture_output=True,
+                           text=True, timeout=120, env=ENV)
+    expect_fail("bench train under mpirun refuses (no N unlabeled results)", bench,
+                "dltrain scale")
+    check("bench train under mpirun prints no result",
+          "images/s" not in bench.stdout, bench.stdout.strip()[-200:])
     check("no bad-input case waited for a timeout", time.time() - start < 60,
           f"{time.time() - start:.0f} s")
 
