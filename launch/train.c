@@ -140,7 +140,9 @@ static dl_status setup_data_and_model(trainer *t)
     st = dl_model_build(t->model, &t->net, t->train.c, t->train.h, t->train.w, t->train.classes);
     if (st != DL_OK)
         return st;
-    return dl_net_finalize(&t->net, t->ctx->dev, o->batch, (uint64_t)o->seed);
+    /* Evaluation batches go through the same arena: size it for the larger. */
+    int max_batch = DL_MAX(o->batch, o->eval_batch);
+    return dl_net_finalize(&t->net, t->ctx->dev, max_batch, (uint64_t)o->seed);
 }
 
 static dl_status resume_or_start(trainer *t)
