@@ -243,13 +243,30 @@ static void print_start(const trainer *t)
     fflush(stdout);
 }
 
+/* A slow disk is not a lost rank: while rank 0 writes, the others wait up to
+ * this long, as long as every rank answers the backend's roll calls. */
+#define CHECKPOINT_PATIENCE_S 3600.0
+
+/* Collective.  Rank 0 writes alone; the others wait for it in a barrier, not
+ * in the next step's gradient all-reduce (where the NCCL watchdog would give
+ * up after --timeout), and that barrier is patient: --timeout still finds a
+ * rank that died or stopped, but a live rank 0 may take longer (comm.h). */
 static dl_status save_checkpoint(trainer *t)
 {
-    if (t->ctx->rank != 0)
-        return DL_OK;
-    dl_trace_begin(t->trace, DL_TRACK_COMPUTE, "io", "checkpoint");
-    dl_status st = dl_checkpoint_save(t->ckpt_path, t->model->name, &t->net, t->opt.velocity, &t->prog);
-    dl_trace_end(t->trace, DL_TRACK_COMPUTE);
+    dl_comm *c = t->ctx->comm;
+    int shared = t->ctx->world > 1;
+    if (shared)
+        dl_comm_set_patience(c, CHECKPOINT_PATIENCE_S);
+    dl_status st = DL_OK;
+    if (t->ctx->rank == 0) {
+        dl_trace_begin(t->trace, DL_TRACK_COMPUTE, "io", "checkpoint");
+        st = dl_checkpoint_save(t->ckpt_path, t->model->name, &t->net, t->opt.velocity, &t->prog);
+        dl_trace_end(t->trace, DL_TRACK_COMPUTE);
+    }
+    if (st == DL_OK && shared)
+        st = c->barrier(c);
+    if (shared)
+        dl_comm_set_patience(c, 0);
     return st;
 }
 
