@@ -307,7 +307,8 @@ static step_result train_step(trainer *t, const dl_batch *b, dl_phase_times *tm,
                         b->n, (size_t)b->n * (per * sizeof(float) + sizeof(int32_t)));
     dl_net_set_batch(net, b->images, b->labels, b->n);
     dl_trace_end(t->trace, DL_TRACK_COMPUTE);
-    dl_stepper stepper = {net, averages_gradients(t) ? &t->buckets : NULL, !t->o->no_overlap, t->trace};
+    dl_stepper stepper = {net, averages_gradients(t) ? &t->buckets : NULL, !t->o->no_overlap, t->trace,
+                          NULL};
     dl_status st = dl_step_forward_backward(&stepper, &l, &correct, tm);
     /* Ranks decide together whether to go on: a NaN on one rank or a signal
      * to one rank stops all of them at the same step. */

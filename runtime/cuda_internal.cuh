@@ -38,6 +38,8 @@ typedef struct cuda_impl {
     __nv_bfloat16 *bf16_scratch; /* both GEMM operands rounded to bf16; grows on first use */
     size_t bf16_cap;             /* elements */
     int sync_each_launch; /* DLTRAIN_CUDA_SYNC=1 */
+    size_t conv_chunk_floats; /* convolution workspace per chunk; 0 = the default */
+    cudaEvent_t marks[DL_DEVICE_MARKS]; /* device.h mark: created on first use */
     char name[128];       /* "cuda:0 (NVIDIA H100 80GB HBM3)" */
     /* input pipeline (upload_batch) */
     cudaStream_t copy_stream;

@@ -40,7 +40,12 @@
  * output stays a few roundoffs: -s 100 (1e-3) for tf32, -s 1000 (1e-2) for
  * bf16.  A wrong index or a dropped term still gives errors of 1e-1 .. 1.
  *
- * usage: test_cuda_ops [-v] [-g GPU] [-s TOL_SCALE] [-p fp32|tf32|bf16] [FAMILY | net]
+ * Convolution chunks (-c FLOATS, tests/cuda.cmake): a small workspace per
+ * chunk makes these small batches take the several-chunk path (and a last,
+ * shorter chunk) that full-size models take with the default 2^25 floats.
+ *
+ * usage: test_cuda_ops [-v] [-g GPU] [-s TOL_SCALE] [-p fp32|tf32|bf16] [-c FLOATS]
+ *                      [FAMILY | net]
  *   (FAMILY: elementwise, bias, gemm, conv, maxpool, avgpool, bn, xent, sgd) */
 #include <math.h>
 #include <stdio.h>
@@ -235,6 +240,7 @@ int main(int argc, char **argv)
     op_ctx c = {.tol_scale = TOL_SCALE, .seed = 20240611};
     int gpu_index = 0;
     const char *filter = NULL, *precision = "fp32";
+    size_t chunk_floats = 0; /* 0: the device's default */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-v") == 0)
             c.verbose = 1;
@@ -244,9 +250,11 @@ int main(int argc, char **argv)
             c.tol_scale = atof(argv[++i]);
         else if (strcmp(argv[i], "-p") == 0 && i + 1 < argc)
             precision = argv[++i];
+        else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+            chunk_floats = (size_t)strtoull(argv[++i], NULL, 10);
         else if (argv[i][0] == '-') {
             fprintf(stderr, "usage: test_cuda_ops [-v] [-g GPU] [-s TOL_SCALE] [-p fp32|tf32|bf16] "
-                            "[FAMILY | net]\n");
+                            "[-c FLOATS] [FAMILY | net]\n");
             return 2;
         } else
             filter = argv[i];
@@ -275,9 +283,11 @@ int main(int argc, char **argv)
         dl_device_cuda_destroy(gpu);
         return 1;
     }
+    dl_device_cuda_set_conv_chunk(gpu, chunk_floats);
     dl_device *cpu = dl_device_cpu(2);
-    printf("device under test: %s, GEMMs in %s; reference: %s; tolerance scale %g\n", gpu->name,
-           precision, cpu->name, c.tol_scale);
+    printf("device under test: %s, GEMMs in %s; reference: %s; tolerance scale %g; convolution "
+           "chunk workspace %zu floats (0 = default)\n", gpu->name, precision, cpu->name,
+           c.tol_scale, chunk_floats);
     c.dev = gpu;
     c.ref = cpu;
 
