@@ -105,6 +105,16 @@ done
 [ -n "$NCCL_DIR" ] && CMAKE_EXTRA+=("-DNCCL_ROOT=$NCCL_DIR")
 [ -n "$CUDNN_DIR" ] && CMAKE_EXTRA+=("-DCUDNN_ROOT=$CUDNN_DIR")
 
+# cmake: on PATH, else the pip package's (a PyTorch machine often has it).
+if ! command -v cmake >/dev/null; then
+    PIP_CMAKE=$("$PYTHON" -c 'import cmake, sys; sys.stdout.write(cmake.CMAKE_BIN_DIR)' 2>/dev/null)
+    [ -n "$PIP_CMAKE" ] && export PATH=$PIP_CMAKE:$PATH
+fi
+MISSING=""
+for tool in cmake cc nvcc timeout; do
+    command -v "$tool" >/dev/null || MISSING="$MISSING $tool"
+done
+
 GPU_NAME=$(nvidia-smi --query-gpu=name,driver_version,pci.bus_id --format=csv,noheader 2>/dev/null | head -1)
 HAVE_GPU=0
 [ -n "$GPU_NAME" ] && HAVE_GPU=1
@@ -125,8 +135,13 @@ note "toolkit: $CUDA_HOME ($(nvcc --version 2>/dev/null | grep -o 'release [0-9.
 note "$(grep -m1 '^torch' "$OUT/env.log" || echo 'no PyTorch (the comparison rows will say so)')"
 
 # ---- build ---------------------------------------------------------------------
+if [ -n "$MISSING" ]; then
+    note "FAIL missing on this machine:$MISSING (the build needs them): stopping"
+    failed=1
+    exit 1
+fi
 step configure 90 configure.log cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
-    -DDLTRAIN_CUDA_ARCHS="$ARCHS" -DDLTRAIN_WERROR=ON "${CMAKE_EXTRA[@]}" ||
+    -DDLTRAIN_CUDA_ARCHS="$ARCHS" -DDLTRAIN_WERROR=ON ${CMAKE_EXTRA[@]+"${CMAKE_EXTRA[@]}"} ||
     { note "cannot configure: stopping"; exit 1; }
 grep -E "^-- +(CUDA|NCCL|cuDNN|MPI) " "$OUT/configure.log" | sed 's/^-- *//' | indent >/dev/null
 if ! grep -qE "^-- +CUDA +: ON" "$OUT/configure.log"; then
