@@ -23,6 +23,27 @@ int dl_gpu_parse_list(const char *text, int *out, int max)
     return n;
 }
 
+int dl_gpu_machine_index(int local_rank, int local_size, const char *gpus,
+                         const char *cuda_visible)
+{
+    int listed[MAX_LISTED_GPUS], visible[MAX_LISTED_GPUS];
+    int n_listed = gpus && gpus[0] ? dl_gpu_parse_list(gpus, listed, MAX_LISTED_GPUS) : 0;
+    int n_visible = cuda_visible && cuda_visible[0]
+                        ? dl_gpu_parse_list(cuda_visible, visible, MAX_LISTED_GPUS) : 0;
+    if (n_listed < 0 || n_visible < 0)
+        return -1;
+    int index; /* among the visible devices, as dl_gpu_choose picks it */
+    if (n_listed > 0)
+        index = local_rank < n_listed ? listed[local_rank] : -1;
+    else if (n_visible > 0)
+        index = local_size <= n_visible ? local_rank : 0;
+    else
+        return -1;
+    if (index < 0 || (n_visible > 0 && index >= n_visible))
+        return -1;
+    return n_visible > 0 ? visible[index] : index;
+}
+
 static int choose_listed(const dl_gpu_choice_in *in, char *msg, size_t cap)
 {
     int listed[MAX_LISTED_GPUS];

@@ -21,6 +21,16 @@ typedef struct dl_gpu_choice_in {
  *  - else: refused (more ranks than GPUs). */
 int dl_gpu_choose(const dl_gpu_choice_in *in, char *msg, size_t cap);
 
+/* The GPU a rank will use as the machine numbers them (nvidia-smi's and
+ * `dltrain topo`'s index), known before CUDA is asked, for CPU binding and
+ * `scale`'s pairs: the choice dl_gpu_choose will make, translated through
+ * $CUDA_VISIBLE_DEVICES when that is a list of indices (with
+ * CUDA_VISIBLE_DEVICES=3 the rank's device 0 is GPU 3).  -1 when it cannot
+ * be known this way (UUIDs; no --gpus and no CUDA_VISIBLE_DEVICES): the
+ * caller then falls back to the local rank. */
+int dl_gpu_machine_index(int local_rank, int local_size, const char *gpus,
+                         const char *cuda_visible);
+
 /* "0,2,3" -> {0, 2, 3}; the count, or -1 on a malformed list. */
 int dl_gpu_parse_list(const char *text, int *out, int max);
 #endif

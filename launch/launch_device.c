@@ -58,9 +58,9 @@ static int choose_gpu(const dl_ctx *ctx, const char *gpus, int count, const char
 
 int dl_launch_listed_gpu(const dl_ctx *ctx, const char *gpus)
 {
-    int listed[MAX_LISTED_GPUS];
-    int n = gpus && gpus[0] ? dl_gpu_parse_list(gpus, listed, MAX_LISTED_GPUS) : 0;
-    return ctx->local_rank < n ? listed[ctx->local_rank] : -1;
+    int local_size = ctx->comm && ctx->comm->local_size > 0 ? ctx->comm->local_size : 1;
+    return dl_gpu_machine_index(ctx->local_rank, local_size, gpus,
+                                getenv("CUDA_VISIBLE_DEVICES"));
 }
 
 static int set_precision(dl_ctx *ctx, const char *precision, const char *cmd)

@@ -45,6 +45,30 @@ int main(void)
     expect("--gpus beyond the visible", (dl_gpu_choice_in){0, 1, 2, "3", NULL}, -1, "lists GPU 3");
     expect("--gpus too short", (dl_gpu_choice_in){0, 4, 4, "0,1", NULL}, -1, "lists 2 GPU(s)");
     expect("--gpus malformed", (dl_gpu_choice_in){0, 1, 4, "0,,1", NULL}, -1, "not a list");
+    /* the same choices as the machine numbers GPUs, for CPU binding */
+    struct {
+        const char *name;
+        int local_rank, local_size;
+        const char *gpus, *visible;
+        int want;
+    } m[] = {
+        {"no --gpus, no CUDA_VISIBLE_DEVICES: unknown", 1, 4, "", NULL, -1},
+        {"--gpus 2,3 rank 1", 1, 2, "2,3", NULL, 3},
+        {"per-rank CUDA_VISIBLE_DEVICES=3", 3, 4, "", "3", 3},
+        {"CUDA_VISIBLE_DEVICES=4,5,6,7 for all, rank 2", 2, 4, "", "4,5,6,7", 6},
+        {"CUDA_VISIBLE_DEVICES=6,7 per rank, rank 3", 3, 4, "", "6,7", 6},
+        {"--gpus 1 through CUDA_VISIBLE_DEVICES=2,5", 0, 1, "1", "2,5", 5},
+        {"--gpus beyond CUDA_VISIBLE_DEVICES", 0, 1, "2", "2,5", -1},
+        {"UUIDs: unknown", 0, 2, "", "GPU-8c2f,GPU-77aa", -1},
+    };
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
+        int got = dl_gpu_machine_index(m[i].local_rank, m[i].local_size, m[i].gpus, m[i].visible);
+        printf("%s machine index, %s: %d\n", got == m[i].want ? "ok  " : "FAIL", m[i].name, got);
+        if (got != m[i].want) {
+            printf("     expected %d\n", m[i].want);
+            failures++;
+        }
+    }
     printf("%s\n", failures ? "FAILED" : "all GPU choices as expected");
     return failures ? 1 : 0;
 }
