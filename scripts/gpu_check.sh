@@ -128,11 +128,11 @@ note "toolkit: $CUDA_HOME ($(nvcc --version 2>/dev/null | grep -o 'release [0-9.
      "compute-sanitizer: ${SANITIZER:-not found}; data: $DATA"
 {
     uname -a; nvidia-smi; nvcc --version; cmake --version | head -1
-    "$PYTHON" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name())'
+    "$PYTHON" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'
     command -v mpiexec || echo "no mpiexec (fine: these checks need no MPI)"
     env | grep -E '^(CUDA|NCCL|LD_LIBRARY_PATH)' | sort
 } >"$OUT/env.log" 2>&1
-note "$(grep -m1 '^torch' "$OUT/env.log" || echo 'no PyTorch (the comparison rows will say so)')"
+note "PyTorch: $(grep -m1 '^torch' "$OUT/env.log" || echo 'not importable (the comparison rows will say so)')"
 
 # ---- build ---------------------------------------------------------------------
 if [ -n "$MISSING" ]; then
