@@ -37,6 +37,12 @@ struct dl_comm {
     dl_status (*barrier)(dl_comm *c);
     /* ends the whole job from one rank, after printing why (a rank-local failure) */
     void (*abort)(dl_comm *c, int code);
+    /* How long a collective may wait for ranks that are alive and answer
+     * (one rank writing a checkpoint alone), where timeout_s still finds a
+     * dead or stopped rank (0 or <= timeout_s: no longer than timeout_s).
+     * Read by the backend's threads; set it with dl_comm_set_patience. */
+    double patience_s;
+    void (*set_patience)(dl_comm *c, double patience_s); /* NULL: the field is enough */
     /* Collective over c: ranks with the same colour >= 0 form a new group,
      * ordered by key; a rank passing a negative colour joins none and gets
      * NULL in *out.  Used by `dltrain scale` to time 1, 2, 4 .. of the ranks
@@ -50,6 +56,8 @@ struct dl_comm {
 /* The single-rank backend: every collective is the identity. */
 dl_comm *dl_comm_local(void);
 
+/* Sets c->patience_s safely while c's communication threads run. */
+void dl_comm_set_patience(dl_comm *c, double patience_s);
 /* Every rank says whether it failed; all learn how many did and the lowest
  * such rank.  Turns a rank-local error into a decision all ranks share. */
 dl_status dl_comm_agree(dl_comm *c, int failed, int *n_failed, int *first_failed);

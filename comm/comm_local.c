@@ -98,3 +98,11 @@ dl_status dl_comm_agree(dl_comm *c, int failed, int *n_failed, int *first_failed
     free(flags);
     return st;
 }
+
+void dl_comm_set_patience(dl_comm *c, double patience_s)
+{
+    if (c->set_patience)
+        c->set_patience(c, patience_s);
+    else
+        c->patience_s = patience_s;
+}

@@ -46,6 +46,7 @@ typedef struct mpi_op {
     int root;
     MPI_Request req;
     double issued_at, done_at;
+    double checked_at; /* the last roll call for it (issued_at before any) */
     dl_status status;
     int hier, step; /* a hierarchical all-reduce and the steps it has issued */
     long seq;
@@ -76,6 +77,7 @@ struct mpi_engine {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int quit;
+    int abort_code, abort_asked; /* another thread asks this one to call MPI_Abort */
     mpi_impl *groups; /* the world first */
     char host[MPI_MAX_PROCESSOR_NAME];
 };
@@ -190,11 +192,19 @@ static void to_job_ranks(const mpi_impl *m, const char *group_ranks, char *out, 
     }
 }
 
-static void abort_stalled(dl_comm *c, mpi_impl *m, const mpi_op *op)
+/* An operation without progress for timeout_s: a roll call.  A rank that
+ * does not answer ends the job; if all answer, the job ends too unless the
+ * patience (comm.h) has not run out yet, and then the operation waits for
+ * another timeout_s before the next roll call.  Lock held. */
+static void check_stalled(dl_comm *c, mpi_impl *m, mpi_op *op)
 {
     char missing[512], job_ranks[512];
     int me = m->world_rank ? m->world_rank[c->rank] : c->rank;
     roll_call(m, c->rank, c->world, missing, sizeof missing);
+    if (!missing[0] && dl_now() - op->issued_at < c->patience_s) {
+        op->checked_at = dl_now();
+        return;
+    }
     to_job_ranks(m, missing, job_ranks, sizeof job_ranks);
     if (missing[0])
         fprintf(stderr, "dltrain rank %d (%s): %s made no progress for %.0f s; rank %s did not "
@@ -203,7 +213,7 @@ static void abort_stalled(dl_comm *c, mpi_impl *m, const mpi_op *op)
     else
         fprintf(stderr, "dltrain rank %d (%s): %s made no progress for %.0f s although every "
                 "rank answers (ranks out of step?): aborting the job\n", me, m->eng->host,
-                op_name(op->kind), c->timeout_s);
+                op_name(op->kind), dl_now() - op->issued_at);
     fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, 1);
     _Exit(1);
@@ -242,7 +252,7 @@ static int release_now(mpi_impl *m)
 
 static int issue(mpi_impl *m, mpi_op *op)
 {
-    op->issued_at = dl_now();
+    op->issued_at = op->checked_at = dl_now();
     op->req = MPI_REQUEST_NULL; /* tests as done at once: the immediate kinds */
     switch (op->kind) {
     case OP_AVG:
@@ -329,8 +339,8 @@ static int test_running(mpi_engine *e, mpi_impl *m)
             flag = rc != MPI_SUCCESS || done;
         }
         if (rc == MPI_SUCCESS && !flag) {
-            if (dl_now() - op->issued_at > c->timeout_s)
-                abort_stalled(c, m, op);
+            if (dl_now() - op->checked_at > c->timeout_s)
+                check_stalled(c, m, op);
             i++;
             continue;
         }
@@ -416,6 +426,12 @@ static void *comm_thread(void *arg)
     int idle_polls = 0;
     pthread_mutex_lock(&e->mu);
     while (!e->quit) {
+        if (e->abort_asked) { /* see mpi_abort */
+            fflush(stdout);
+            fflush(stderr);
+            MPI_Abort(MPI_COMM_WORLD, e->abort_code);
+            _Exit(e->abort_code);
+        }
         int busy, events = serve_groups(e, &busy);
         idle_polls = events ? 0 : idle_polls + 1;
         double pause = poll_pause_s(e, idle_polls);
@@ -529,13 +545,36 @@ static dl_status mpi_allgather_start(dl_comm *c, const void *send, void *recv, s
 
 static dl_status mpi_barrier(dl_comm *c) { return run_sync(c, OP_BARRIER, NULL, 0, 0); }
 
+/* Under MPI_THREAD_SERIALIZED no two threads may be inside MPI at once, and
+ * the communication thread is always polling: so it alone calls MPI_Abort,
+ * asked through the engine (from the training thread, the NCCL watchdog or a
+ * CUDA host function alike).  If it does not answer (stuck in a blocking
+ * call), the process ends anyway and the other ranks' deadlines name it. */
 static void mpi_abort(dl_comm *c, int code)
 {
+    mpi_impl *m = c->impl;
+    mpi_engine *e = m->eng;
     fflush(stdout);
     fflush(stderr);
-    (void)c;
-    MPI_Abort(MPI_COMM_WORLD, code);
+    pthread_mutex_lock(&e->mu);
+    int direct = e->quit || pthread_equal(pthread_self(), e->thread);
+    e->abort_code = code, e->abort_asked = 1;
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    if (direct) /* no communication thread to ask (or this is it) */
+        MPI_Abort(MPI_COMM_WORLD, code);
+    struct timespec ts = {10, 0};
+    nanosleep(&ts, NULL);
     _Exit(code);
+}
+
+/* check_stalled reads it on the communication thread, under the lock. */
+static void mpi_set_patience(dl_comm *c, double patience_s)
+{
+    mpi_impl *m = c->impl;
+    pthread_mutex_lock(&m->eng->mu);
+    c->patience_s = patience_s;
+    pthread_mutex_unlock(&m->eng->mu);
 }
 
 static dl_status mpi_split(dl_comm *c, int color, int key, dl_comm **out);
@@ -599,7 +638,7 @@ static dl_comm comm_template(const char *name, mpi_impl *m)
     return (dl_comm){.name = name, .impl = m, .timeout_s = 60.0, .broadcast = mpi_broadcast,
                      .allreduce_sum_f64 = mpi_sum_f64, .allreduce_avg_start = mpi_avg_start,
                      .allreduce_wait = wait_slot, .allgather_start = mpi_allgather_start,
-                     .barrier = mpi_barrier, .abort = mpi_abort,
+                     .barrier = mpi_barrier, .abort = mpi_abort, .set_patience = mpi_set_patience,
                      .split = mpi_split, .free = mpi_free};
 }
 

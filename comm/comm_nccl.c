@@ -36,9 +36,14 @@
 
 #define WATCHDOG_PERIOD_S 0.05
 
+/* A bucket's age counts from when this GPU's comm stream reached its
+ * collective (`begun` done), not from when the host queued it: the host runs
+ * far ahead of the GPU, and time this GPU spends on earlier work is no sign
+ * of a lost peer. */
 typedef struct nccl_slot {
-    cudaEvent_t ready, done; /* created on first use of the slot */
-    double started_at;       /* dl_now() of the start; 0 = not pending */
+    cudaEvent_t ready, begun, done; /* created on first use of the slot */
+    double started_at; /* dl_now() of the start; 0 = not pending */
+    double reached_at; /* when the watchdog first saw `begun` done; 0 = not yet */
 } nccl_slot;
 
 typedef struct nccl_impl {
@@ -49,8 +54,10 @@ typedef struct nccl_impl {
     cudaStream_t compute, stream;
     pthread_t watchdog;
     int watchdog_running;
-    pthread_mutex_t mu; /* guards slots[].started_at and quit */
+    pthread_mutex_t mu; /* guards slots[] times, quit and aborting */
     int quit;
+    int aborting; /* the first thread to set it owns the abort; others stand down */
+    dl_nccl_tail log; /* NCCL's log when dltrain took it over; the watchdog follows it */
     nccl_slot slots[DL_COMM_SLOTS];
 } nccl_impl;
 
@@ -119,8 +126,24 @@ static dl_status cuda_check(cudaError_t e, const char *call, const char *file, i
 
 /* ---- watchdog ------------------------------------------------------------------ */
 
+/* Whether the caller is the first to abort; only that thread goes on. */
+static int claim_abort(nccl_impl *m)
+{
+    pthread_mutex_lock(&m->mu);
+    int first = !m->aborting;
+    m->aborting = 1;
+    pthread_mutex_unlock(&m->mu);
+    return first;
+}
+
+/* On the watchdog thread.  ncclCommAbort from here is what NCCL provides it
+ * for (the main thread may be blocked on the spinning kernels).  The job is
+ * then ended by the host backend's abort, which hands MPI_Abort to the one
+ * thread that makes MPI calls (comm_mpi.c), never calling MPI from here. */
 static void die(dl_comm *c, nccl_impl *m, const char *why)
 {
+    if (!claim_abort(m))
+        return; /* the main thread is aborting already (nccl_abort) */
     fprintf(stderr, "dltrain rank %d: %s; aborting the NCCL communicator and the job\n", c->rank,
             why);
     fflush(stderr);
@@ -130,7 +153,30 @@ static void die(dl_comm *c, nccl_impl *m, const char *why)
     _Exit(1);
 }
 
-/* The oldest pending bucket that has not finished, or -1; clears finished ones. */
+/* How long slot s has been running on the GPU (0: not reached yet); clears
+ * it once done.  Lock held. */
+static double slot_age(nccl_slot *s, double now)
+{
+    cudaError_t e = cudaEventQuery(s->done);
+    if (e == cudaSuccess) {
+        s->started_at = s->reached_at = 0;
+        return 0;
+    }
+    if (e != cudaErrorNotReady) {
+        (void)cudaGetLastError(); /* an async NCCL error is reported by the caller's poll */
+        return 0;
+    }
+    if (s->reached_at == 0) {
+        e = cudaEventQuery(s->begun);
+        if (e == cudaSuccess)
+            s->reached_at = now;
+        else if (e != cudaErrorNotReady)
+            (void)cudaGetLastError();
+    }
+    return s->reached_at ? now - s->reached_at : 0;
+}
+
+/* The pending bucket that has run longest on the GPU, or -1; clears finished ones. */
 static int oldest_pending(nccl_impl *m, double *age)
 {
     int oldest = -1;
@@ -140,15 +186,9 @@ static int oldest_pending(nccl_impl *m, double *age)
     for (int i = 0; i < DL_COMM_SLOTS; i++) {
         if (m->slots[i].started_at == 0)
             continue;
-        cudaError_t e = cudaEventQuery(m->slots[i].done);
-        if (e == cudaSuccess) {
-            m->slots[i].started_at = 0;
-        } else if (e == cudaErrorNotReady) {
-            if (now - m->slots[i].started_at > *age)
-                *age = now - m->slots[i].started_at, oldest = i;
-        } else {
-            (void)cudaGetLastError();
-        }
+        double a = slot_age(&m->slots[i], now);
+        if (a > *age)
+            *age = a, oldest = i;
     }
     pthread_mutex_unlock(&m->mu);
     return oldest;
@@ -162,10 +202,11 @@ static void *watchdog_main(void *arg)
         die(c, m, "the NCCL watchdog cannot select its GPU");
     for (;;) {
         pthread_mutex_lock(&m->mu);
-        int quit = m->quit;
+        int quit = m->quit || m->aborting;
         pthread_mutex_unlock(&m->mu);
         if (quit)
             return NULL;
+        dl_nccl_tail_pump(&m->log, stderr); /* NCCL's warnings, as they come */
         ncclResult_t state = ncclSuccess;
         ncclResult_t r = ncclCommGetAsyncError(m->nccl, &state);
         if (r != ncclSuccess || (state != ncclSuccess && state != ncclInProgress)) {
@@ -181,7 +222,7 @@ static void *watchdog_main(void *arg)
         if (slot >= 0 && age > c->timeout_s) {
             char why[300];
             snprintf(why, sizeof why, "gradient all-reduce of bucket %d made no progress for "
-                     "%.0f s (a rank died, stopped, or is out of step)", slot, age);
+                     "%.0f s on this GPU (a rank died, stopped, or is out of step)", slot, age);
             die(c, m, why);
         }
         sleep_seconds(WATCHDOG_PERIOD_S);
@@ -213,6 +254,7 @@ static dl_status slot_events(nccl_slot *s)
     if (s->ready)
         return DL_OK;
     CUDA_TRY(cudaEventCreateWithFlags(&s->ready, cudaEventDisableTiming));
+    CUDA_TRY(cudaEventCreateWithFlags(&s->begun, cudaEventDisableTiming));
     CUDA_TRY(cudaEventCreateWithFlags(&s->done, cudaEventDisableTiming));
     return DL_OK;
 }
@@ -228,10 +270,12 @@ static dl_status nccl_avg_start(dl_comm *c, float *x, size_t n, int slot)
         return st;
     CUDA_TRY(cudaEventRecord(s->ready, m->compute));
     CUDA_TRY(cudaStreamWaitEvent(m->stream, s->ready, 0));
+    CUDA_TRY(cudaEventRecord(s->begun, m->stream)); /* done = this GPU reached the collective */
     NCCL_TRY(m, m->nccl, ncclAllReduce(x, x, n, ncclFloat, ncclAvg, m->nccl, m->stream));
     CUDA_TRY(cudaEventRecord(s->done, m->stream));
     pthread_mutex_lock(&m->mu);
     s->started_at = dl_now();
+    s->reached_at = 0;
     pthread_mutex_unlock(&m->mu);
     return DL_OK;
 }
@@ -249,11 +293,32 @@ static dl_status nccl_wait(dl_comm *c, int slot, double *done_at)
     return DL_OK;
 }
 
+static void stop_watchdog(nccl_impl *m);
+
+/* On the main thread: the watchdog is stopped and joined first, so nothing
+ * polls the communicator while it is torn down; if the watchdog is already
+ * aborting, it owns the abort and this thread waits for the end. */
 static void nccl_abort(dl_comm *c, int code)
 {
     nccl_impl *m = c->impl;
+    if (!claim_abort(m)) {
+        for (;;)
+            sleep_seconds(1); /* the watchdog ends the process */
+    }
+    stop_watchdog(m);
     ncclCommAbort(m->nccl);
     m->host->abort(m->host, code);
+}
+
+/* Only the host backend waits for ranks that are alive but elsewhere (the
+ * trainer waits for a checkpoint in a host barrier, with no bucket pending);
+ * it alone can ask the others whether they are alive.  A bucket keeps
+ * timeout_s: every rank reaches it within a step of the others. */
+static void nccl_set_patience(dl_comm *c, double patience_s)
+{
+    nccl_impl *m = c->impl;
+    c->patience_s = patience_s;
+    dl_comm_set_patience(m->host, patience_s);
 }
 
 static void stop_watchdog(nccl_impl *m)
@@ -274,6 +339,7 @@ static void release(nccl_impl *m)
         cudaStreamSynchronize(m->stream);
     stop_watchdog(m);
     if (m->nccl) {
+        dl_nccl_tail_pump(&m->log, stderr); /* the last warnings */
         ncclResult_t r = ncclCommFinalize(m->nccl);
         if (r == ncclInProgress)
             r = settle(m->nccl, m->host->timeout_s);
@@ -285,11 +351,14 @@ static void release(nccl_impl *m)
     for (int i = 0; i < DL_COMM_SLOTS; i++)
         if (m->slots[i].ready) {
             cudaEventDestroy(m->slots[i].ready);
+            cudaEventDestroy(m->slots[i].begun);
             cudaEventDestroy(m->slots[i].done);
         }
     if (m->stream)
         cudaStreamDestroy(m->stream);
     (void)cudaGetLastError();
+    dl_nccl_tail_pump(&m->log, stderr);
+    dl_nccl_tail_close(&m->log);
     pthread_mutex_destroy(&m->mu);
     free(m);
 }
@@ -327,7 +396,7 @@ static dl_comm *wrap(dl_comm *host, nccl_impl *m)
                    .timeout_s = host->timeout_s, .impl = m, .broadcast = nccl_broadcast,
                    .allreduce_sum_f64 = nccl_sum_f64, .allreduce_avg_start = nccl_avg_start,
                    .allreduce_wait = nccl_wait, .barrier = nccl_barrier, .abort = nccl_abort,
-                   .split = nccl_split, .free = nccl_free};
+                   .set_patience = nccl_set_patience, .split = nccl_split, .free = nccl_free};
     if (pthread_create(&m->watchdog, NULL, watchdog_main, c) != 0) {
         dl_fail(DL_ERR_COMM, "cannot start the NCCL watchdog thread");
         free(c);
@@ -397,11 +466,13 @@ static void version_text(char *buf, size_t cap)
  * part, to keep set-up short on large jobs. */
 enum { ROUTE_RANKS = 64 };
 
-static void record_routes(dl_comm *host, const char *log_path)
+static void record_routes(dl_comm *host, dl_nccl_tail *log)
 {
     dl_nccl_route mine[DL_NCCL_MAX_ROUTES], all[DL_NCCL_MAX_ROUTES], got[DL_NCCL_MAX_ROUTES];
     memset(mine, 0, sizeof mine);
-    int n_mine = log_path[0] ? dl_nccl_read_routes(log_path, mine, DL_NCCL_MAX_ROUTES) : 0;
+    dl_nccl_tail_pump(log, stderr);
+    int n_mine = log->n_routes;
+    memcpy(mine, log->routes, sizeof(dl_nccl_route) * (size_t)n_mine);
     int n_all = 0;
     for (int r = 0; r < host->world && r < ROUTE_RANKS; r++) {
         int n = r == host->rank ? n_mine : 0;
@@ -418,6 +489,51 @@ static void record_routes(dl_comm *host, const char *log_path)
     dl_nccl_record_set(version, text);
 }
 
+/* Waits for the comm stream, giving up after the deadline (a peer that
+ * never joins leaves the kernel spinning) or on an NCCL error. */
+static dl_status wait_stream(nccl_impl *m, const char *what)
+{
+    double end = dl_now() + m->host->timeout_s;
+    for (;;) {
+        cudaError_t e = cudaStreamQuery(m->stream);
+        if (e == cudaSuccess)
+            return DL_OK;
+        if (e != cudaErrorNotReady)
+            return cuda_check(e, what, __FILE__, __LINE__);
+        ncclResult_t state = ncclSuccess;
+        ncclResult_t r = ncclCommGetAsyncError(m->nccl, &state);
+        if (r != ncclSuccess || (state != ncclSuccess && state != ncclInProgress))
+            return nccl_check(m->nccl, 0, r != ncclSuccess ? r : state, what, __FILE__, __LINE__);
+        if (dl_now() > end)
+            return dl_fail(DL_ERR_COMM, "%s made no progress within --timeout (%.0f s): a rank "
+                           "did not join", what, m->host->timeout_s);
+        sleep_seconds(0.001);
+    }
+}
+
+/* One small all-reduce at set-up.  Since NCCL 2.22 ranks connect at their
+ * first collective (NCCL_RUNTIME_CONNECT): this makes a connection failure
+ * show here, under the set-up deadline, rather than in the first step, and
+ * puts the transport lines in the log before they are read. */
+static dl_status warm_up(nccl_impl *m)
+{
+    const size_t n = (size_t)1 << 18; /* 1 MiB: the ring path large buckets take */
+    float *buf = NULL;
+    CUDA_TRY(cudaMalloc((void **)&buf, n * sizeof(float)));
+    dl_status st = cuda_check(cudaMemsetAsync(buf, 0, n * sizeof(float), m->stream),
+                              "cudaMemsetAsync", __FILE__, __LINE__);
+    if (st == DL_OK)
+        st = nccl_check(m->nccl, m->host->timeout_s,
+                        ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, m->nccl, m->stream),
+                        "ncclAllReduce (set-up)", __FILE__, __LINE__);
+    if (st == DL_OK)
+        st = wait_stream(m, "the first NCCL all-reduce");
+    if (st != DL_OK && m->nccl) /* the kernel may still spin on buf: stop it first */
+        ncclCommAbort(m->nccl), m->nccl = NULL;
+    cudaFree(buf);
+    return st;
+}
+
 dl_comm *dl_comm_nccl(dl_comm *host, dl_device *dev)
 {
     /* Before any NCCL call: NCCL reads its log settings once.  (setenv while
@@ -428,10 +544,14 @@ dl_comm *dl_comm_nccl(dl_comm *host, dl_device *dev)
     if (!m)
         return NULL;
     dl_status st = init_communicator(m);
+    if (own_log) { /* NCCL opened it at its first call; we follow it, then no one needs the name */
+        dl_nccl_tail_open(&m->log, log_path);
+        unlink(log_path);
+    }
     if (st == DL_OK)
-        record_routes(host, own_log ? log_path : "");
-    if (own_log)
-        unlink(log_path); /* NCCL keeps it open; the name is no longer needed */
+        st = warm_up(m);
+    if (st == DL_OK)
+        record_routes(host, &m->log);
     dl_comm *c = st == DL_OK ? wrap(host, m) : NULL;
     if (!c) {
         char msg[1024];

@@ -149,6 +149,14 @@ static void staged_abort(dl_comm *c, int code)
     m->host->abort(m->host, code);
 }
 
+/* The host backend's threads do the waiting: its patience is the one that counts. */
+static void staged_set_patience(dl_comm *c, double patience_s)
+{
+    staged_impl *m = c->impl;
+    c->patience_s = patience_s;
+    dl_comm_set_patience(m->host, patience_s);
+}
+
 static void release(staged_impl *m)
 {
     if (m->stream)
@@ -204,7 +212,8 @@ dl_comm *dl_comm_staged(dl_comm *host, dl_device *dev)
                    .local_size = host->local_size, .timeout_s = host->timeout_s, .impl = m,
                    .broadcast = staged_broadcast, .allreduce_sum_f64 = staged_sum_f64,
                    .allreduce_avg_start = staged_avg_start, .allreduce_wait = staged_wait,
-                   .barrier = staged_barrier, .abort = staged_abort, .split = NULL,
+                   .barrier = staged_barrier, .abort = staged_abort,
+                   .set_patience = staged_set_patience, .split = NULL,
                    .free = staged_free};
     return c;
 }

@@ -85,6 +85,59 @@ void dl_nccl_routes_text(const dl_nccl_route *routes, int n, char *buf, size_t c
     }
 }
 
+int dl_nccl_tail_open(dl_nccl_tail *t, const char *path)
+{
+    memset(t, 0, sizeof *t);
+    t->f = fopen(path, "r");
+    return t->f ? 0 : -1;
+}
+
+static void tail_line(dl_nccl_tail *t, const char *line, FILE *warn_to)
+{
+    dl_nccl_route r;
+    if (dl_nccl_parse_route(line, &r))
+        dl_nccl_add_route(t->routes, &t->n_routes, DL_NCCL_MAX_ROUTES, &r);
+    if (strstr(line, "NCCL WARN") && warn_to) {
+        fputs(line, warn_to);
+        if (line[0] && line[strlen(line) - 1] != '\n')
+            fputc('\n', warn_to);
+        fflush(warn_to);
+        t->warnings++;
+    }
+}
+
+int dl_nccl_tail_pump(dl_nccl_tail *t, FILE *warn_to)
+{
+    if (!t->f)
+        return 0;
+    int lines = 0;
+    char chunk[sizeof t->partial];
+    clearerr(t->f); /* the file may have grown since the last EOF */
+    while (fgets(chunk, sizeof chunk, t->f)) {
+        size_t len = strlen(chunk), room = sizeof t->partial - 1 - t->partial_len;
+        size_t take = len < room ? len : room; /* an overlong line is cut, not lost */
+        memcpy(t->partial + t->partial_len, chunk, take);
+        t->partial_len += take;
+        t->partial[t->partial_len] = 0;
+        if (len && chunk[len - 1] != '\n' && !feof(t->f))
+            continue; /* fgets stopped at the chunk size: the line goes on */
+        if (len && chunk[len - 1] != '\n')
+            break; /* NCCL is mid-line: keep the start for the next pump */
+        tail_line(t, t->partial, warn_to);
+        t->partial_len = 0;
+        t->partial[0] = 0;
+        lines++;
+    }
+    return lines;
+}
+
+void dl_nccl_tail_close(dl_nccl_tail *t)
+{
+    if (t->f)
+        fclose(t->f);
+    t->f = NULL;
+}
+
 static int log_owned;
 
 int dl_nccl_log_owned(void) { return log_owned; }

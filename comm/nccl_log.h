@@ -3,13 +3,15 @@
  * NCCL decides per pair of ranks and per channel whether data moves by
  * P2P (direct over PCIe/NVLink), SHM (through host memory) or NET (sockets,
  * InfiniBand), and says so only in its INFO log ("Channel 00/0 : 0[0] ->
- * 1[1] via P2P/IPC").  dltrain turns that log on for the communicator's
- * set-up (unless the user set NCCL_DEBUG), sends it to a file, and keeps
- * one line per pair and transport for every result it records. */
+ * 1[1] via P2P/IPC").  dltrain turns that log on (unless the user set
+ * NCCL_DEBUG), sends it to a file it follows (dl_nccl_tail: warnings go on to
+ * stderr), and keeps one line per pair and transport for every result it
+ * records. */
 #ifndef DL_NCCL_LOG_H
 #define DL_NCCL_LOG_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #define DL_NCCL_MAX_ROUTES 64
 
@@ -30,6 +32,26 @@ int dl_nccl_read_routes(const char *path, dl_nccl_route *routes, int max);
 
 /* "0->1 P2P/IPC; 1->0 P2P/IPC" into buf. */
 void dl_nccl_routes_text(const dl_nccl_route *routes, int n, char *buf, size_t cap);
+
+/* Follows the log file while NCCL writes it: each pump reads the complete
+ * lines added since the last one, keeps the routes (since NCCL 2.22 the
+ * connections, and their log lines, come at the first collective, not at
+ * set-up) and copies every "NCCL WARN" line to `warn_to` at once, so taking
+ * the log over hides none of NCCL's warnings. */
+typedef struct dl_nccl_tail {
+    FILE *f;                /* NULL: nothing to follow */
+    char partial[1024];     /* a line NCCL has not finished writing */
+    size_t partial_len;
+    dl_nccl_route routes[DL_NCCL_MAX_ROUTES];
+    int n_routes;
+    int warnings; /* lines copied to warn_to so far */
+} dl_nccl_tail;
+
+/* Opens path for reading from its start; returns 0, or -1 (t->f NULL). */
+int dl_nccl_tail_open(dl_nccl_tail *t, const char *path);
+/* Reads what is new; returns how many complete lines. */
+int dl_nccl_tail_pump(dl_nccl_tail *t, FILE *warn_to);
+void dl_nccl_tail_close(dl_nccl_tail *t);
 
 /* Set before the process's first NCCL call: unless NCCL_DEBUG is set,
  * NCCL_DEBUG=INFO, NCCL_DEBUG_SUBSYS=INIT and NCCL_DEBUG_FILE=path (a file

@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "../comm/topo/topo.h"
+#include "../runtime/device_cuda.h"
 #include "../runtime/parse.h"
 #include "bench.h"
 #include "context.h"
@@ -202,11 +203,10 @@ int dl_bench_copy(int argc, char **argv)
                              "the PCIe link each GPU sits on.");
     if (r)
         return r == 1 ? DL_EXIT_OK : r;
-    int n_present = 0;
-    cudaError_t e = cudaGetDeviceCount(&n_present);
-    if (e != cudaSuccess || n_present == 0) {
-        fprintf(stderr, "dltrain bench copy: no CUDA GPU: %s\n",
-                e != cudaSuccess ? cudaGetErrorString(e) : "the driver reports none");
+    char why[512];
+    int n_present = dl_device_cuda_count(why, sizeof why); /* "no GPU" told from "old driver" */
+    if (n_present < 1) {
+        fprintf(stderr, "dltrain bench copy: %s\n", why);
         return DL_EXIT_ERROR;
     }
     int gpus[64];

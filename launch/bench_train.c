@@ -62,7 +62,7 @@ static int cmp_double(const void *a, const void *b)
 static void run_steps(dl_net *net, dl_sgd *opt, int steps, dl_phase_times *tm)
 {
     dl_tracer *tr = net->trace;
-    dl_stepper stepper = {net, NULL, 1, tr};
+    dl_stepper stepper = {net, NULL, 1, tr, NULL};
     for (int s = 0; s < steps; s++) {
         double loss;
         int correct;

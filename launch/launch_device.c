@@ -13,16 +13,15 @@
 
 #include "../runtime/device_cuda.h"
 #include "../runtime/parse.h"
+#include "gpu_choice.h"
 
 #define MAX_LISTED_GPUS 256
-
-static int parse_gpu_list(const char *text, int *out, int max);
 
 int dl_launch_check_device_names(const char *device, const char *precision, const char *comm,
                                  const char *gpus, const char *cmd)
 {
     int listed[MAX_LISTED_GPUS];
-    if (gpus && gpus[0] && parse_gpu_list(gpus, listed, MAX_LISTED_GPUS) <= 0) {
+    if (gpus && gpus[0] && dl_gpu_parse_list(gpus, listed, MAX_LISTED_GPUS) <= 0) {
         fprintf(stderr, "dltrain %s: --gpus '%s' is not a list of GPU indices like 0,2\n", cmd,
                 gpus);
         return DL_EXIT_USAGE;
@@ -45,51 +44,25 @@ int dl_launch_check_device_names(const char *device, const char *precision, cons
     return -1;
 }
 
-/* "0,2,3" -> {0, 2, 3}; returns the count, or -1 on a malformed list. */
-static int parse_gpu_list(const char *text, int *out, int max)
+/* The GPU this rank uses (gpu_choice.c); -1 after printing why. */
+static int choose_gpu(const dl_ctx *ctx, const char *gpus, int count, const char *cmd,
+                      char *how, size_t cap)
 {
-    return dl_parse_int_list(text, 0, 1 << 20, out, max);
-}
-
-/* The GPU this rank uses: --gpus[local_rank], else local_rank itself. */
-static int choose_gpu(const dl_ctx *ctx, const char *gpus, int count, const char *cmd)
-{
-    int local_size = ctx->comm && ctx->comm->local_size > 0 ? ctx->comm->local_size : 1;
-    int listed[MAX_LISTED_GPUS];
-    if (!gpus[0]) {
-        if (local_size > count) {
-            fprintf(stderr, "dltrain %s: %d ranks on this node but only %d GPU(s): start at most "
-                    "%d rank(s) per node, or share GPUs with --gpus and --comm mpi\n", cmd,
-                    local_size, count, count);
-            return -1;
-        }
-        return ctx->local_rank;
-    }
-    int n = parse_gpu_list(gpus, listed, MAX_LISTED_GPUS);
-    if (n <= 0) {
-        fprintf(stderr, "dltrain %s: --gpus '%s' is not a list of GPU indices like 0,2\n", cmd,
-                gpus);
-        return -1;
-    }
-    for (int i = 0; i < n; i++)
-        if (listed[i] >= count) {
-            fprintf(stderr, "dltrain %s: --gpus lists GPU %d, but this node has %d GPU(s) "
-                    "(indices 0..%d)\n", cmd, listed[i], count, count - 1);
-            return -1;
-        }
-    if (local_size > n) {
-        fprintf(stderr, "dltrain %s: %d ranks on this node but --gpus lists %d GPU(s); list one "
-                "per rank (repeat an index to share a GPU, with --comm mpi)\n", cmd, local_size, n);
-        return -1;
-    }
-    return listed[ctx->local_rank];
+    dl_gpu_choice_in in = {.local_rank = ctx->local_rank,
+                           .local_size = ctx->comm ? ctx->comm->local_size : 1,
+                           .visible = count, .gpus = gpus,
+                           .cuda_visible = getenv("CUDA_VISIBLE_DEVICES")};
+    int gpu = dl_gpu_choose(&in, how, cap);
+    if (gpu < 0)
+        fprintf(stderr, "dltrain %s: %s\n", cmd, how);
+    return gpu;
 }
 
 int dl_launch_listed_gpu(const dl_ctx *ctx, const char *gpus)
 {
-    int listed[MAX_LISTED_GPUS];
-    int n = gpus && gpus[0] ? parse_gpu_list(gpus, listed, MAX_LISTED_GPUS) : 0;
-    return ctx->local_rank < n ? listed[ctx->local_rank] : -1;
+    int local_size = ctx->comm && ctx->comm->local_size > 0 ? ctx->comm->local_size : 1;
+    return dl_gpu_machine_index(ctx->local_rank, local_size, gpus,
+                                getenv("CUDA_VISIBLE_DEVICES"));
 }
 
 /* --precision auto: on CUDA, PyTorch's default (TF32 convolutions, fp32
@@ -130,7 +103,8 @@ static int open_cuda(dl_ctx *ctx, const char *gpus, const char *cmd, const char 
         fprintf(stderr, "dltrain %s: --device cuda: %s\n", cmd, why);
         return DL_EXIT_ERROR;
     }
-    int gpu = choose_gpu(ctx, gpus, count, cmd);
+    char how[256];
+    int gpu = choose_gpu(ctx, gpus, count, cmd, how, sizeof how);
     if (gpu < 0)
         return DL_EXIT_USAGE;
     ctx->dev = dl_device_cuda(gpu, why, sizeof why);
@@ -139,7 +113,7 @@ static int open_cuda(dl_ctx *ctx, const char *gpus, const char *cmd, const char 
         return DL_EXIT_ERROR;
     }
     snprintf(ctx->device_note, sizeof ctx->device_note, "%s (%s%s)", ctx->dev->name, why_auto,
-             gpus[0] ? "GPU from --gpus" : "GPU chosen by node-local rank");
+             how);
     return 0;
 }
 

@@ -1,8 +1,12 @@
 /* scale_measure.c: timing the training step on one group of ranks.
  *
- * Every repeat starts after a barrier of the group; its time is the slowest
- * member's, so global images/s = steps x batch x ranks / that time.  Phase
- * times (step.c) are averaged over the members. */
+ * Every repeat starts after a barrier of the group and ends when the device
+ * has finished its work (on a GPU the host runs ahead: its clock alone would
+ * time the queueing); its time is the slowest member's, so global images/s =
+ * steps x batch x ranks / that time.  Phase times (step.c) are averaged over
+ * the members; on a GPU forward, backward, exposed comm and optimizer are
+ * device times between events on the compute stream (device.h marks), and
+ * comm stays the host's span from the first bucket's start to the last wait. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,16 +128,29 @@ static dl_status measure_group(scale_run *r, dl_comm *g, scale_point *p)
         dl_buckets_free(&buckets);
         return st != DL_OK ? st : DL_ERR_OOM;
     }
-    dl_stepper s = {&r->net, n > 1 ? &buckets : NULL, !o->no_overlap, NULL};
-    dl_phase_times tm = {0};
+    dl_device *dev = r->ctx->dev;
+    dl_stepper s = {&r->net, n > 1 ? &buckets : NULL, !o->no_overlap, NULL, NULL};
+    dl_phase_times tm = {0}, gpu = {0};
     st = run_steps(r, &s, o->warmup, &tm);
     memset(&tm, 0, sizeof tm);
+    int marks = dev->mark && o->steps * DL_STEP_MARKS + 1 <= DL_DEVICE_MARKS, next = 0;
     for (int k = 0; st == DL_OK && k < reps; k++) {
         st = g->barrier(g);
+        next = 0;
+        s.mark_next = marks ? &next : NULL;
         double t0 = dl_now();
         if (st == DL_OK)
             st = run_steps(r, &s, o->steps, &tm);
+        if (marks)
+            dev->mark(dev, next); /* the end of the last optimizer step */
+        dev->sync(dev);
         shared[k * n + g->rank] = dl_now() - t0;
+        if (st == DL_OK && marks)
+            dl_step_gpu_times(dev, 0, o->steps, &gpu);
+    }
+    if (marks) { /* the device's times replace the host's queueing times */
+        tm.forward = gpu.forward, tm.backward = gpu.backward;
+        tm.exposed_comm = gpu.exposed_comm, tm.optimizer = gpu.optimizer;
     }
     double *ph = shared + reps * n;
     ph[0] = tm.forward, ph[1] = tm.backward, ph[2] = tm.comm, ph[3] = tm.exposed_comm;

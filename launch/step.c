@@ -6,6 +6,13 @@
 
 #include "../runtime/common.h"
 
+/* Device mark k of this step (see dl_stepper.mark_next). */
+static void step_mark(dl_stepper *s, int k)
+{
+    if (s->mark_next && s->net->dev->mark)
+        s->net->dev->mark(s->net->dev, *s->mark_next + k);
+}
+
 /* Each bucket's all-reduce from its start to when the backend finished it. */
 static void trace_buckets(const dl_stepper *s)
 {
@@ -29,6 +36,7 @@ static dl_status backward_and_reduce(dl_stepper *s, dl_phase_times *tm)
     dl_trace_begin(s->trace, DL_TRACK_COMPUTE, "step", "backward");
     dl_net_backward(net);
     dl_trace_end(s->trace, DL_TRACK_COMPUTE);
+    step_mark(s, 2);
     double t2 = dl_now();
     tm->backward += t2 - t1;
     if (!s->buckets)
@@ -45,9 +53,21 @@ static dl_status backward_and_reduce(dl_stepper *s, dl_phase_times *tm)
     return st;
 }
 
+void dl_step_gpu_times(dl_device *dev, int first, int steps, dl_phase_times *tm)
+{
+    for (int i = 0; i < steps; i++) {
+        int m = first + i * DL_STEP_MARKS;
+        tm->forward += 1e-3 * dev->mark_ms(dev, m, m + 1);
+        tm->backward += 1e-3 * dev->mark_ms(dev, m + 1, m + 2);
+        tm->exposed_comm += 1e-3 * dev->mark_ms(dev, m + 2, m + 3);
+        tm->optimizer += 1e-3 * dev->mark_ms(dev, m + 3, m + DL_STEP_MARKS);
+    }
+}
+
 dl_status dl_step_forward_backward(dl_stepper *s, double *loss_sum, int *correct,
                                    dl_phase_times *tm)
 {
+    step_mark(s, 0);
     double t0 = dl_now();
     dl_trace_begin_args(s->trace, DL_TRACK_COMPUTE, "step", "forward", "\"batch\":%d",
                         s->net->batch);
@@ -57,7 +77,12 @@ dl_status dl_step_forward_backward(dl_stepper *s, double *loss_sum, int *correct
     dl_net_loss(s->net, loss_sum, correct);
     dl_trace_end(s->trace, DL_TRACK_COMPUTE);
     tm->forward += dl_now() - t0;
-    return backward_and_reduce(s, tm);
+    step_mark(s, 1);
+    dl_status st = backward_and_reduce(s, tm);
+    step_mark(s, 3);
+    if (s->mark_next)
+        *s->mark_next += DL_STEP_MARKS;
+    return st;
 }
 
 dl_status dl_step_load_fixed_batch(dl_net *net, const dl_dataset *ds, int batch)

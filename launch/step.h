@@ -15,7 +15,20 @@ typedef struct dl_stepper {
     dl_buckets *buckets; /* NULL on a single rank: no all-reduce */
     int overlap;         /* start buckets during backward (else after it, for comparison) */
     dl_tracer *trace;    /* NULL: no trace events (layers trace through net->trace) */
+    /* GPU phase times: NULL, or the next free device mark slot (device.h).
+     * A step records DL_STEP_MARKS marks from there (before forward, after
+     * the loss, after backward, after the all-reduce wait) and advances it;
+     * dl_step_gpu_times reads them once the device has caught up. */
+    int *mark_next;
 } dl_stepper;
+
+#define DL_STEP_MARKS 4
+
+/* Adds the GPU time of `steps` steps whose marks start at slot `first` to tm
+ * (forward, backward, exposed comm; optimizer up to the mark at
+ * first + steps * DL_STEP_MARKS, which the caller records after the last
+ * optimizer step).  Waits for the device. */
+void dl_step_gpu_times(dl_device *dev, int first, int steps, dl_phase_times *tm);
 
 /* Forward and loss on the batch already set on the net, then backward with the
  * gradients averaged over the buckets' ranks.  Returns the batch's summed loss

@@ -142,7 +142,9 @@ static dl_status setup_data_and_model(trainer *t)
     st = dl_model_build(t->model, &t->net, t->train.c, t->train.h, t->train.w, t->train.classes);
     if (st != DL_OK)
         return st;
-    return dl_net_finalize(&t->net, t->ctx->dev, o->batch, (uint64_t)o->seed);
+    /* Evaluation batches go through the same arena: size it for the larger. */
+    int max_batch = DL_MAX(o->batch, o->eval_batch);
+    return dl_net_finalize(&t->net, t->ctx->dev, max_batch, (uint64_t)o->seed);
 }
 
 static dl_status resume_or_start(trainer *t)
@@ -258,7 +260,15 @@ static void print_start(trainer *t)
     fflush(stdout);
 }
 
-/* Collective under --compress (every rank's residual goes into rank 0's file). */
+/* A slow disk is not a lost rank: while rank 0 writes, the others wait up to
+ * this long, as long as every rank answers the backend's roll calls. */
+#define CHECKPOINT_PATIENCE_S 3600.0
+
+/* Collective.  Under --compress every rank's residual goes into rank 0's
+ * file first.  Rank 0 writes alone; the others wait for it in a barrier, not
+ * in the next step's gradient all-reduce (where the NCCL watchdog would give
+ * up after --timeout), and that barrier is patient: --timeout still finds a
+ * rank that died or stopped, but a live rank 0 may take longer (comm.h). */
 static dl_status save_checkpoint(trainer *t)
 {
     dl_ckpt_extra extra = {0};
@@ -267,6 +277,10 @@ static dl_status save_checkpoint(trainer *t)
         if (st != DL_OK)
             return st;
     }
+    dl_comm *c = t->ctx->comm;
+    int shared = t->ctx->world > 1;
+    if (shared)
+        dl_comm_set_patience(c, CHECKPOINT_PATIENCE_S);
     dl_status st = DL_OK;
     if (t->ctx->rank == 0) {
         dl_trace_begin(t->trace, DL_TRACK_COMPUTE, "io", "checkpoint");
@@ -275,6 +289,10 @@ static dl_status save_checkpoint(trainer *t)
         dl_trace_end(t->trace, DL_TRACK_COMPUTE);
     }
     free(extra.data);
+    if (st == DL_OK && shared)
+        st = c->barrier(c);
+    if (shared)
+        dl_comm_set_patience(c, 0);
     return st;
 }
 
@@ -315,7 +333,8 @@ static step_result train_step(trainer *t, const dl_batch *b, dl_phase_times *tm,
                         b->n, (size_t)b->n * (per * sizeof(float) + sizeof(int32_t)));
     dl_net_set_batch(net, b->images, b->labels, b->n);
     dl_trace_end(t->trace, DL_TRACK_COMPUTE);
-    dl_stepper stepper = {net, averages_gradients(t) ? &t->buckets : NULL, !t->o->no_overlap, t->trace};
+    dl_stepper stepper = {net, averages_gradients(t) ? &t->buckets : NULL, !t->o->no_overlap, t->trace,
+                          NULL};
     dl_status st = dl_step_forward_backward(&stepper, &l, &correct, tm);
     /* Ranks decide together whether to go on: a NaN on one rank or a signal
      * to one rank stops all of them at the same step. */

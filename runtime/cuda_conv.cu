@@ -73,10 +73,13 @@ static conv_geom geom_of(const dl_conv_desc *c, int nb)
     return g;
 }
 
-static int conv_chunk(const dl_conv_desc *c)
+/* Images per chunk (dl_device_cuda_set_conv_chunk lets tests force several). */
+static int conv_chunk(dl_device *d, const dl_conv_desc *c)
 {
     size_t per_image = ((size_t)c->cin * c->k * c->k + (size_t)c->cout) * c->oh * c->ow;
-    size_t nb = CUDA_CONV_CHUNK_FLOATS / (per_image ? per_image : 1);
+    size_t target = cuda_of(d)->conv_chunk_floats ? cuda_of(d)->conv_chunk_floats
+                                                  : CUDA_CONV_CHUNK_FLOATS;
+    size_t nb = target / (per_image ? per_image : 1);
     if (nb < 1)
         nb = 1;
     if (nb > (size_t)c->n)
@@ -86,8 +89,7 @@ static int conv_chunk(const dl_conv_desc *c)
 
 size_t cuda_conv_workspace(dl_device *d, const dl_conv_desc *c)
 {
-    (void)d;
-    size_t nb = (size_t)conv_chunk(c);
+    size_t nb = (size_t)conv_chunk(d, c);
     return nb * ((size_t)c->cin * c->k * c->k + (size_t)c->cout) * c->oh * c->ow;
 }
 
@@ -180,7 +182,7 @@ static void im2col(dl_device *d, const conv_geom &g, const float *x, float *col)
 void cuda_conv_forward(dl_device *d, const dl_conv_desc *c, const float *x, const float *w,
                        const float *bias, float *y, float *ws)
 {
-    int nb_max = conv_chunk(c), ohw = c->oh * c->ow, kdim = c->cin * c->k * c->k;
+    int nb_max = conv_chunk(d, c), ohw = c->oh * c->ow, kdim = c->cin * c->k * c->k;
     size_t in_size = (size_t)c->cin * c->h * c->w, out_size = (size_t)c->cout * ohw;
     if (c->n < 1 || ohw < 1)
         return;
@@ -206,7 +208,7 @@ void cuda_conv_forward(dl_device *d, const dl_conv_desc *c, const float *x, cons
 void cuda_conv_backward(dl_device *d, const dl_conv_desc *c, const float *x, const float *w,
                         const float *dy, float *dx, int acc, float *dw, float *db, float *ws)
 {
-    int nb_max = conv_chunk(c), ohw = c->oh * c->ow, kdim = c->cin * c->k * c->k;
+    int nb_max = conv_chunk(d, c), ohw = c->oh * c->ow, kdim = c->cin * c->k * c->k;
     size_t in_size = (size_t)c->cin * c->h * c->w, out_size = (size_t)c->cout * ohw;
     if (c->n < 1 || ohw < 1)
         return;

@@ -50,6 +50,8 @@ typedef struct cuda_impl {
     int sm_count;         /* multiprocessors: sizes the batch-norm grids */
     double *bn_partials;  /* CUDA_BN_PARTIALS doubles: batch norm's per-block sums */
     void *cudnn;          /* cuDNN state (cuda_cudnn.cu) while convolutions use it, else NULL */
+    size_t conv_chunk_floats; /* convolution workspace per chunk; 0 = the default */
+    cudaEvent_t marks[DL_DEVICE_MARKS]; /* device.h mark: created on first use */
     char name[128];       /* "cuda:0 (NVIDIA H100 80GB HBM3)" */
     /* input pipeline (upload_batch) */
     cudaStream_t copy_stream;

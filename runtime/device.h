@@ -47,6 +47,8 @@ typedef struct dl_host_part {
     size_t bytes, dst_off;
 } dl_host_part;
 
+#define DL_DEVICE_MARKS 1024
+
 typedef struct dl_device dl_device;
 struct dl_device {
     const char *name;
@@ -59,6 +61,13 @@ struct dl_device {
     void (*upload)(dl_device *d, void *dst, const void *src, size_t bytes);
     void (*download)(dl_device *d, void *dst, const void *src, size_t bytes);
     void (*sync)(dl_device *d);
+    /* Timing on the device's own clock (NULL on the CPU, whose ops finish
+     * before they return: the host clock is the device's).  mark(slot)
+     * records when the device reaches this point of the queued work (a CUDA
+     * event on the compute stream); mark_ms(a, b) is the time from mark a to
+     * mark b in ms, waiting for b.  Slots 0 .. DL_DEVICE_MARKS-1. */
+    void (*mark)(dl_device *d, int slot);
+    double (*mark_ms)(dl_device *d, int a, int b);
     /* The input pipeline: copies the parts of one batch into dst (device
      * memory).  The host pieces may be reused as soon as the call returns;
      * device work queued after the call sees the batch.  On CUDA the copy

@@ -88,6 +88,28 @@ static void cu_download(dl_device *d, void *dst, const void *src, size_t bytes)
 
 static void cu_sync(dl_device *d) { CUDA_CHECK(cudaStreamSynchronize(cuda_stream(d))); }
 
+static void cu_mark(dl_device *d, int slot)
+{
+    cuda_impl *g = cuda_of(d);
+    if (slot < 0 || slot >= DL_DEVICE_MARKS)
+        return;
+    if (!g->marks[slot])
+        CUDA_CHECK(cudaEventCreate(&g->marks[slot])); /* timing enabled */
+    CUDA_CHECK(cudaEventRecord(g->marks[slot], g->stream));
+}
+
+static double cu_mark_ms(dl_device *d, int a, int b)
+{
+    cuda_impl *g = cuda_of(d);
+    if (a < 0 || b < 0 || a >= DL_DEVICE_MARKS || b >= DL_DEVICE_MARKS || !g->marks[a] ||
+        !g->marks[b])
+        return 0;
+    float ms = 0;
+    CUDA_CHECK(cudaEventSynchronize(g->marks[b]));
+    CUDA_CHECK(cudaEventElapsedTime(&ms, g->marks[a], g->marks[b]));
+    return ms;
+}
+
 /* The input pipeline (device.h):
  *   host:     memcpy into pinned[b] (after copied[b]: the copy two calls ago)
  *   copy:     wait(fence of the previous call) H2D(pinned[b] -> dst) [copied[b]]
@@ -369,6 +391,9 @@ static void impl_release(cuda_impl *g)
     }
     if (g->fence)
         cudaEventDestroy(g->fence);
+    for (int i = 0; i < DL_DEVICE_MARKS; i++)
+        if (g->marks[i])
+            cudaEventDestroy(g->marks[i]);
     if (g->copy_stream)
         cudaStreamDestroy(g->copy_stream);
     if (g->blas)
@@ -379,13 +404,43 @@ static void impl_release(cuda_impl *g)
     free(g);
 }
 
+/* The NVIDIA driver a CUDA major version needs (release notes, table 3). */
+static int min_driver_for(int cuda_major)
+{
+    return cuda_major >= 13 ? 580 : cuda_major == 12 ? 525 : 450;
+}
+
+/* Why cudaGetDeviceCount failed, in words.  "no CUDA GPU: " starts the
+ * reasons that mean there is nothing to run on (tests SKIP on those); a
+ * driver too old for this build is NOT one of them: a GPU may well be there,
+ * and a GPU test that skipped on it would be a false green. */
+static void count_failed(cudaError_t e, char *why, size_t why_size)
+{
+    int driver = 0, runtime = 0;
+    (void)cudaDriverGetVersion(&driver); /* 0 when no driver is installed */
+    (void)cudaRuntimeGetVersion(&runtime);
+    if (e == cudaErrorInsufficientDriver && driver > 0)
+        open_failed(why, why_size, "CUDA driver too old: it supports CUDA %d.%d, this build "
+                    "needs CUDA %d.%d (NVIDIA driver >= %d for CUDA %d)", driver / 1000,
+                    driver % 1000 / 10, runtime / 1000, runtime % 1000 / 10,
+                    min_driver_for(runtime / 1000), runtime / 1000);
+    else if (e == cudaErrorInsufficientDriver || e == cudaErrorStubLibrary)
+        open_failed(why, why_size, "no CUDA GPU: no NVIDIA driver installed (%s)",
+                    cudaGetErrorName(e));
+    else if (e == cudaErrorNoDevice)
+        open_failed(why, why_size, "no CUDA GPU: %s", cudaGetErrorString(e));
+    else /* a driver and GPU in a bad state: not a reason to skip */
+        open_failed(why, why_size, "CUDA cannot count the GPUs: %s: %s", cudaGetErrorName(e),
+                    cudaGetErrorString(e));
+}
+
 extern "C" int dl_device_cuda_count(char *why, size_t why_size)
 {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
-        open_failed(why, why_size, "no CUDA GPU: %s", cudaGetErrorString(e));
+        count_failed(e, why, why_size);
         return -1;
     }
     if (count < 1) {
@@ -459,6 +514,8 @@ extern "C" dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size)
     d->upload = cu_upload;
     d->download = cu_download;
     d->sync = cu_sync;
+    d->mark = cu_mark;
+    d->mark_ms = cu_mark_ms;
     d->upload_batch = cu_upload_batch;
     d->reserve_batch = cu_reserve_batch;
     d->fill = cu_fill;
@@ -542,6 +599,11 @@ extern "C" dl_status dl_device_cuda_set_conv(dl_device *d, dl_cuda_conv conv)
 }
 
 extern "C" size_t dl_device_cuda_cudnn_version(void) { return cuda_cudnn_version(); }
+
+extern "C" void dl_device_cuda_set_conv_chunk(dl_device *d, size_t floats)
+{
+    cuda_of(d)->conv_chunk_floats = floats;
+}
 
 extern "C" void *dl_device_cuda_stream(dl_device *d) { return (void *)cuda_stream(d); }
 

@@ -72,6 +72,12 @@ dl_status dl_device_cuda_set_conv(dl_device *d, dl_cuda_conv conv);
 /* The cuDNN library version (e.g. 91900), 0 in builds without it. */
 size_t dl_device_cuda_cudnn_version(void);
 
+/* The convolution's workspace per chunk of images, in floats (0: the
+ * default, 2^25).  A chunk holds at least one image.  For tests: a small
+ * value makes small batches take the several-chunk path that full-size
+ * models take.  Set before dl_net_finalize (it sizes the workspace). */
+void dl_device_cuda_set_conv_chunk(dl_device *d, size_t floats);
+
 /* What comm/ needs to order its own streams after the device's work: the
  * compute stream (a cudaStream_t) and the CUDA device ordinal. */
 void *dl_device_cuda_stream(dl_device *d);

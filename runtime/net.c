@@ -285,6 +285,11 @@ void dl_net_free(dl_net *net)
 
 void dl_net_set_batch(dl_net *net, const float *images, const int32_t *labels, int n)
 {
+    if (n < 1 || n > net->max_batch) { /* a caller's bug: the arena would overflow */
+        fprintf(stderr, "dltrain: internal error: batch of %d, network sized for 1..%d\n", n,
+                net->max_batch);
+        abort();
+    }
     net->batch = n;
     net->batch_cur ^= 1;
     char *buf = net->batch_bufs[net->batch_cur];

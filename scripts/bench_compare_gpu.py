@@ -48,6 +48,15 @@ CASES = [  # model, shape, classes, batch, precision
 ]
 
 
+def parse_cases(text):
+    cases = []
+    for item in text.split(","):
+        model, batch, precision = item.split(":")
+        shape, classes = ("3x224x224", 1000) if model == "resnet50" else ("1x28x28", 10)
+        cases.append((model, shape, classes, int(batch), precision))
+    return cases
+
+
 def peak_for(gpu_name, precision):
     precision = "tf32" if precision == "auto" else precision  # the convolutions' peak
     for key in ("H100 PCIe", "H100", "H200", "A100"):
@@ -111,6 +120,9 @@ def main():
     p.add_argument("--timeout", type=int, default=600, help="seconds per tool and case")
     p.add_argument("--quick", action="store_true", help="5 steps, 1 repeat")
     p.add_argument("--only", default="", help="run only cases whose model matches this name")
+    p.add_argument("--cases", default="",
+                   help="MODEL:BATCH:PRECISION,... instead of the default list (resnet50 at "
+                        "3x224x224, 1000 classes; others at 1x28x28, 10 classes)")
     p.add_argument("--json", default="")
     a = p.parse_args()
     if a.quick:
@@ -120,7 +132,7 @@ def main():
     print(f"{'model':9} {'batch':>5} {'prec':5} {'dltrain img/s':>14} {'torch img/s':>12} "
           f"{'ratio':>6} {'dl TFLOP/s':>10} {'torch TFLOP/s':>13} {'peak':>6}")
     results = []
-    for model, shape, classes, batch, precision in CASES:
+    for model, shape, classes, batch, precision in parse_cases(a.cases) if a.cases else CASES:
         if a.only and a.only != model:
             continue
         d = dltrain_case(a, model, shape, classes, batch, precision)

@@ -1,106 +1,254 @@
 #!/usr/bin/env bash
-# gpu_check.sh: everything that needs a GPU, in one go, on a machine with an
-# NVIDIA GPU, the CUDA toolkit (nvcc, cuBLAS; NCCL optional) and PyTorch.
-# Needs no MPI and no network.  Results go to $OUT (default ./gpu-check-out):
-#   summary.txt   one line per step: PASS/FAIL/SKIP and what it measured
-#   *.log         each step's full output; bench.json the benchmark figures
+# gpu_check.sh: everything that needs a GPU, in one run of at most ~10
+# minutes on a fresh one-GPU machine (H200: CUDA 13 toolkit; cuDNN and NCCL
+# may come from the Python packages nvidia-*; PyTorch; no MPI, no network).
 #
-#   scripts/gpu_check.sh                    # everything
-#   QUICK=1 scripts/gpu_check.sh            # short training and benchmarks
-#   DATA=/path/to/fashion-mnist EPOCHS=5 ARCHS=90 scripts/gpu_check.sh
-# Every step runs even when an earlier one failed (except after a failed
-# build); the exit status is 1 if any step failed.
+#   scripts/gpu_check.sh                 # everything, results in ./gpu-check-out
+#   OUT=/tmp/x BUDGET=300 scripts/gpu_check.sh
+#
+# Writes ONE summary file, $OUT/summary.txt, appended after every step with
+# what the step measured or why it failed, so a run cut short (the machine
+# taken back) loses nothing already done.  Each step's full output is in
+# $OUT/<step>.log beside it.  Steps run in order of value, each under its own
+# time limit, and are skipped (and said so) once the budget is spent.
+# Exit status: 0 when every step that ran passed and at least one GPU test
+# ran; 1 otherwise (a GPU present but no GPU test run is a failure, never a
+# pass: a driver too old, or a configure that did not find CUDA).
+#
+# Environment: OUT (./gpu-check-out), BUDGET (570 s for all steps), BUILD
+# ($ROOT/build-gpu), ARCHS (90), DATA (Fashion-MNIST IDX files:
+# $ROOT/.devdata/fashion-mnist, else /usr/share/datasets/fashion-mnist;
+# fill .devdata with `mkdir -p .devdata && cp -r /usr/share/datasets/fashion-mnist
+# .devdata/`, then carry .devdata to the GPU machine), PYTHON (python3),
+# JOBS (all cores).  See docs/gpu.md, "Running the GPU checks".
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$PWD/gpu-check-out}
+BUDGET=${BUDGET:-570}
 BUILD=${BUILD:-$ROOT/build-gpu}
 ARCHS=${ARCHS:-90}
-DATA=${DATA:-/usr/share/datasets/fashion-mnist}
-EPOCHS=${EPOCHS:-5}
-PYTHON=${PYTHON:-$(command -v python3)}
-QUICK=${QUICK:-0}
-JOBS=$(nproc 2>/dev/null || echo 4)
+PYTHON=${PYTHON:-$(command -v python3 || echo python3)}
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 4)}
+if [ -z "${DATA:-}" ]; then
+    DATA=$ROOT/.devdata/fashion-mnist
+    [ -d "$DATA" ] || DATA=/usr/share/datasets/fashion-mnist
+fi
+START=$(date +%s)
 mkdir -p "$OUT"
 SUMMARY=$OUT/summary.txt
 : >"$SUMMARY"
 failed=0
+gpu_tests_ran=0
 
 note() { echo "$*" | tee -a "$SUMMARY"; }
-# step NAME LOG CMD...: runs CMD with output in $OUT/LOG, records PASS/FAIL
+indent() { sed 's/^/    /' | tee -a "$SUMMARY"; }
+elapsed() { echo $(( $(date +%s) - START )); }
+left() { echo $(( BUDGET - $(elapsed) )); }
+
+# step NAME LIMIT_S LOG CMD...: runs CMD under min(LIMIT, time left) with its
+# output in $OUT/LOG; appends PASS/FAIL/TIMEOUT/SKIP to the summary.
 step() {
-    local name=$1 log=$OUT/$2 t0 rc
-    shift 2
+    local name=$1 limit=$2 log=$OUT/$3 t0 rc budget
+    shift 3
+    budget=$(left)
+    if [ "$budget" -lt 20 ]; then
+        note "SKIP $name: out of time (${budget} s of ${BUDGET} s left)"
+        echo "skipped: out of time" >"$log"
+        return 2
+    fi
+    [ "$limit" -gt $((budget - 5)) ] && limit=$((budget - 5))
     t0=$(date +%s)
-    "$@" >"$log" 2>&1
+    timeout --kill-after=5 "$limit" "$@" >"$log" 2>&1
     rc=$?
-    if [ $rc -eq 0 ]; then note "PASS $name ($(( $(date +%s) - t0 )) s)"
-    else note "FAIL $name (exit $rc; see $(basename "$log"))"; failed=1; fi
+    local took=$(( $(date +%s) - t0 ))
+    if [ $rc -eq 0 ]; then
+        note "PASS $name (${took} s)"
+    elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+        note "FAIL $name: TIMEOUT after ${limit} s (see $(basename "$log"))"
+        failed=1
+    else
+        note "FAIL $name: exit $rc after ${took} s (see $(basename "$log"))"
+        tail -n 5 "$log" | indent >/dev/null
+        failed=1
+    fi
     return $rc
 }
 
+# shellcheck disable=SC2317  # called by the trap
+finish() {
+    note "---- done in $(elapsed) s of ${BUDGET} s; GPU tests run: $gpu_tests_ran; " \
+         "$( [ "$failed" = 0 ] && echo 'no step failed' || echo 'SOME STEPS FAILED')"
+}
+trap finish EXIT
+
+# ---- where CUDA, NCCL and cuDNN are ------------------------------------------
+# The toolkit: /usr/local/cuda unless nvcc is on PATH.  NCCL and cuDNN: beside
+# the toolkit, else in the Python packages (site-packages/nvidia/nccl, .../cudnn).
+if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
+    export PATH=/usr/local/cuda/bin:$PATH
+fi
+pip_nvidia() { # the directory of Python package nvidia.$1, or nothing
+    "$PYTHON" -c "import importlib.util as u, sys
+s = u.find_spec('nvidia.$1')
+sys.stdout.write(list(s.submodule_search_locations)[0] if s and s.submodule_search_locations else '')" \
+        2>/dev/null
+}
+CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")")}
+CMAKE_EXTRA=()
+NCCL_DIR=""
+CUDNN_DIR=""
+if [ ! -f "$CUDA_HOME/include/nccl.h" ]; then NCCL_DIR=$(pip_nvidia nccl); fi
+if [ ! -f "$CUDA_HOME/include/cudnn.h" ]; then CUDNN_DIR=$(pip_nvidia cudnn); fi
+for d in "$NCCL_DIR" "$CUDNN_DIR"; do
+    [ -n "$d" ] && [ -d "$d/lib" ] && export LD_LIBRARY_PATH=$d/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+done
+[ -n "$NCCL_DIR" ] && CMAKE_EXTRA+=("-DNCCL_ROOT=$NCCL_DIR")
+[ -n "$CUDNN_DIR" ] && CMAKE_EXTRA+=("-DCUDNN_ROOT=$CUDNN_DIR")
+
+# cmake: on PATH, else the pip package's (a PyTorch machine often has it).
+if ! command -v cmake >/dev/null; then
+    PIP_CMAKE=$("$PYTHON" -c 'import cmake, sys; sys.stdout.write(cmake.CMAKE_BIN_DIR)' 2>/dev/null)
+    [ -n "$PIP_CMAKE" ] && export PATH=$PIP_CMAKE:$PATH
+fi
+MISSING=""
+for tool in cmake cc nvcc timeout; do
+    command -v "$tool" >/dev/null || MISSING="$MISSING $tool"
+done
+
+GPU_NAME=$(nvidia-smi --query-gpu=name,driver_version,pci.bus_id --format=csv,noheader 2>/dev/null | head -1)
+HAVE_GPU=0
+[ -n "$GPU_NAME" ] && HAVE_GPU=1
+SANITIZER=$(command -v compute-sanitizer || ls "$CUDA_HOME"/bin/compute-sanitizer 2>/dev/null || true)
+
+note "dltrain GPU check of $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')" \
+     "on $(hostname), $(date -u '+%Y-%m-%d %H:%M UTC'), budget ${BUDGET} s"
+note "GPU: ${GPU_NAME:-none found by nvidia-smi}"
+note "toolkit: $CUDA_HOME ($(nvcc --version 2>/dev/null | grep -o 'release [0-9.]*' || echo 'no nvcc'));" \
+     "NCCL: ${NCCL_DIR:-beside the toolkit}; cuDNN: ${CUDNN_DIR:-beside the toolkit};" \
+     "compute-sanitizer: ${SANITIZER:-not found}; data: $DATA"
 {
-    date -u; uname -a
-    nvidia-smi || echo "nvidia-smi failed"
-    nvcc --version || echo "no nvcc"
-    cmake --version | head -1
-    "$PYTHON" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name())' || echo "no torch"
-    command -v mpiexec || echo "no mpiexec (fine: single-GPU checks need no MPI)"
+    uname -a; nvidia-smi; nvcc --version; cmake --version | head -1
+    "$PYTHON" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'
+    command -v mpiexec || echo "no mpiexec (fine: these checks need no MPI)"
+    env | grep -E '^(CUDA|NCCL|LD_LIBRARY_PATH)' | sort
 } >"$OUT/env.log" 2>&1
-note "GPU check of $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') on $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
+note "PyTorch: $(grep -m1 '^torch' "$OUT/env.log" || echo 'not importable (the comparison rows will say so)')"
 
-step configure configure.log cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
-    -DDLTRAIN_CUDA_ARCHS="$ARCHS" -DDLTRAIN_WERROR=ON || { note "cannot configure: stopping"; exit 1; }
-grep -E "CUDA|NCCL|MPI " "$OUT/configure.log" | sed 's/^-- */  /' | tee -a "$SUMMARY"
-step build build.log cmake --build "$BUILD" -j"$JOBS" || { note "build failed: stopping"; exit 1; }
+# ---- build ---------------------------------------------------------------------
+if [ -n "$MISSING" ]; then
+    note "FAIL missing on this machine:$MISSING (the build needs them): stopping"
+    failed=1
+    exit 1
+fi
+step configure 90 configure.log cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
+    -DDLTRAIN_CUDA_ARCHS="$ARCHS" -DDLTRAIN_WERROR=ON ${CMAKE_EXTRA[@]+"${CMAKE_EXTRA[@]}"} ||
+    { note "cannot configure: stopping"; exit 1; }
+grep -E "^-- +(CUDA|NCCL|cuDNN|MPI) " "$OUT/configure.log" | sed 's/^-- *//' | indent >/dev/null
+if ! grep -qE "^-- +CUDA +: ON" "$OUT/configure.log"; then
+    note "FAIL configure did not find CUDA: no GPU test can run (see configure.log): stopping"
+    failed=1
+    exit 1
+fi
+step "build (sm_$ARCHS, $JOBS jobs)" 300 build.log cmake --build "$BUILD" -j"$JOBS" ||
+    { note "build failed: stopping"; exit 1; }
 DLTRAIN=$BUILD/launch/dltrain
+OPS=$BUILD/tests/test_cuda_ops
 
-# CUDA ops against the CPU reference; a missing GPU is a failure here.
-step "ctest -L gpu (CUDA ops vs CPU reference)" ctest-gpu.log \
-    env DLTRAIN_REQUIRE_GPU=1 ctest --test-dir "$BUILD" -L gpu --output-on-failure
-step "device choice CLI test" ctest-device.log \
-    ctest --test-dir "$BUILD" -R device_choice --output-on-failure
-
-# A whole training run on the GPU, to compare with the CPU accuracy (docs/engine.md).
-if [ "$QUICK" = 1 ]; then EPOCHS=1; fi
-if [ -f "$DATA/train-images-idx3-ubyte.gz" ] || [ -f "$DATA/train-images-idx3-ubyte" ]; then
-    step "lenet Fashion-MNIST on cuda, $EPOCHS epoch(s)" lenet-cuda.log \
-        "$DLTRAIN" train --device cuda --model lenet --data "$DATA" --epochs "$EPOCHS" \
-        --out "$OUT/lenet-run" --no-progress --json "$OUT/lenet-cuda.jsonl"
-    grep -E "device|final test accuracy" "$OUT/lenet-cuda.log" | sed 's/^/  /' | tee -a "$SUMMARY"
-else
-    note "SKIP lenet Fashion-MNIST: no data in $DATA (set DATA=)"
+# ---- correctness: every CUDA op and a whole step against the CPU reference ---
+# DLTRAIN_REQUIRE_GPU=1 turns "no GPU" into a failure; the count below turns
+# "no GPU test found" (a configure without CUDA) into one as well.
+# Without a GPU the tests run anyway (they say why they skip), then the check stops.
+step "ctest -L gpu (ops, chunked convolution, whole-network steps vs CPU)" 180 ctest-gpu.log \
+    env DLTRAIN_REQUIRE_GPU=$HAVE_GPU ctest --test-dir "$BUILD" -L gpu -E gpu_train -j 4 \
+    --output-on-failure --timeout 170
+grep -E "tests passed|Skipped|Failed|\*\*\*" "$OUT/ctest-gpu.log" | indent >/dev/null
+# tests that did not skip (a failure counts: it ran, and fails the check anyway)
+gpu_tests_ran=$(grep -E "Test +#[0-9]+: gpu_" "$OUT/ctest-gpu.log" | grep -cv "Skipped")
+grep -hE "^device under test|checks, [0-9]+ failed; worst" "$OUT/ctest-gpu.log" 2>/dev/null |
+    sort -u | head -4 | indent >/dev/null
+if [ "$gpu_tests_ran" -eq 0 ]; then
+    note "FAIL no GPU test ran (every one skipped, or none found); the op test says:" \
+         "$(timeout 30 "$OPS" sgd 2>&1 | head -1)"
+    failed=1
+fi
+if [ "$HAVE_GPU" = 0 ]; then
+    note "FAIL no GPU on this machine (nvidia-smi lists none): the other steps need one; stopping"
+    failed=1
+    exit 1
 fi
 
-# The NCCL backend with one rank (the all-reduce is the identity, but the
-# communicator, streams, events and watchdog all run), and tf32.
-step "train --comm nccl, one rank" nccl-one-rank.log \
+# ---- lenet on Fashion-MNIST, one epoch, GPU then CPU (same seed) ------------
+if [ -f "$DATA/train-images-idx3-ubyte.gz" ] || [ -f "$DATA/train-images-idx3-ubyte" ]; then
+    step "lenet Fashion-MNIST 1 epoch on cuda" 120 lenet-cuda.log \
+        "$DLTRAIN" train --device cuda --model lenet --data "$DATA" --epochs 1 \
+        --out "$OUT/lenet-cuda" --no-progress --json "$OUT/lenet-cuda.jsonl"
+    grep -E "^  device|per step|final test accuracy" "$OUT/lenet-cuda.log" | indent >/dev/null
+    step "lenet Fashion-MNIST 1 epoch on cpu (the reference)" 120 lenet-cpu.log \
+        "$DLTRAIN" train --device cpu --model lenet --data "$DATA" --epochs 1 \
+        --out "$OUT/lenet-cpu" --no-progress --json "$OUT/lenet-cpu.jsonl"
+    grep -E "final test accuracy" "$OUT/lenet-cpu.log" | indent >/dev/null
+    acc() { grep -oE "final test accuracy [0-9.]+" "$OUT/$1" | grep -oE "[0-9.]+$"; }
+    note "lenet 1 epoch, same seed: cuda $(acc lenet-cuda.log || echo '?')%," \
+         "cpu $(acc lenet-cpu.log || echo '?')% (fp32 both; rounding differs, so close, not equal)"
+else
+    note "FAIL lenet Fashion-MNIST: no data in $DATA (fill .devdata as the header says)"
+    failed=1
+fi
+
+# ---- dltrain beside PyTorch on this GPU -------------------------------------
+step "bench train beside PyTorch (resnet50 224 b128 bf16 + tf32, resnet20 + lenet 28x28)" 240 \
+    bench.log "$PYTHON" "$ROOT/scripts/bench_compare_gpu.py" --dltrain "$DLTRAIN" \
+    --python "$PYTHON" --json "$OUT/bench.json" --steps 10 --warmup 3 --repeats 1 --timeout 100 \
+    --cases resnet50:128:bf16,resnet50:128:tf32,resnet20:128:fp32,lenet:128:fp32
+indent <"$OUT/bench.log" >/dev/null
+
+# ---- NCCL with one rank: communicator, streams, events, watchdog, log ------
+step "train --comm nccl, one rank (resnet20, 30 steps)" 60 nccl-one-rank.log \
     "$DLTRAIN" train --device cuda --comm nccl --model resnet20 --data synthetic:3x32x32:10 \
     --epochs 1 --max-steps 30 --out "$OUT/nccl-run" --no-progress
-grep -E "comm|final" "$OUT/nccl-one-rank.log" | sed 's/^/  /' | tee -a "$SUMMARY"
-step "train --precision tf32" tf32.log \
-    "$DLTRAIN" train --device cuda --precision tf32 --model resnet20 \
-    --data synthetic:3x32x32:10 --epochs 1 --max-steps 30 --out "$OUT/tf32-run" --no-progress
-
-# NCCL all-reduce on GPU buffers, one rank (nccl-tests style table).
-step "bench allreduce --device cuda --backend nccl" allreduce-nccl.log \
-    "$DLTRAIN" bench allreduce --device cuda --backend nccl --max-bytes 268435456 \
+grep -E "comm|NCCL|final" "$OUT/nccl-one-rank.log" | head -6 | indent >/dev/null
+step "bench allreduce --backend nccl, one rank" 45 allreduce-nccl.log \
+    "$DLTRAIN" bench allreduce --device cuda --backend nccl --max-bytes 67108864 \
     --json "$OUT/allreduce-nccl.json"
-tail -3 "$OUT/allreduce-nccl.log" | sed 's/^/  /' | tee -a "$SUMMARY"
+grep -iE "nccl|transport|^ +[0-9]+ " "$OUT/allreduce-nccl.log" | tail -4 | indent >/dev/null
 
-# Host<->GPU copies (the figure the lanes set directly), then `scale` on one
-# GPU with its report (more GPUs need mpirun: see docs/lanes.md).
-step "bench copy (pinned and pageable)" copy.log \
-    "$DLTRAIN" bench copy --json "$OUT/copy.json"
-sed 's/^/  /' "$OUT/copy.log" | tee -a "$SUMMARY" >/dev/null
-step "scale --device cuda, one rank, resnet50 batch 64" scale.log \
-    "$DLTRAIN" scale --device cuda --model resnet50 --data synthetic:3x224x224:1000 --batch 64 \
-    --steps 10 --repeats 3 --json "$OUT/scale.json" --report "$OUT/scale.html"
-grep -E "images/s|rank" "$OUT/scale.log" | head -5 | sed 's/^/  /' | tee -a "$SUMMARY"
+# ---- compute-sanitizer memcheck on the op tests (family by family) -----------
+# (a loop in its own shell: `timeout` runs programs, not functions)
+# shellcheck disable=SC2016  # expanded by the inner shell
+MEMCHECK_LOOP='rc=0
+for fam in elementwise bias gemm conv maxpool avgpool bn xent sgd; do
+    echo "== $fam"
+    "$0" --tool memcheck --error-exitcode 3 --leak-check full "$1" -c 65536 "$fam" || rc=1
+done
+exit $rc'
+if [ -n "$SANITIZER" ]; then
+    step "compute-sanitizer memcheck, op tests" 150 memcheck.log \
+        bash -c "$MEMCHECK_LOOP" "$SANITIZER" "$OPS"
+    grep -E "ERROR SUMMARY|^== " "$OUT/memcheck.log" | paste -sd ' ' | indent >/dev/null
+else
+    note "SKIP compute-sanitizer memcheck: compute-sanitizer not found"
+fi
 
-# Benchmarks against PyTorch on the same GPU.
-QFLAG=""
-if [ "$QUICK" = 1 ]; then QFLAG=--quick; fi
-step "bench_compare_gpu.py" bench.log "$PYTHON" "$ROOT/scripts/bench_compare_gpu.py" \
-    --dltrain "$DLTRAIN" --python "$PYTHON" --json "$OUT/bench.json" $QFLAG
-sed 's/^/  /' "$OUT/bench.log" | tee -a "$SUMMARY" >/dev/null
+# ---- copies, topology, scale --------------------------------------------------
+step "bench copy" 40 copy.log "$DLTRAIN" bench copy --json "$OUT/copy.json"
+indent <"$OUT/copy.log" >/dev/null
+step "topo" 30 topo.log "$DLTRAIN" topo
+indent <"$OUT/topo.log" >/dev/null
+{
+    echo "== nvidia-smi topo -m"; nvidia-smi topo -m
+    echo "== lspci -vv link lines of NVIDIA devices"
+    lspci -vv -d 10de: 2>&1 | grep -E "^[0-9a-f]|LnkCap:|LnkSta:"
+} >"$OUT/topo-peers.log" 2>&1
+note "beside it (topo-peers.log):"
+indent <"$OUT/topo-peers.log" >/dev/null
+step "scale --device cuda, one rank (GPU phase times from events)" 60 scale.log \
+    "$DLTRAIN" scale --device cuda --model resnet20 --data synthetic:3x32x32:10 --batch 128 \
+    --steps 10 --repeats 2 --json "$OUT/scale.json"
+grep -E "images/s|ms" "$OUT/scale.log" | head -6 | indent >/dev/null
+
+# ---- whatever time is left: whole training runs vs the CPU (tests/test_gpu_train.py)
+step "ctest gpu_train (training runs vs CPU, nccl, tf32, bf16)" 400 ctest-gpu-train.log \
+    env DLTRAIN_REQUIRE_GPU=1 ctest --test-dir "$BUILD" -R '^gpu_train$' --output-on-failure
+grep -E "^(ok|FAIL)|tests passed" "$OUT/ctest-gpu-train.log" | indent >/dev/null
+[ "$gpu_tests_ran" -gt 0 ] || failed=1
 exit $failed

@@ -29,3 +29,12 @@ set_tests_properties(cli_help_version PROPERTIES LABELS "cpu;cli")
 add_test(NAME device_choice
          COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_device_cli.py ${DLTRAIN_BIN})
 set_tests_properties(device_choice PROPERTIES LABELS "cpu;cli" TIMEOUT 300)
+
+# Which GPU a rank opens, for every way a launcher hands out GPUs (per-rank
+# CUDA_VISIBLE_DEVICES included): the pure choice function, no GPU needed.
+add_executable(test_gpu_choice ${CMAKE_CURRENT_SOURCE_DIR}/test_gpu_choice.c
+                               ${PROJECT_SOURCE_DIR}/launch/gpu_choice.c)
+target_include_directories(test_gpu_choice PRIVATE ${PROJECT_SOURCE_DIR}/launch)
+target_link_libraries(test_gpu_choice PRIVATE dlruntime)
+add_test(NAME gpu_choice COMMAND test_gpu_choice)
+set_tests_properties(gpu_choice PROPERTIES LABELS "cpu;sanitize" TIMEOUT 30)

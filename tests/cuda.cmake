@@ -50,6 +50,16 @@ if(DLTRAIN_HAVE_CUDA)
   target_link_libraries(test_compress_cuda PRIVATE dlcomm CUDA::cudart m)
   add_test(NAME gpu_compress COMMAND test_compress_cuda)
   set_tests_properties(gpu_compress PROPERTIES LABELS "gpu" SKIP_RETURN_CODE 77 TIMEOUT 120)
+  # The convolution in several chunks, as full-size models run it: 4096
+  # floats puts one image in each chunk, 65536 several with a shorter last
+  # one (lenet conv1: 3+3+2 of 8; resnet20's first conv: 5+3).
+  foreach(chunk 4096 65536)
+    foreach(family conv net)
+      add_test(NAME gpu_cuda_ops_chunk${chunk}_${family} COMMAND test_cuda_ops -k ${chunk} ${family})
+      set_tests_properties(gpu_cuda_ops_chunk${chunk}_${family} PROPERTIES LABELS "gpu"
+                           SKIP_RETURN_CODE 77 TIMEOUT 600)
+    endforeach()
+  endforeach()
 endif()
 # Whole training runs on the GPU against the CPU, NCCL with one rank, tf32 and
 # bf16, and (with MPI) two ranks sharing the GPU; see tests/test_gpu_train.py.

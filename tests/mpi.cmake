@@ -4,7 +4,7 @@ if(NOT DLTRAIN_HAVE_MPI)
   message(STATUS "MPI tests skipped: dltrain is built without MPI")
   return()
 endif()
-foreach(case equivalence ranks faults bad_input fashion)
+foreach(case equivalence ranks faults bad_input fashion slow_checkpoint)
   add_test(NAME mpi_${case}
            COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_mpi.py ${MPIEXEC_EXECUTABLE}
                    ${DLTRAIN_BIN} ${case})
@@ -44,3 +44,9 @@ endforeach()
 add_test(NAME slurm_srun COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_slurm.py ${DLTRAIN_BIN})
 set_tests_properties(slurm_srun PROPERTIES LABELS "cpu;mpi;slurm" TIMEOUT 900
                      SKIP_RETURN_CODE 77 RUN_SERIAL ON)
+# A checkpoint write on rank 0 that takes longer than --timeout (a shim that
+# delays its rename) must not time the other ranks out.
+add_library(test_slow_rename MODULE ${CMAKE_CURRENT_SOURCE_DIR}/slow_rename.c)
+target_link_libraries(test_slow_rename PRIVATE ${CMAKE_DL_LIBS})
+set_tests_properties(mpi_slow_checkpoint PROPERTIES
+                     ENVIRONMENT "DLTRAIN_TEST_SLOW_RENAME=$<TARGET_FILE:test_slow_rename>")

@@ -5,6 +5,7 @@ crash, a hang, a sanitizer report, or a damaged checkpoint.
 usage: test_bad_input.py DLTRAIN"""
 import gzip
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -114,6 +115,35 @@ def flag_cases(good):
                  ["train", "--data", good, "--batch", "100000", "--threads", "1"], "fewer than one")
 
 
+def test_record(out):
+    """The end-of-epoch test loss and accuracy from a --json metrics file."""
+    recs = [json.loads(l) for l in open(os.path.join(out, "m.json")) if '"test_acc"' in l]
+    return (recs[-1]["test_loss"], recs[-1]["test_acc"]) if recs else None
+
+
+def eval_batch_case(tmp):
+    """--eval-batch larger than --batch once wrote past the activation arena
+    (caught by AddressSanitizer): it must work and evaluate the same samples."""
+    results = {}
+    for eb in ("4096", None):
+        out = os.path.join(tmp, f"eval{eb}")
+        args = ["train", "--data", "synthetic:1x8x8:10", "--batch", "256", "--epochs", "1", "--train-samples", "1024",
+                "--threads", "1", "--no-progress", "--out", out, "--json", os.path.join(out, "m.json")]
+        rc, _, err = run(args + (["--eval-batch", eb] if eb else []), timeout=600)
+        bad = [b for b in ("AddressSanitizer", "runtime error:", "LeakSanitizer") if b in err]
+        if rc != 0 or bad:
+            print(f"FAIL --eval-batch {eb}: exit {rc} {bad}\n     stderr: {err.strip()}")
+            FAILURES.append(f"eval-batch {eb}")
+            return
+        results[eb] = test_record(out)
+    big, default = results["4096"], results[None]
+    ok = big and default and big[1] == default[1] and abs(big[0] - default[0]) <= 1e-4 * abs(default[0])
+    print(f"{'ok  ' if ok else 'FAIL'} --eval-batch 4096 > --batch 256: test loss/acc {big}, "
+          f"with the default eval batch {default}")
+    if not ok:
+        FAILURES.append("eval-batch result")
+
+
 def checkpoint_cases(tmp, good):
     out = os.path.join(tmp, "run")
     base = ["train", "--data", good, "--out", out, "--epochs", "1"] + SMALL
@@ -156,6 +186,7 @@ def main():
     try:
         good = data_cases(tmp)
         flag_cases(good)
+        eval_batch_case(tmp)
         checkpoint_cases(tmp, good)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -51,7 +51,12 @@
  * which a TF32 GEMM (error ~1e-3) fails: proof that fully connected layers
  * stay strict fp32 while convolutions use TF32.
  *
+ * Convolution chunks (-k FLOATS, tests/cuda.cmake): a small workspace per
+ * chunk makes these small batches take the several-chunk path (and a last,
+ * shorter chunk) that full-size models take with the default 2^25 floats.
+ *
  * usage: test_cuda_ops [-v] [-g GPU] [-s TOL_SCALE] [-p fp32|tf32|bf16|auto] [-c gemm|cudnn]
+ *                      [-k FLOATS]
  *                      [FAMILY | net]
  *   (FAMILY: elementwise, bias, gemm, conv, maxpool, avgpool, bn, xent, sgd) */
 #include <math.h>
@@ -247,6 +252,7 @@ int main(int argc, char **argv)
     op_ctx c = {.tol_scale = TOL_SCALE, .seed = 20240611};
     int gpu_index = 0;
     const char *filter = NULL, *precision = "fp32", *conv = "gemm";
+    size_t chunk_floats = 0; /* 0: the device's default */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-v") == 0)
             c.verbose = 1;
@@ -258,9 +264,11 @@ int main(int argc, char **argv)
             precision = argv[++i];
         else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
             conv = argv[++i];
+        else if (strcmp(argv[i], "-k") == 0 && i + 1 < argc)
+            chunk_floats = (size_t)strtoull(argv[++i], NULL, 10);
         else if (argv[i][0] == '-') {
             fprintf(stderr, "usage: test_cuda_ops [-v] [-g GPU] [-s TOL_SCALE] [-p fp32|tf32|bf16|auto] "
-                            "[-c gemm|cudnn] [FAMILY | net]\n");
+                            "[-c gemm|cudnn] [-k FLOATS] [FAMILY | net]\n");
             return 2;
         } else
             filter = argv[i];
@@ -297,9 +305,11 @@ int main(int argc, char **argv)
         dl_device_cuda_destroy(gpu);
         return 1;
     }
+    dl_device_cuda_set_conv_chunk(gpu, chunk_floats);
     dl_device *cpu = dl_device_cpu(2);
     printf("device under test: %s, GEMMs in %s, convolutions by %s; reference: %s; tolerance "
-           "scale %g\n", gpu->name, precision, conv, cpu->name, c.tol_scale);
+           "scale %g; convolution chunk workspace %zu floats (0 = default)\n", gpu->name,
+           precision, conv, cpu->name, c.tol_scale, chunk_floats);
     c.dev = gpu;
     c.ref = cpu;
 

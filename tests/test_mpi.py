@@ -1,7 +1,7 @@
 """Data parallelism across MPI ranks (oversubscribed on a small machine).
 
 usage: test_mpi.py MPIEXEC DLTRAIN CASE
-CASE: equivalence | ranks | faults | bad_input | fashion"""
+CASE: equivalence | ranks | faults | bad_input | fashion | slow_checkpoint"""
 import json
 import os
 import shutil
@@ -181,6 +181,27 @@ def fault(tmp, data, name, sig, timeout_s):
 def case_faults(tmp, data):
     fault(tmp, data, "killed rank", signal.SIGKILL, 10)
     fault(tmp, data, "suspended rank", signal.SIGSTOP, 10)
+
+
+def case_slow_checkpoint(tmp, data):
+    """Rank 0 alone writes each checkpoint; one that takes 3x --timeout (a
+    shim delays its rename) must not time the waiting rank out, while the
+    roll call every --timeout still sees every rank answer."""
+    shim, delay, timeout_s = os.environ.get("DLTRAIN_TEST_SLOW_RENAME", ""), 9, 3
+    if not os.path.exists(shim):
+        check("slow checkpoint: the rename shim is built", False, shim or "not set")
+        return
+    out = os.path.join(tmp, "slow")
+    start = time.time()
+    p = mpirun(2, ["--model", "lenet", "--data", data, "--epochs", "2", "--batch", "16",
+                   "--no-progress", "--out", out, "--timeout", str(timeout_s)], tmp, timeout=300,
+               extra=["-x", f"LD_PRELOAD={shim}", "-x", f"DLTRAIN_TEST_RENAME_DELAY={delay}",
+                      "-x", "ASAN_OPTIONS=verify_asan_link_order=0"])
+    took = time.time() - start
+    check("slow checkpoint: the job finishes", p.returncode == 0,
+          f"exit {p.returncode}: {(p.stdout + p.stderr).strip()[-400:]}")
+    check(f"slow checkpoint: the writes really took > --timeout ({took:.0f} s for 2 of {delay} s)",
+          took > 2 * delay)
 
 
 def expect_fail(name, p, *words):

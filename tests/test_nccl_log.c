@@ -88,6 +88,56 @@ static void test_file(const char *dir)
     CHECK(dl_nccl_read_routes(path, routes, DL_NCCL_MAX_ROUTES) == 0, "missing file: no routes");
 }
 
+/* The log followed while NCCL writes it: a line in two writes is read once,
+ * complete; routes that come late (at the first collective since NCCL 2.22)
+ * are kept; every WARN line is copied on, nothing else. */
+static void test_tail(const char *dir)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/nccl-tail-test.log", dir);
+    FILE *w = fopen(path, "w");
+    FILE *warn = tmpfile();
+    CHECK(w && warn, "cannot write %s or a temporary file", path);
+    if (!w || !warn)
+        return;
+    dl_nccl_tail t;
+    CHECK(dl_nccl_tail_open(&t, path) == 0, "open %s", path);
+    unlink(path); /* as the backend does: the open handles keep it */
+    fputs("h:1:1 [0] NCCL INFO NCCL version 2.28.3+cuda13.0\n"
+          "h:1:1 [0] NCCL WARN NET/Socket : no usable interface found\n"
+          "h:1:1 [0] NCCL INFO Channel 00/0 : 0[0] -> 1[1] via P2", w);
+    fflush(w);
+    CHECK(dl_nccl_tail_pump(&t, warn) == 2, "two complete lines, the third is unfinished");
+    CHECK(t.n_routes == 0 && t.warnings == 1, "no route yet (%d), one warning (%d)", t.n_routes,
+          t.warnings);
+    CHECK(dl_nccl_tail_pump(&t, warn) == 0, "nothing new");
+    fputs("P/IPC\nh:1:1 [0] NCCL INFO Channel 00/0 : 1[1] -> 0[0] via P2P/IPC\n"
+          "h:1:1 [0] NCCL WARN Cuda failure 'out of memory'\n", w);
+    fflush(w);
+    CHECK(dl_nccl_tail_pump(&t, warn) == 3, "the finished line and two more");
+    char text[256];
+    dl_nccl_routes_text(t.routes, t.n_routes, text, sizeof text);
+    CHECK(strcmp(text, "0->1 P2P/IPC; 1->0 P2P/IPC") == 0, "late routes: %s", text);
+    CHECK(t.warnings == 2, "two warnings copied (%d)", t.warnings);
+    /* an overlong line is cut, and the next one is still read whole */
+    for (int i = 0; i < 300; i++)
+        fputs("xxxxxxxxxx", w);
+    fputs("\nh:1:1 [0] NCCL WARN last\n", w);
+    fflush(w);
+    CHECK(dl_nccl_tail_pump(&t, warn) == 2 && t.warnings == 3, "overlong line, then a warning");
+    rewind(warn);
+    char got[1024] = "";
+    size_t len = fread(got, 1, sizeof got - 1, warn);
+    got[len] = 0;
+    CHECK(strcmp(got, "h:1:1 [0] NCCL WARN NET/Socket : no usable interface found\n"
+                      "h:1:1 [0] NCCL WARN Cuda failure 'out of memory'\n"
+                      "h:1:1 [0] NCCL WARN last\n") == 0,
+          "warnings copied as written: '%s'", got);
+    dl_nccl_tail_close(&t);
+    fclose(w);
+    fclose(warn);
+}
+
 static void test_capture(void)
 {
     char path[512];
@@ -111,9 +161,11 @@ int main(int argc, char **argv)
 {
     test_lines();
     test_file(argc > 1 ? argv[1] : ".");
+    test_tail(argc > 1 ? argv[1] : ".");
     test_capture();
     if (failures)
         return 1;
-    printf("nccl_log: routes read from NCCL log lines; the log is taken over only when unset\n");
+    printf("nccl_log: routes read from NCCL log lines, also as they come; warnings copied on; "
+           "the log is taken over only when unset\n");
     return 0;
 }
