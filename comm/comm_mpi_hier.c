@@ -18,7 +18,7 @@ static int gather_hosts(MPI_Comm world, int size, dl_mpi_nodes *n)
     int len = 0, rc = MPI_Get_processor_name(me, &len);
     if (rc != MPI_SUCCESS)
         return rc;
-    snprintf(mine, sizeof mine, "%s", me);
+    snprintf(mine, sizeof mine, "%.*s", (int)sizeof mine - 1, me); /* names are cut to DL_HOST_CHARS */
     n->host = calloc((size_t)size, sizeof *n->host);
     if (!n->host)
         return MPI_ERR_NO_MEM;
