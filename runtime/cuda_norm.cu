@@ -161,6 +161,23 @@ __global__ void bn_moments_kernel(bn_geom g, const float *__restrict__ x, double
     }
 }
 
+/* y = bn_out(scale * x + shift) over this block's share of channel ch: the
+ * last pass of the training forward and the whole evaluation forward. */
+template <int V>
+__device__ __forceinline__ void bn_apply(const bn_geom &g, int ch, const float *x, float *y, float scale,
+                                         float shift)
+{
+    for (dl_walk w = bn_walk(g); w.i < g.n; dl_walk_next(&w, g.cols)) {
+        size_t at = bn_unit_at(g, ch, w);
+        float v[V];
+        bn_unit<V>::load(x, at, v);
+#pragma unroll
+        for (int q = 0; q < V; q++)
+            v[q] = bn_out(g, bn_pre(v[q], scale, shift));
+        bn_unit<V>::store(y, at, v);
+    }
+}
+
 template <int V>
 __global__ void bn_train_apply_kernel(bn_geom g, const double *part, const float *x,
                                       const float *gamma, const float *beta, float *y,
@@ -187,15 +204,7 @@ __global__ void bn_train_apply_kernel(bn_geom g, const double *part, const float
     }
     __syncthreads();
     float scale = sh_scale, shift = sh_shift;
-    for (dl_walk w = bn_walk(g); w.i < g.n; dl_walk_next(&w, g.cols)) {
-        size_t at = bn_unit_at(g, ch, w);
-        float v[V];
-        bn_unit<V>::load(x, at, v);
-#pragma unroll
-        for (int q = 0; q < V; q++)
-            v[q] = bn_out(g, bn_pre(v[q], scale, shift));
-        bn_unit<V>::store(y, at, v);
-    }
+    bn_apply<V>(g, ch, x, y, scale, shift);
 }
 
 /* ---- evaluation forward ------------------------------------------------------ */
@@ -207,15 +216,7 @@ __global__ void bn_eval_kernel(bn_geom g, const float *x, const float *gamma, co
     int ch = g.ch0 + blockIdx.y;
     float scale = gamma[ch] / sqrtf(running_var[ch] + g.eps);
     float shift = beta[ch] - running_mean[ch] * scale;
-    for (dl_walk w = bn_walk(g); w.i < g.n; dl_walk_next(&w, g.cols)) {
-        size_t at = bn_unit_at(g, ch, w);
-        float v[V];
-        bn_unit<V>::load(x, at, v);
-#pragma unroll
-        for (int q = 0; q < V; q++)
-            v[q] = bn_out(g, bn_pre(v[q], scale, shift));
-        bn_unit<V>::store(y, at, v);
-    }
+    bn_apply<V>(g, ch, x, y, scale, shift);
 }
 
 /* ---- backward ------------------------------------------------------------------ */
