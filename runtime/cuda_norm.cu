@@ -164,8 +164,8 @@ __global__ void bn_moments_kernel(bn_geom g, const float *__restrict__ x, double
 /* y = bn_out(scale * x + shift) over this block's share of channel ch: the
  * last pass of the training forward and the whole evaluation forward. */
 template <int V>
-__device__ __forceinline__ void bn_apply(const bn_geom &g, int ch, const float *x, float *y, float scale,
-                                         float shift)
+__device__ __forceinline__ void bn_apply(const bn_geom &g, int ch, const float *x, float *y,
+                                         float scale, float shift)
 {
     for (dl_walk w = bn_walk(g); w.i < g.n; dl_walk_next(&w, g.cols)) {
         size_t at = bn_unit_at(g, ch, w);
