@@ -91,6 +91,18 @@ double dl_compress_wire_bytes(dl_compress_spec s, int world, const size_t *bucke
  * of bucket_floats, the last one shorter); what `predict --compress` needs. */
 double dl_compress_wire_bytes_params(dl_compress_spec s, int world, size_t n_params,
                                      size_t bucket_floats);
+/* Bytes on the wire per step with s over those of the plain fp32 ring
+ * all-reduce, at `world` ranks (1 for none or one rank): what `predict` and
+ * `scale` multiply the gradient (and bucket) bytes by. */
+double dl_compress_wire_factor(dl_compress_spec s, int world, size_t n_params,
+                               size_t bucket_floats);
+/* Milliseconds one rank spends per step in the C codecs (compress_cost.c):
+ * error feedback, encode and decoding every rank's shard (element-wise
+ * codecs), or PowerSGD's three products and Gram-Schmidt, for n_params
+ * gradients in buckets of bucket_floats at `world` ranks.  Timed here, on
+ * this CPU, at most once per compressor and process (about 0.1 s), then
+ * scaled: the cost of one rank's CPU path, not of the CUDA kernels. */
+double dl_compress_cpu_ms(dl_compress_spec s, int world, size_t n_params, size_t bucket_floats);
 /* Bytes a rank contributes per step (its encoded buckets, or P and Q), and
  * the compression ratio: fp32 gradient bytes over that. */
 double dl_compress_payload_bytes(dl_compress_spec s, const size_t *bucket_sizes, int n_buckets);

@@ -301,3 +301,13 @@ double dl_compress_wire_bytes_params(dl_compress_spec s, int world, size_t n_par
     double bytes = (double)full * dl_compress_wire_bytes(s, world, &bucket_floats, 1);
     return rest ? bytes + dl_compress_wire_bytes(s, world, &rest, 1) : bytes;
 }
+
+double dl_compress_wire_factor(dl_compress_spec s, int world, size_t n_params,
+                               size_t bucket_floats)
+{
+    dl_compress_spec plain = {.kind = DL_COMPRESS_NONE, .rank = 0};
+    double fp32 = dl_compress_wire_bytes_params(plain, world, n_params, bucket_floats);
+    if (s.kind == DL_COMPRESS_NONE || !(fp32 > 0.0))
+        return 1.0;
+    return dl_compress_wire_bytes_params(s, world, n_params, bucket_floats) / fp32;
+}

@@ -79,6 +79,12 @@ static const dl_option predict_options[] = {
      "model is fitted to them"},
     {"grad-dtype", DL_OPT_STRING, O(grad_dtype), S(grad_dtype), "T", 0, 0,
      "gradient type on the wire with --model: fp32 (default), fp16 or bf16"},
+    {"compress", DL_OPT_STRING, O(compress), S(compress), "KIND", 0, 0,
+     "gradient compression as 'train --compress': none (default), fp16, bf16, int8, onebit, "
+     "powersgd[:RANK]; its bytes on the wire and compute (see --compress-ms)"},
+    {"compress-ms", DL_OPT_STRING, O(compress_ms), S(compress_ms), "MS|cpu", 0, 0,
+     "with --compress: compression compute per step on each GPU (default 0, not charged); "
+     "'cpu': dltrain's C codecs timed here, growing with the GPU count as they do"},
     {"json", DL_OPT_STRING, O(json), S(json), "FILE", 0, 0,
      "also write the prediction as JSON into FILE ('-': on stdout instead of the tables)"},
     DL_OPT_END,
@@ -279,6 +285,38 @@ static int resolve_transfer(const predict_opts *o, prediction *p, int shape[4], 
     return 0;
 }
 
+/* --compress: a name train accepts, over fp32 gradients. */
+static int resolve_compress(const predict_opts *o, prediction *p)
+{
+    if (dl_compress_parse(o->compress, &p->compress) != DL_OK) {
+        fprintf(stderr, "dltrain predict: %s\n", dl_error_message());
+        return DL_EXIT_USAGE;
+    }
+    if (p->compress.kind != DL_COMPRESS_NONE && p->grad_elem_bytes != 4) {
+        fprintf(stderr, "dltrain predict: --compress %s compresses fp32 gradients; drop "
+                "--grad-dtype %s\n", o->compress, o->grad_dtype);
+        return DL_EXIT_USAGE;
+    }
+    p->compress_ms = -2;
+    if (!o->compress_ms[0])
+        return 0;
+    if (p->compress.kind == DL_COMPRESS_NONE) {
+        fprintf(stderr, "dltrain predict: --compress-ms goes with --compress\n");
+        return DL_EXIT_USAGE;
+    }
+    if (strcmp(o->compress_ms, "cpu") == 0) {
+        p->compress_ms = -1;
+        return 0;
+    }
+    if (!dl_parse_double(o->compress_ms, &p->compress_ms) || !(p->compress_ms >= 0) ||
+        p->compress_ms > 1e9) {
+        fprintf(stderr, "dltrain predict: --compress-ms takes milliseconds >= 0 or 'cpu', got "
+                "'%s'\n", o->compress_ms);
+        return DL_EXIT_USAGE;
+    }
+    return 0;
+}
+
 static int check_inputs(const predict_opts *o, const prediction *p)
 {
     if (p->have_step && !(p->grad_bytes > 0)) {
@@ -391,7 +429,7 @@ static int predict_steps(prediction *p, double compute_ms, const int *counts, in
 {
     const predict_opts *o = p->o;
     dl_step_inputs in = {.compute_ms = compute_ms, .backward_frac = o->backward_frac,
-                         .grad_bytes = p->grad_bytes * p->wire_bytes_factor,
+                         .grad_bytes = p->grad_bytes,
                          .bucket_bytes = p->bucket_bytes, .overlap = !o->no_overlap, .gpus = 1,
                          .gbps = p->link.gbps, .alpha_us = p->link.alpha_us};
     dl_step_model probe;
@@ -412,14 +450,15 @@ static int predict_steps(prediction *p, double compute_ms, const int *counts, in
 int dl_cmd_predict(int argc, char **argv)
 {
     predict_opts o = {.batch = 32, .bucket_mb = 25, .backward_frac = 2.0 / 3.0, .nodes = 1,
-                      .link_share = 1, .alpha_us = -1, .link = "pcie3x16", .grad_dtype = "fp32"};
+                      .link_share = 1, .alpha_us = -1, .link = "pcie3x16", .grad_dtype = "fp32",
+                      .compress = "none"};
     int r = dl_options_parse(predict_options, &o, argc, argv, "predict", usage_text);
     if (r)
         return r == 1 ? DL_EXIT_OK : r;
     static prediction p;
     static dl_machine machine;
     memset(&p, 0, sizeof p);
-    p.o = &o, p.model = o.model, p.wire_bytes_factor = 1;
+    p.o = &o, p.model = o.model;
     p.fit.bw_factor = 1, p.fit.alpha_factor = 1, p.fit.backward_frac = o.backward_frac;
     if ((r = resolve_links(&o, &p)))
         return r;
@@ -436,6 +475,8 @@ int dl_cmd_predict(int argc, char **argv)
     }
     int shape[4] = {3, 224, 224, 1000}, have_shape = 0;
     if ((r = resolve_model(&o, &p, shape, &have_shape)))
+        return r;
+    if ((r = resolve_compress(&o, &p)))
         return r;
     p.grad_bytes = o.grad_mb > 0 ? o.grad_mb * MIB : p.grad_elem_bytes * p.params;
     p.bucket_bytes = o.bucket_mb * MIB;

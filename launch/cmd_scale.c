@@ -259,7 +259,8 @@ static void print_start(const scale_run *r)
            o->no_overlap ? "after backward (--no-overlap)" : "overlapping backward");
     if (strcmp(o->compress, "none") != 0)
         printf("  gradients compressed with --compress %s and error feedback (bytes on the wire "
-               "in the JSON; the predicted column models the fp32 all-reduce)\n", o->compress);
+               "in the JSON; the predicted column charges the compressed bytes and the codecs' time)\n",
+               o->compress);
     if (r->added_one)
         printf("  (1 rank added to --sizes: the baseline of the speedup)\n");
     char env[2048];

@@ -12,6 +12,7 @@
 
 #include <stdio.h>
 
+#include "../comm/compress.h"
 #include "../comm/topo/topo_cost.h"
 #include "predict_model.h"
 
@@ -23,7 +24,7 @@
 typedef struct {
     char model[32], input[64], image[64], gpus[256], link[32], net[32];
     char allreduce_json[512], json[512], sysfs_root[512];
-    char machine[512], measured[256], grad_dtype[8];
+    char machine[512], measured[256], grad_dtype[8], compress[24], compress_ms[24];
     double step_ms, gpu_tflops, images_per_s, grad_mb, bucket_mb, backward_frac, alpha_us;
     double transfer_mb;
     int batch, nodes, link_share, images, no_overlap;
@@ -44,6 +45,9 @@ typedef struct {
     double gbps, alpha_us;
     dl_step_model m;
     double images_per_s, speedup, efficiency;
+    /* --compress: wire bytes over the fp32 all-reduce's, and the codecs'
+     * compute per step (1 and 0 without, or on one GPU) */
+    double wire_factor, compress_ms;
     /* with --machine: how the ring runs and what limits it */
     int hops[4];                 /* per DL_HOP_* */
     char bottleneck[200];
@@ -73,9 +77,8 @@ typedef struct {
     double params, macs;          /* 0 unknown */
     int grad_elem_bytes;          /* --grad-dtype: 4 fp32, 2 fp16/bf16 */
     double grad_bytes, bucket_bytes;
-    /* bytes on the wire per gradient byte (1: uncompressed); the place for a
-     * compressed all-reduce to say how much less it sends */
-    double wire_bytes_factor;
+    dl_compress_spec compress;    /* --compress (none: the fp32 all-reduce) */
+    double compress_ms;           /* --compress-ms: given (>= 0), -1 "cpu", -2 not given */
     const char *compute_src;
     double transfer_bytes;        /* 0: not asked */
     char transfer_src[128];
@@ -111,6 +114,11 @@ void predict_one(const prediction *p, const dl_step_inputs *base, const dl_machi
 /* Fits p->fit's free quantities to its measured points (base: the step inputs). */
 int predict_fit_measured(prediction *p, const dl_step_inputs *base);
 void predict_whatifs(prediction *p, const dl_step_inputs *base, int n);
+
+/* predict_compress.c: --compress applied to one row's step inputs at n GPUs */
+void predict_compress_row(const prediction *p, int n, dl_step_inputs *in, predict_row *row);
+/* The source of the compression compute time, for the tables. */
+const char *predict_compress_source(const prediction *p);
 
 /* predict_print.c */
 void predict_print_tables(FILE *f, const prediction *p);

@@ -129,6 +129,7 @@ void predict_one(const prediction *p, const dl_step_inputs *base, const dl_machi
     in.gpus = n, in.gbps = row->gbps, in.alpha_us = row->alpha_us;
     if (m)
         in.backward_frac = p->fit.backward_frac;
+    predict_compress_row(p, n, &in, row);
     dl_step_predict(&in, &row->m);
     row->images_per_s = row->m.step_ms > 0 ? 1e3 * n * p->o->batch / row->m.step_ms : 0;
     row->speedup = row->m.step_ms > 0 ? n * base->compute_ms / row->m.step_ms : 0;

@@ -31,6 +31,24 @@ static void print_machine(FILE *f, const prediction *p)
                 fit->alpha_factor, fit->fitted, fit->rms_log_error);
 }
 
+/* --compress: what it changes at each GPU count. */
+static void print_compress(FILE *f, const prediction *p)
+{
+    if (p->compress.kind == DL_COMPRESS_NONE)
+        return;
+    char name[24];
+    dl_compress_name(p->compress, name, sizeof name);
+    fprintf(f, "  --compress %s: bytes on the wire against the fp32 all-reduce, and compression "
+            "compute per step (%s):\n", name, predict_compress_source(p));
+    for (int i = 0; i < p->n_rows; i++) {
+        const predict_row *r = &p->rows[i];
+        if (r->gpus > 1)
+            fprintf(f, "  %5d GPUs: x %.4f of the bytes (%.1fx fewer), %.3f ms compressing\n",
+                    r->gpus, r->wire_factor, 1.0 / r->wire_factor, r->compress_ms);
+    }
+    fputc('\n', f);
+}
+
 /* One line per GPU count: how the ring runs and the link that limits it. */
 static void print_bottlenecks(FILE *f, const prediction *p)
 {
@@ -86,6 +104,7 @@ void predict_print_tables(FILE *f, const prediction *p)
         fprintf(f, "  buckets of %.6g MiB: %d per step, %s\n\n", p->bucket_bytes / MIB,
                 m1->buckets, o->no_overlap ? "all after backward (--no-overlap)"
                                            : "each reduced as soon as backward has produced it");
+        print_compress(f, p);
         fprintf(f, "  %5s %5s %9s %9s %9s %9s %9s %11s %8s %10s\n", "GPUs", "nodes", "GB/s",
                 "comm ms", "hidden", "exposed", "step ms", "images/s", "speedup", "efficiency");
         for (int i = 0; i < p->n_rows; i++) {
@@ -141,6 +160,7 @@ static void json_row_fields(FILE *f, const predict_row *r)
             r->gpus, r->nodes, r->gbps, r->alpha_us, r->m.buckets, r->m.comm_ms, r->m.hidden_ms,
             r->m.exposed_ms, r->m.compute_ms, r->m.step_ms,
             r->images_per_s, r->speedup, r->efficiency);
+    fprintf(f, ",\"wire_factor\":%.9g,\"compress_ms\":%.6g", r->wire_factor, r->compress_ms);
     if (r->bottleneck[0]) {
         fprintf(f, ",\"hops\":{\"nvlink\":%d,\"p2p\":%d,\"shm\":%d,\"net\":%d},\"bottleneck\":",
                 r->hops[DL_HOP_NVL], r->hops[DL_HOP_P2P], r->hops[DL_HOP_SHM], r->hops[DL_HOP_NET]);
@@ -158,7 +178,12 @@ static void json_row(FILE *f, const predict_row *r)
 static void json_machine(FILE *f, const prediction *p)
 {
     const dl_machine *m = p->machine;
-    fprintf(f, ",\"grad_dtype\":\"%s\",\"machine\":", p->o->grad_dtype);
+    char compress[24];
+    dl_compress_name(p->compress, compress, sizeof compress);
+    fprintf(f, ",\"grad_dtype\":\"%s\",\"compress\":\"%s\",\"compress_source\":", p->o->grad_dtype,
+            compress);
+    dl_json_string(f, p->compress.kind == DL_COMPRESS_NONE ? "" : predict_compress_source(p));
+    fprintf(f, ",\"machine\":");
     if (!m) {
         fprintf(f, "null,\"fit\":null,\"whatifs\":[]");
         return;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../comm/compress.h"
 #include "../comm/topo/topo_cost.h"
 #include "predict_model.h"
 #include "scale.h"
@@ -59,11 +60,21 @@ double dl_scale_model_speedup(const scale_run *r, const scale_point *one, int ra
     double stretch = cpu ? dl_scale_compute_stretch(ranks, r->threads,
                                                     sysconf(_SC_NPROCESSORS_ONLN))
                          : 1.0;
-    dl_step_inputs in = {.compute_ms = compute_ms * stretch,
+    /* --compress: fewer bytes on the wire, and the codecs' compute on each
+     * rank (predict --compress does the same, docs/compression.md) */
+    dl_compress_spec spec = {.kind = DL_COMPRESS_NONE, .rank = 0};
+    if (dl_compress_parse(r->o->compress, &spec) != DL_OK)
+        spec.kind = DL_COMPRESS_NONE; /* refused at start-up already */
+    size_t bucket_floats = (size_t)(r->bucket_mb * 1048576.0 / sizeof(float));
+    double wire = dl_compress_wire_factor(spec, ranks, r->net.n_params, bucket_floats);
+    /* the C codecs' time is the CPU path's; CUDA kernels would take far less
+     * (not measured yet, so not charged) */
+    double codec_ms = cpu ? dl_compress_cpu_ms(spec, ranks, r->net.n_params, bucket_floats) : 0.0;
+    dl_step_inputs in = {.compute_ms = compute_ms * stretch + codec_ms,
                          .backward_frac = one->compute_ms > 0 ? one->backward_ms / one->compute_ms
                                                               : 2.0 / 3.0,
-                         .grad_bytes = 4.0 * (double)r->net.n_params,
-                         .bucket_bytes = r->bucket_mb * 1048576.0,
+                         .grad_bytes = 4.0 * (double)r->net.n_params * wire,
+                         .bucket_bytes = r->bucket_mb * 1048576.0 * wire,
                          .overlap = !r->o->no_overlap,
                          .gpus = ranks,
                          .gbps = gbps,

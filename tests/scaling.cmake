@@ -93,3 +93,9 @@ if(PREDICT_TREE)
   set_tests_properties(predict_machine PROPERTIES LABELS "cpu;predict" TIMEOUT 180
                        FIXTURES_REQUIRED predict_tree)
 endif()
+
+# `predict --compress`: bytes on the wire and compression compute per GPU count
+add_test(NAME predict_compress
+         COMMAND ${DLTRAIN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_predict_compress.py
+                 ${DLTRAIN_BIN})
+set_tests_properties(predict_compress PROPERTIES LABELS "cpu;predict" TIMEOUT 120)

@@ -1,0 +1,133 @@
+/* compress_cost.c: what compression costs one rank's CPU per step, timed
+ * with the C codecs (see dl_compress_cpu_ms in compress.h).
+ *
+ * `predict --compress` and `scale`'s predicted column need this: on a slow
+ * link compression saves wire time, but the rank pays for it in compute,
+ * and on a fast link that cost can exceed the saving.  A step's cost is
+ * linear in the gradient count (per bucket: error feedback and one encode
+ * and decode, then one decode-and-add per rank; PowerSGD: M Q, M^T P and
+ * P Q^T, whatever the rank count), so one timed bucket per compressor,
+ * scaled, gives every world size and model without timing each. */
+#include "compress.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "rng.h"
+
+/* The bucket timed: 1 Mi floats (4 MiB) keeps the timing near 0.1 s; other
+ * sizes are scaled per float (cache effects ignored). */
+#define TIMED_FLOATS ((size_t)1 << 20)
+#define MIN_TIMED_S 0.05
+
+typedef struct {
+    int timed;
+    size_t floats;       /* bucket size timed */
+    double start_ms;     /* per bucket: residual, encode, decode, new residual */
+    double per_rank_ms;  /* per bucket and rank: decode and add */
+} codec_cost;
+
+static void fill_gradients(float *x, size_t n)
+{
+    dl_rng rng;
+    dl_rng_seed(&rng, 7, 0x636f7374u /* "cost" */, 0);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(1e-3 * dl_rng_normal(&rng));
+}
+
+/* Runs body(args) until MIN_TIMED_S has passed; milliseconds per call. */
+#define TIME_MS(out, body)                                                                  \
+    do {                                                                                    \
+        int reps_ = 0;                                                                      \
+        double t0_ = dl_now(), t_;                                                          \
+        do {                                                                                \
+            body;                                                                           \
+            reps_++;                                                                        \
+        } while ((t_ = dl_now() - t0_) < MIN_TIMED_S);                                      \
+        (out) = 1e3 * t_ / reps_;                                                           \
+    } while (0)
+
+static void time_codec(dl_compress_kind kind, size_t n, codec_cost *c)
+{
+    float *x = malloc(n * sizeof *x), *residual = calloc(n, sizeof *residual);
+    float *decoded = malloc(n * sizeof *decoded), *sum = calloc(n, sizeof *sum);
+    void *enc = malloc(dl_codec_bytes(kind, n));
+    if (!x || !residual || !decoded || !sum || !enc)
+        goto out;
+    fill_gradients(x, n);
+    TIME_MS(c->start_ms, {
+        for (size_t j = 0; j < n; j++)
+            x[j] += residual[j];
+        dl_codec_encode(kind, x, n, enc);
+        dl_codec_decode(kind, enc, n, decoded);
+        for (size_t j = 0; j < n; j++)
+            residual[j] = x[j] - decoded[j];
+    });
+    TIME_MS(c->per_rank_ms, {
+        dl_codec_decode(kind, enc, n, decoded);
+        for (size_t j = 0; j < n; j++)
+            sum[j] += decoded[j];
+    });
+    c->floats = n, c->timed = 1;
+out:
+    free(x), free(residual), free(decoded), free(sum), free(enc);
+}
+
+static void time_powersgd(int rank, size_t n, codec_cost *c)
+{
+    size_t m, k;
+    dl_powersgd_shape(n, &m, &k);
+    float *mat = malloc(m * k * sizeof *mat), *p = malloc(m * (size_t)rank * sizeof *p);
+    float *q = malloc(k * (size_t)rank * sizeof *q), *approx = malloc(m * k * sizeof *approx);
+    if (!mat || !p || !q || !approx)
+        goto out;
+    fill_gradients(mat, m * k);
+    fill_gradients(q, k * (size_t)rank);
+    TIME_MS(c->start_ms, {
+        dl_powersgd_mul(mat, q, p, m, k, rank);
+        dl_powersgd_orthonormalize(p, m, rank);
+        dl_powersgd_mul_t(mat, p, q, m, k, rank);
+        dl_powersgd_outer(p, q, approx, m, k, rank);
+    });
+    c->per_rank_ms = 0.0;
+    c->floats = n, c->timed = 1;
+out:
+    free(mat), free(p), free(q), free(approx);
+}
+
+/* A bucket of TIMED_FLOATS, timed on first use. */
+static const codec_cost *cost_of(dl_compress_spec s)
+{
+    static codec_cost cache[DL_COMPRESS_POWERSGD + DL_POWERSGD_MAX_RANK + 1];
+    int slot = s.kind == DL_COMPRESS_POWERSGD ? DL_COMPRESS_POWERSGD + s.rank - 1 : (int)s.kind;
+    codec_cost *c = &cache[slot];
+    if (!c->timed) {
+        if (s.kind == DL_COMPRESS_POWERSGD)
+            time_powersgd(s.rank, TIMED_FLOATS, c);
+        else
+            time_codec(s.kind, TIMED_FLOATS, c);
+    }
+    return c;
+}
+
+/* One bucket of n floats at `world` ranks. */
+static double bucket_ms(dl_compress_spec s, int world, size_t n)
+{
+    if (s.kind == DL_COMPRESS_POWERSGD && dl_powersgd_plain(n, s.rank))
+        return 0.0; /* sent as plain floats */
+    const codec_cost *c = cost_of(s);
+    if (!c->timed)
+        return 0.0;
+    /* per float: PowerSGD's products grow as m k r = n r, linear in n too */
+    return (c->start_ms + world * c->per_rank_ms) * (double)n / (double)c->floats;
+}
+
+double dl_compress_cpu_ms(dl_compress_spec s, int world, size_t n_params, size_t bucket_floats)
+{
+    if (s.kind == DL_COMPRESS_NONE || world <= 1 || n_params == 0 || bucket_floats == 0)
+        return 0.0;
+    size_t full = n_params / bucket_floats, rest = n_params % bucket_floats;
+    double ms = full ? (double)full * bucket_ms(s, world, bucket_floats) : 0.0;
+    return rest ? ms + bucket_ms(s, world, rest) : ms;
+}

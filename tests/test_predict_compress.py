@@ -1,0 +1,175 @@
+"""`dltrain predict --compress` (docs/compression.md, "What predict says").
+
+The wire factor is worked out here from the formats' byte counts and the
+collectives' ring costs, independently of the C code; the step model must
+charge exactly that many bytes, the given compression time, and nothing
+else.
+
+usage: test_predict_compress.py DLTRAIN"""
+import json
+import math
+import subprocess
+import sys
+
+DLTRAIN = sys.argv[1]
+FAILURES = []
+LENET_PARAMS = 857738
+BUCKET_MB = 1.0  # 262144 floats: 3 full buckets and one of 71306
+BLOCK = 256
+
+
+def run(*args):
+    return subprocess.run([DLTRAIN, "predict"] + [str(a) for a in args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def check(name, ok, detail=""):
+    print(f"{'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}")
+    if not ok:
+        FAILURES.append(name)
+
+
+def close(a, b, rel=1e-6):
+    return abs(a - b) <= rel * abs(b) + 1e-9
+
+
+def round8(b):
+    return (b + 7) // 8 * 8
+
+
+def payload(kind, n, rank=4):
+    """Bytes one rank contributes for a bucket of n floats."""
+    blocks = (n + BLOCK - 1) // BLOCK
+    if kind in ("fp16", "bf16"):
+        return round8(2 * n)
+    if kind == "int8":
+        return round8(4 * blocks + n)
+    if kind == "onebit":
+        return round8(8 * blocks + (n + 7) // 8)
+    if kind == "powersgd":
+        m = math.isqrt(n - 1) + 1 if n > 1 else 1  # ceil(sqrt(n))
+        k = (n + m - 1) // m
+        return 4 * n if (m + k) * rank >= n else 4 * (m + k) * rank
+    return 4 * n
+
+
+def wire(kind, world, sizes):
+    gathers = kind in ("fp16", "bf16", "int8", "onebit")
+    total = sum(payload(kind, n) for n in sizes)
+    return (world - 1) * total if gathers else 2 * (world - 1) / world * total
+
+
+def predict_json(*extra):
+    r = run("--model", "lenet", "--batch", 64, "--step-ms", 40, "--link", "eth-10g",
+            "--alpha-us", 0, "--bucket-mb", BUCKET_MB, "--gpus", "1,2,4,8", "--json", "-", *extra)
+    if r.returncode != 0:
+        check(f"predict {' '.join(map(str, extra))} runs", False, r.stderr.strip())
+        return None
+    return json.loads(r.stdout)
+
+
+def rows_by_gpus(doc):
+    return {row["gpus"]: row for row in doc["rows"]}
+
+
+def check_wire():
+    bucket = int(BUCKET_MB * 1048576 / 4)
+    sizes = [bucket] * (LENET_PARAMS // bucket) + [LENET_PARAMS % bucket]
+    plain = rows_by_gpus(predict_json())
+    for kind in ("fp16", "bf16", "int8", "onebit", "powersgd"):
+        doc = predict_json("--compress", kind, "--compress-ms", "0")
+        if not doc:
+            continue
+        check(f"{kind}: the JSON names the compressor",
+              doc["machine"] is None and doc.get("compress") == ("powersgd:4" if kind ==
+                                                                  "powersgd" else kind))
+        rows = rows_by_gpus(doc)
+        for n in (2, 4, 8):
+            want = wire(kind, n, sizes) / wire("none", n, sizes)
+            got = rows[n]["wire_factor"]
+            check(f"{kind} at {n} GPUs: wire factor {got:.6f} = {want:.6f}", close(got, want))
+            # alpha 0: the comm time is the bytes over the link, so it scales exactly
+            check(f"{kind} at {n} GPUs: comm {rows[n]['comm_ms']:.4f} ms = factor x fp32's",
+                  close(rows[n]["comm_ms"], want * plain[n]["comm_ms"], 1e-5))
+            check(f"{kind} at {n} GPUs: as many buckets as fp32",
+                  rows[n]["buckets"] == plain[n]["buckets"])
+        check(f"{kind}: one GPU sends nothing and pays nothing",
+              rows[1]["wire_factor"] == 1 and rows[1]["compress_ms"] == 0 and
+              rows[1]["step_ms"] == plain[1]["step_ms"])
+
+
+def check_compute():
+    doc = predict_json("--compress", "onebit", "--compress-ms", "7.5")
+    if not doc:
+        return
+    rows = rows_by_gpus(doc)
+    for n in (2, 4, 8):
+        check(f"--compress-ms 7.5 at {n} GPUs: compute 47.5 ms",
+              close(rows[n]["compute_ms"], 47.5) and rows[n]["compress_ms"] == 7.5)
+        # speedup against the uncompressed one-GPU step
+        check(f"speedup at {n} GPUs against 40 ms on one GPU",
+              close(rows[n]["speedup"], n * 40.0 / rows[n]["step_ms"], 1e-5))
+    timed = {}
+    for kind in ("int8", "powersgd:2"):
+        doc = predict_json("--compress", kind, "--compress-ms", "cpu")
+        timed[kind] = rows_by_gpus(doc) if doc else None
+    if timed["int8"]:
+        t = [timed["int8"][n]["compress_ms"] for n in (2, 4, 8)]
+        check(f"int8 timed: positive and growing with the ranks decoded ({t})",
+              t[0] > 0 and t[0] < t[1] < t[2])
+    if timed["powersgd:2"]:
+        t = [timed["powersgd:2"][n]["compress_ms"] for n in (2, 4, 8)]
+        check(f"powersgd:2 timed: positive and the same at every count ({t})",
+              t[0] > 0 and t[0] == t[1] == t[2])
+
+
+def check_machine():
+    """On a no-P2P 8-GPU box, onebit with free compute must beat fp32 at 8 GPUs."""
+    common = ("--model", "resnet50", "--batch", 64, "--images-per-s", 400, "--machine",
+              "dual-socket-8gpu", "--gpus", "8", "--json", "-")
+    plain = run(*common)
+    onebit = run(*common, "--compress", "onebit", "--compress-ms", "0")
+    if plain.returncode or onebit.returncode:
+        check("predict --machine --compress runs", False, plain.stderr + onebit.stderr)
+        return
+    p8 = rows_by_gpus(json.loads(plain.stdout))[8]
+    o8 = rows_by_gpus(json.loads(onebit.stdout))[8]
+    check(f"dual-socket-8gpu: onebit {o8['speedup']:.2f}x > fp32 {p8['speedup']:.2f}x at 8",
+          o8["speedup"] > p8["speedup"] and o8["bottleneck"] == p8["bottleneck"])
+    text = run(*common[:-2], "--compress", "onebit")
+    check("the table says what compression changes, and that its compute is not charged",
+          text.returncode == 0 and "--compress onebit: bytes on the wire" in text.stdout and
+          "not charged" in text.stdout and " 0.000 ms compressing" in text.stdout)
+    doc = json.loads(run(*common, "--compress", "onebit", "--compress-ms", "cpu").stdout)
+    check("--compress-ms cpu: the JSON says where the time comes from",
+          "C codecs, timed here" in doc["compress_source"] and
+          rows_by_gpus(doc)[8]["compress_ms"] > 0)
+
+
+def check_errors():
+    base = ("--model", "lenet", "--step-ms", 40)
+    cases = [
+        (("--compress", "int4"), "unknown --compress 'int4'"),
+        (("--compress", "powersgd:0"), "rank must be 1 to 4"),
+        (("--compress", "int8", "--grad-dtype", "fp16"), "drop --grad-dtype fp16"),
+        (("--compress-ms", "3"), "--compress-ms goes with --compress"),
+        (("--compress", "int8", "--compress-ms", "-1"), "milliseconds >= 0 or 'cpu'"),
+        (("--compress", "int8", "--compress-ms", "gpu"), "milliseconds >= 0 or 'cpu'"),
+    ]
+    for extra, words in cases:
+        r = run(*base, *extra)
+        lines = r.stderr.strip().splitlines()
+        check(f"{' '.join(extra)}: exit 2, one line naming the problem",
+              r.returncode == 2 and len(lines) == 1 and words in r.stderr, r.stderr.strip())
+    r = run(*base, "--compress", "int4")
+    check("the message lists the valid names", "onebit" in r.stderr and "powersgd" in r.stderr)
+
+
+check_wire()
+check_compute()
+check_machine()
+check_errors()
+if FAILURES:
+    print(f"{len(FAILURES)} check(s) failed")
+    sys.exit(1)
+print("all checks passed")
