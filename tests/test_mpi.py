@@ -2,7 +2,6 @@
 
 usage: test_mpi.py MPIEXEC DLTRAIN CASE
 CASE: equivalence | ranks | faults | bad_input | fashion | slow_checkpoint"""
-import json
 import os
 import shutil
 import signal
@@ -13,11 +12,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import idx_fixture  # noqa: E402
+from checks import FAILURES, check, exit_code, final, rank_pids, rel_diff, running, steps  # noqa: E402,F401
 
 MPIEXEC = sys.argv[1]
 DLTRAIN = os.path.abspath(sys.argv[2])
 CASE = sys.argv[3]
-FAILURES = []
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1")
 
@@ -25,29 +24,6 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
 def mpirun(n, args, cwd, timeout=600, extra=None):
     cmd = [MPIEXEC, "--oversubscribe", "-np", str(n)] + (extra or []) + [DLTRAIN, "train"] + args
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=ENV)
-
-
-def check(name, ok, detail=""):
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}")
-    if not ok:
-        FAILURES.append(name)
-
-
-def steps(path):
-    with open(path) as f:
-        return {r["step"]: r["loss"] for r in map(json.loads, f) if r["type"] == "step"}
-
-
-def final(path):
-    with open(path) as f:
-        return [r for r in map(json.loads, f) if r["type"] == "final"][-1]
-
-
-def rel_diff(a, b):
-    worst = 0.0
-    for s in a:
-        worst = max(worst, abs(a[s] - b[s]) / max(abs(b[s]), 1e-12))
-    return worst
 
 
 def case_equivalence(tmp, data):
@@ -100,33 +76,6 @@ def case_ranks(tmp, data):
                   all(os.path.exists(os.path.join(out, f"rank-{r}.log")) for r in (1, 2, 3)))
 
 
-def rank_pids(mpirun_proc):
-    """dltrain processes of this job, by world rank (from their environment)."""
-    found = {}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if DLTRAIN.encode() not in f.read():
-                    continue
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
-        except OSError:
-            continue
-        if b"OMPI_COMM_WORLD_RANK" in env:
-            found[int(env[b"OMPI_COMM_WORLD_RANK"])] = int(pid)
-    return found
-
-
-def running(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:  # gone between the check and the read
-        return False
-
-
 def still_running(pids, grace_s):
     """The processes left after mpirun returned.  mpirun can return while the
     kernel is still tearing down a rank it killed (a stopped one in particular),
@@ -152,7 +101,7 @@ def fault(tmp, data, name, sig, timeout_s):
     while time.time() < deadline and not os.path.exists(ckpt):
         time.sleep(0.1)
     time.sleep(0.5)
-    pids = rank_pids(p)
+    pids = rank_pids(DLTRAIN)
     if 1 not in pids:
         p.kill()
         check(f"{name}: find rank 1", False, f"ranks found {pids}")
@@ -262,8 +211,7 @@ def main():
         globals()["case_" + CASE](tmp, data)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{len(FAILURES)} failed" if FAILURES else f"{CASE}: all passed")
-    return 1 if FAILURES else 0
+    return exit_code(CASE)
 
 
 if __name__ == "__main__":

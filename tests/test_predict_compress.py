@@ -8,11 +8,14 @@ else.
 usage: test_predict_compress.py DLTRAIN"""
 import json
 import math
+import os
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, close, exit_code  # noqa: E402
+
 DLTRAIN = sys.argv[1]
-FAILURES = []
 LENET_PARAMS = 857738
 BUCKET_MB = 1.0  # 262144 floats: 3 full buckets and one of 71306
 BLOCK = 256
@@ -21,16 +24,6 @@ BLOCK = 256
 def run(*args):
     return subprocess.run([DLTRAIN, "predict"] + [str(a) for a in args], capture_output=True,
                           text=True, timeout=120)
-
-
-def check(name, ok, detail=""):
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}")
-    if not ok:
-        FAILURES.append(name)
-
-
-def close(a, b, rel=1e-6):
-    return abs(a - b) <= rel * abs(b) + 1e-9
 
 
 def round8(b):
@@ -169,7 +162,4 @@ check_wire()
 check_compute()
 check_machine()
 check_errors()
-if FAILURES:
-    print(f"{len(FAILURES)} check(s) failed")
-    sys.exit(1)
-print("all checks passed")
+sys.exit(exit_code("predict --compress"))

@@ -17,17 +17,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import idx_fixture  # noqa: E402
+from checks import check, exit_code  # noqa: E402
 
 SKIP = 77
 DLTRAIN = os.path.abspath(sys.argv[1])
-FAILURES = []
-
-
-def check(name, ok, detail=""):
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}", flush=True)
-    if not ok:
-        FAILURES.append(name)
-    return ok
 
 
 def free_port():
@@ -181,8 +174,7 @@ def main():
     finally:
         cluster.stop()
         shutil.rmtree(d, ignore_errors=True)
-    print(f"{len(FAILURES)} failed" if FAILURES else "slurm: all passed")
-    return 1 if FAILURES else 0
+    return exit_code("slurm")
 
 
 if __name__ == "__main__":

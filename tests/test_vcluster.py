@@ -16,31 +16,10 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, exit_code, final, rank_pids, rel_diff, running, steps  # noqa: E402
+
 SKIP = 77
-FAILURES = []
-
-
-def check(name, ok, detail=""):
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}", flush=True)
-    if not ok:
-        FAILURES.append(name)
-    return ok
-
-
-def steps(path):
-    with open(path) as f:
-        return {r["step"]: r["loss"] for r in map(json.loads, f) if r["type"] == "step"}
-
-
-def final(path):
-    with open(path) as f:
-        return [r for r in map(json.loads, f) if r["type"] == "final"][-1]
-
-
-def rel_diff(a, b):
-    if set(a) != set(b) or not a:
-        return float("inf")
-    return max(abs(a[s] - b[s]) / max(abs(b[s]), 1e-12) for s in a)
 
 
 class Inside:
@@ -155,31 +134,6 @@ def case_fashion(t):
         check("it learns", acc > 0.7, f"test acc {acc:.4f} (needs 0.7)")
 
 
-def rank_pids(dltrain):
-    """dltrain processes by world rank (all hosts share this machine's /proc)."""
-    found = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if dltrain.encode() not in f.read():
-                    continue
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
-        except OSError:
-            continue
-        if b"OMPI_COMM_WORLD_RANK" in env:
-            found[int(env[b"OMPI_COMM_WORLD_RANK"])] = int(pid)
-    return found
-
-
-def running(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return False
-
-
 def fault(t, name, inject, timeout_s=10):
     """Starts 2x2 training, injects the fault once a checkpoint exists, and
     checks that every rank is gone within the timeout, naming the lost side."""
@@ -263,8 +217,7 @@ def inside(mpiexec, dltrain, case):
         globals()["case_" + case](Inside(mpiexec, dltrain, tmp))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{len(FAILURES)} failed" if FAILURES else f"{case}: all passed")
-    return 1 if FAILURES else 0
+    return exit_code(case)
 
 
 def can_make_namespaces():
