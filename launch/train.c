@@ -216,6 +216,7 @@ static dl_status setup(trainer *t)
                              (size_t)(t->bucket_mb * 1048576.0 / sizeof(float)));
     if (st == DL_OK)
         st = dl_train_compress_setup(&t->compress, &t->buckets, t->ctx, (uint64_t)o->seed);
+    t->compress.from_step = (uint64_t)ceil(o->compress_warmup_epochs * t->steps_per_epoch);
     if (st == DL_OK && o->trace_dir[0])
         st = setup_trace(t);
     return st;
@@ -333,6 +334,7 @@ static step_result train_step(trainer *t, const dl_batch *b, dl_phase_times *tm,
                         b->n, (size_t)b->n * (per * sizeof(float) + sizeof(int32_t)));
     dl_net_set_batch(net, b->images, b->labels, b->n);
     dl_trace_end(t->trace, DL_TRACK_COMPUTE);
+    dl_train_compress_step(&t->compress, &t->buckets, t->prog.step);
     dl_stepper stepper = {net, averages_gradients(t) ? &t->buckets : NULL, !t->o->no_overlap, t->trace,
                           NULL};
     dl_status st = dl_step_forward_backward(&stepper, &l, &correct, tm);

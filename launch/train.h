@@ -43,6 +43,7 @@ typedef struct dl_train_opts {
     char gpus[256];       /* "0,2": GPU of each node-local rank; may differ per node */
     char comm[16];        /* auto, mpi, nccl */
     char compress[24];    /* none, fp16, bf16, int8, onebit, powersgd[:RANK] */
+    double compress_warmup_epochs; /* uncompressed epochs before --compress starts */
     char allreduce[8];    /* auto, flat, hier: how the MPI backend sums gradients */
 } dl_train_opts;
 

@@ -140,10 +140,20 @@ void dl_train_compress_summary(const dl_train_compress *tc, const dl_buckets *b,
     printf("  gradient compression %s with error feedback: %.3f MB on the wire per rank per step "
            "(fp32 all-reduce: %.3f MB), compression ratio %.2f\n", name, wire * 1e-6, fp32 * 1e-6,
            ratio);
+    if (tc->from_step)
+        printf("  the first %llu steps uncompressed (--compress-warmup)\n",
+               (unsigned long long)tc->from_step);
     snprintf(body, sizeof body, "\"type\":\"compression\",\"compress\":\"%s\",\"ranks\":%d,"
              "\"wire_bytes_per_step\":%.0f,\"fp32_wire_bytes_per_step\":%.0f,"
-             "\"compression_ratio\":%.6g", name, ctx->world, wire, fp32, ratio);
+             "\"compression_ratio\":%.6g,\"uncompressed_steps\":%llu", name, ctx->world, wire,
+             fp32, ratio, (unsigned long long)tc->from_step);
     dl_metrics_json_line(m, body);
+}
+
+void dl_train_compress_step(dl_train_compress *tc, dl_buckets *b, uint64_t step)
+{
+    if (tc->active)
+        b->compress = step >= tc->from_step ? &tc->comp : NULL;
 }
 
 void dl_train_compress_free(dl_train_compress *tc)

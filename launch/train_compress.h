@@ -13,6 +13,7 @@
 typedef struct dl_train_compress {
     dl_compress_spec spec;
     int active;            /* spec is not none */
+    uint64_t from_step;    /* --compress-warmup: the first compressed step (0-based) */
     dl_compressor comp;
     dl_ckpt_extra loaded;  /* rank 0: the state read from --resume (data NULL if none) */
 } dl_train_compress;
@@ -36,6 +37,9 @@ dl_status dl_train_compress_gather(dl_train_compress *tc, dl_ctx *ctx, dl_ckpt_e
  * rank per step and the compression ratio. */
 void dl_train_compress_summary(const dl_train_compress *tc, const dl_buckets *b, dl_ctx *ctx,
                                dl_metrics *m);
+/* Before each step: compress from tc->from_step on, plain fp32 averaging
+ * before (the residuals stay zero until then). */
+void dl_train_compress_step(dl_train_compress *tc, dl_buckets *b, uint64_t step);
 void dl_train_compress_free(dl_train_compress *tc);
 
 #endif

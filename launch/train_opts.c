@@ -82,6 +82,8 @@ static const dl_option train_options[] = {
     {"compress", DL_OPT_STRING, O(compress), S(compress), "KIND", 0, 0,
      "gradient compression with error feedback: none (default), fp16, bf16, int8, onebit, "
      "powersgd[:RANK] (see docs/compression.md)"},
+    {"compress-warmup", DL_OPT_DOUBLE, O(compress_warmup_epochs), 0, "EPOCHS", 0, 1e5,
+     "with --compress: train this many epochs uncompressed first, may be fractional (default 0)"},
     {"allreduce", DL_OPT_STRING, O(allreduce), S(allreduce), "KIND", 0, 0,
      "MPI gradient all-reduce: flat, hier (within each node, then among one rank per node) "
      "or auto (default: hier when ranks span nodes and a node holds several)"},
@@ -205,6 +207,15 @@ static int check_train_opts(const dl_train_opts *o)
     if (o->lr_steps[0] && !dl_train_milestones(o->lr_steps, &milestones)) {
         fprintf(stderr, "dltrain train: --lr-steps '%s' is not a list of positive epochs like 30,60\n",
                 o->lr_steps);
+        return 2;
+    }
+    if (o->compress_warmup_epochs > 0 && strcmp(o->compress, "none") == 0) {
+        fprintf(stderr, "dltrain train: --compress-warmup goes with --compress\n");
+        return 2;
+    }
+    if (o->compress_warmup_epochs > o->epochs) {
+        fprintf(stderr, "dltrain train: --compress-warmup (%g epochs) is longer than --epochs "
+                "(%d)\n", o->compress_warmup_epochs, o->epochs);
         return 2;
     }
     if (o->warmup_epochs > o->epochs) {

@@ -24,7 +24,7 @@ endforeach()
 
 # --compress on the command line: bad input, exact resume with residuals on
 # 1 and 2 ranks, a mismatched --compress, the wire-bytes report.
-foreach(case bad_input resume mismatch report)
+foreach(case bad_input resume mismatch report warmup)
   add_test(NAME compress_${case}
            COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_compress_cli.py ${MPIEXEC_EXECUTABLE}
                    ${DLTRAIN_BIN} ${case})

@@ -12,6 +12,9 @@
                check names it and every rank stops
     report     the start-up line and the JSON record give bytes on the wire
                and the compression ratio
+    warmup     --compress-warmup: the uncompressed steps give the losses of a
+               run without --compress, bit for bit, and compression starts
+               at the step it says; resume across the switch is exact
 """
 import hashlib
 import json
@@ -83,12 +86,13 @@ def train(out, compress, max_steps, np=1, resume=None, extra=()):
     return run(cmd + list(extra), np=np)
 
 
-def resume_case(tmp, compress, np):
+def resume_case(tmp, compress, np, extra=()):
     tag = f"{compress.replace(':', '-')}-np{np}"
     straight, part = os.path.join(tmp, "s-" + tag), os.path.join(tmp, "p-" + tag)
-    a = train(straight, compress, 24, np)
-    b = train(part, compress, 11, np)
-    c = train(part + "r", compress, 24, np, resume=os.path.join(part, "checkpoint.bin"))
+    a = train(straight, compress, 24, np, extra=extra)
+    b = train(part, compress, 11, np, extra=extra)
+    c = train(part + "r", compress, 24, np, resume=os.path.join(part, "checkpoint.bin"),
+              extra=extra)
     for p, what in ((a, "straight"), (b, "first part"), (c, "resumed")):
         expect(p.returncode == 0, f"{tag} {what}: exit {p.returncode}: " +
                " | ".join(l for l in p.stderr.splitlines() if l.startswith("dltrain"))[-600:])
@@ -154,8 +158,37 @@ def report(tmp):
         expect(20 < r["compression_ratio"] < 26, f"onebit ratio {r['compression_ratio']}")
 
 
+def warmup(tmp):
+    # 512 samples in batches of 16: 32 steps an epoch, so 0.25 epochs = 8 steps
+    plain, warm = os.path.join(tmp, "plain"), os.path.join(tmp, "warm")
+    a = train(plain, "none", 16)
+    b = train(warm, "onebit", 16, extra=("--compress-warmup", "0.25"))
+    expect(a.returncode == 0 and b.returncode == 0, f"warm-up runs: {a.stderr} {b.stderr}")
+    if FAILURES:
+        return
+    expect("the first 8 steps uncompressed (--compress-warmup)" in b.stdout,
+           f"no warm-up line in: {b.stdout}")
+    ref, got = losses(plain + ".json"), losses(warm + ".json")
+    # step s's loss comes before its update: the first compressed update is
+    # step 9's, so step 10 is the first loss it can change
+    same = [s for s in range(1, 10) if got.get(s) == ref.get(s)]
+    expect(same == list(range(1, 10)), f"warm-up steps 1-9 differ from plain: {same}")
+    expect(got[10] != ref[10] and got[16] != ref[16], "compression never started")
+    comp = [json.loads(line) for line in open(warm + ".json")]
+    comp = [r for r in comp if r["type"] == "compression"]
+    expect(comp and comp[0]["uncompressed_steps"] == 8, f"JSON record: {comp}")
+    # stopped at 11, inside compression; and at 11 with the switch at 12
+    resume_case(tmp, "int8", 1, extra=("--compress-warmup", "0.25"))
+    resume_case(os.path.join(tmp, "late"), "int8", 1, extra=("--compress-warmup", "0.375"))
+    for extra, words in ((["--compress", "none", "--compress-warmup", "1"], "goes with --compress"),
+                         (["--compress", "int8", "--compress-warmup", "3"], "longer than --epochs")):
+        p = run([DLTRAIN, "train", "--epochs", "2", "--out", tmp] + extra, timeout=60)
+        expect(p.returncode == 2 and words in p.stderr, f"{extra}: {p.returncode} {p.stderr}")
+
+
 with tempfile.TemporaryDirectory() as tmp:
-    {"bad_input": bad_input, "resume": resume, "mismatch": mismatch, "report": report}[CASE](tmp)
+    {"bad_input": bad_input, "resume": resume, "mismatch": mismatch, "report": report,
+     "warmup": warmup}[CASE](tmp)
 if FAILURES:
     sys.exit(f"{len(FAILURES)} failure(s)")
 print("ok")
