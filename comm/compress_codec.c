@@ -2,7 +2,12 @@
  * compressors, and the bytes-on-the-wire model (see compress.h). */
 #include "compress.h"
 
+#include <float.h>
 #include <math.h>
+#include <pthread.h>
+#ifdef __F16C__
+#include <immintrin.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,14 +130,58 @@ size_t dl_codec_bytes(dl_compress_kind kind, size_t n)
     }
 }
 
-/* The int8 step of a block whose largest magnitude is amax: amax / 127,
- * lowered until 127 steps stay finite (amax near FLT_MAX). */
-static float int8_step(float amax)
+/* The largest step s with 127 s finite: from FLT_MAX / 127, down while 127 s
+ * overflows and up while the next float still fits (both products round,
+ * so the quotient may be an ulp or two off).  A handful of iterations, not
+ * the millions of walking down from an infinite amax / 127 one float at a
+ * time. */
+static float int8_step_max(void)
 {
-    float s = amax / 127.0f;
+    float s = FLT_MAX / 127.0f;
     while (isinf(127.0f * s))
         s = nextafterf(s, 0.0f);
+    while (!isinf(127.0f * nextafterf(s, INFINITY)))
+        s = nextafterf(s, INFINITY);
     return s;
+}
+
+/* The int8 step of a block whose largest magnitude is amax: amax / 127,
+ * lowered until 127 steps stay finite (amax near FLT_MAX or infinite): the
+ * largest such float no greater than amax / 127. */
+static float int8_step(float amax)
+{
+    float s = amax / 127.0f, top = int8_step_max();
+    return s > top ? top : s;
+}
+
+/* The largest magnitude of x[0, n), NaNs ignored (as fmaxf does).  On the
+ * bits: for floats that are not NaN, magnitude order is the order of
+ * |bits| as integers, and an integer max vectorizes where fmaxf does not. */
+static float block_amax(const float *x, size_t n)
+{
+    uint32_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t a = bits_of(x[i]) & 0x7fffffffu;
+        a = a > 0x7f800000u ? 0 : a;
+        m = a > m ? a : m;
+    }
+    return float_of(m);
+}
+
+/* round(x / s) in [-127, 127]; NaN becomes 127, as fmaxf(-127, fminf(127,
+ * NaN)) gives.  Written with comparisons so the loop vectorizes. */
+static void int8_quantize(const float *x, size_t n, float s, int8_t *q)
+{
+    if (!(s > 0.0f)) { /* an all-zero (or all-NaN) block */
+        memset(q, 0, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        float v = rintf(x[i] / s);
+        v = v < 127.0f ? v : 127.0f;
+        v = v > -127.0f ? v : -127.0f;
+        q[i] = (int8_t)v;
+    }
 }
 
 static void int8_encode(const float *x, size_t n, void *out)
@@ -140,16 +189,9 @@ static void int8_encode(const float *x, size_t n, void *out)
     float *scale = out;
     int8_t *q = (int8_t *)(scale + n_blocks(n));
     for (size_t b = 0; b < n_blocks(n); b++) {
-        size_t lo = b * DL_COMPRESS_BLOCK, hi = DL_MIN(n, lo + DL_COMPRESS_BLOCK);
-        float amax = 0.0f;
-        for (size_t i = lo; i < hi; i++)
-            amax = fmaxf(amax, fabsf(x[i]));
-        float s = int8_step(amax);
-        scale[b] = s;
-        for (size_t i = lo; i < hi; i++) {
-            float v = s > 0.0f ? rintf(x[i] / s) : 0.0f;
-            q[i] = (int8_t)fmaxf(-127.0f, fminf(127.0f, v));
-        }
+        size_t lo = b * DL_COMPRESS_BLOCK, len = DL_MIN(n, lo + DL_COMPRESS_BLOCK) - lo;
+        scale[b] = int8_step(block_amax(x + lo, len));
+        int8_quantize(x + lo, len, scale[b], q + lo);
     }
 }
 
@@ -157,8 +199,12 @@ static void int8_decode(const void *in, size_t n, float *y)
 {
     const float *scale = in;
     const int8_t *q = (const int8_t *)(scale + n_blocks(n));
-    for (size_t i = 0; i < n; i++)
-        y[i] = (float)q[i] * scale[i / DL_COMPRESS_BLOCK];
+    for (size_t lo = 0; lo < n; lo += DL_COMPRESS_BLOCK) {
+        size_t hi = DL_MIN(n, lo + DL_COMPRESS_BLOCK);
+        float s = scale[lo / DL_COMPRESS_BLOCK];
+        for (size_t i = lo; i < hi; i++)
+            y[i] = (float)q[i] * s;
+    }
 }
 
 /* Seide et al.'s 1-bit quantization: a sign per value, and per block the
@@ -174,13 +220,27 @@ static void onebit_encode(const float *x, size_t n, void *out)
         size_t lo = b * DL_COMPRESS_BLOCK, hi = DL_MIN(n, lo + DL_COMPRESS_BLOCK);
         double sp = 0.0, sn = 0.0;
         size_t np = 0;
+        /* without branches (signs are unpredictable, and a compiler may turn
+         * a ?: into a jump): each value goes to one sum and +0.0 to the
+         * other, by masking its bits, which leaves each sum's bits as its
+         * own group alone would give */
         for (size_t i = lo; i < hi; i++) {
-            if (x[i] >= 0.0f) {
-                sp += x[i], np++;
-                bits[i / 8] |= (unsigned char)(1u << (i % 8));
-            } else {
-                sn += x[i];
-            }
+            unsigned p = x[i] >= 0.0f;
+            double v = x[i], to_pos, to_neg;
+            uint64_t vb, mask = 0 - (uint64_t)p;
+            memcpy(&vb, &v, sizeof vb);
+            uint64_t pos_bits = vb & mask, neg_bits = vb & ~mask;
+            memcpy(&to_pos, &pos_bits, sizeof to_pos);
+            memcpy(&to_neg, &neg_bits, sizeof to_neg);
+            sp += to_pos;
+            sn += to_neg;
+            np += p;
+        }
+        for (size_t i = lo; i < hi; i += 8) { /* each byte of signs stored once */
+            unsigned byte = 0;
+            for (size_t k = 0; k < 8 && i + k < hi; k++)
+                byte |= (unsigned)(x[i + k] >= 0.0f) << k;
+            bits[i / 8] = (unsigned char)byte;
         }
         size_t nn = hi - lo - np;
         pos[b] = np ? (float)(sp / (double)np) : 0.0f;
@@ -193,9 +253,59 @@ static void onebit_decode(const void *in, size_t n, float *y)
     size_t nb = n_blocks(n);
     const float *pos = in, *neg = pos + nb;
     const unsigned char *bits = (const unsigned char *)(neg + nb);
+    for (size_t lo = 0; lo < n; lo += DL_COMPRESS_BLOCK) {
+        size_t hi = DL_MIN(n, lo + DL_COMPRESS_BLOCK), i = lo;
+        float p = pos[lo / DL_COMPRESS_BLOCK], q = neg[lo / DL_COMPRESS_BLOCK];
+        uint32_t pb = bits_of(p), qb = bits_of(q);
+        for (; i + 8 <= hi; i += 8) { /* a byte at a time: eight selects by mask */
+            uint32_t byte = bits[i / 8], out[8];
+            for (unsigned k = 0; k < 8; k++) {
+                uint32_t m = 0u - ((byte >> k) & 1u);
+                out[k] = (pb & m) | (qb & ~m);
+            }
+            memcpy(y + i, out, sizeof out);
+        }
+        for (; i < hi; i++)
+            y[i] = (bits[i / 8] >> (i % 8)) & 1u ? p : q;
+    }
+}
+
+/* fp16 over arrays: with F16C, the CPU's conversion (round to nearest
+ * even, 8 values an instruction), then the reference's two exceptions
+ * patched: beyond the range it saturates instead of giving infinity, and
+ * every NaN becomes the one quiet NaN.  Bit for bit dl_float_to_half
+ * (numerics_compress checks it over a sweep of all float patterns). */
+static void half_encode(const float *x, size_t n, uint16_t *h)
+{
+    size_t i = 0;
+#ifdef __F16C__
+    for (; i + 8 <= n; i += 8) {
+        __m128i v = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT);
+        _mm_storeu_si128((__m128i *)(h + i), v);
+    }
+    for (size_t j = 0; j < i; j++)
+        if ((h[j] & 0x7c00u) == 0x7c00u) /* rare: infinity or NaN */
+            h[j] = dl_float_to_half(x[j]);
+#endif
+    for (; i < n; i++)
+        h[i] = dl_float_to_half(x[i]);
+}
+
+/* fp16 decoding by table: every half's float, made once by the reference. */
+static float half_table[1u << 16];
+static pthread_once_t half_table_once = PTHREAD_ONCE_INIT;
+
+static void make_half_table(void)
+{
+    for (uint32_t b = 0; b < (1u << 16); b++)
+        half_table[b] = dl_half_to_float((uint16_t)b);
+}
+
+static void half_decode(const uint16_t *h, size_t n, float *y)
+{
+    pthread_once(&half_table_once, make_half_table);
     for (size_t i = 0; i < n; i++)
-        y[i] = (bits[i / 8] >> (i % 8)) & 1u ? pos[i / DL_COMPRESS_BLOCK]
-                                              : neg[i / DL_COMPRESS_BLOCK];
+        y[i] = half_table[h[i]];
 }
 
 void dl_codec_encode(dl_compress_kind kind, const float *x, size_t n, void *out)
@@ -203,10 +313,7 @@ void dl_codec_encode(dl_compress_kind kind, const float *x, size_t n, void *out)
     uint16_t *h = out;
     memset(out, 0, dl_codec_bytes(kind, n)); /* padding bytes go on the wire too: defined */
     switch (kind) {
-    case DL_COMPRESS_FP16:
-        for (size_t i = 0; i < n; i++)
-            h[i] = dl_float_to_half(x[i]);
-        break;
+    case DL_COMPRESS_FP16: half_encode(x, n, h); break;
     case DL_COMPRESS_BF16:
         for (size_t i = 0; i < n; i++)
             h[i] = dl_float_to_bf16(x[i]);
@@ -221,10 +328,7 @@ void dl_codec_decode(dl_compress_kind kind, const void *in, size_t n, float *y)
 {
     const uint16_t *h = in;
     switch (kind) {
-    case DL_COMPRESS_FP16:
-        for (size_t i = 0; i < n; i++)
-            y[i] = dl_half_to_float(h[i]);
-        break;
+    case DL_COMPRESS_FP16: half_decode(h, n, y); break;
     case DL_COMPRESS_BF16:
         for (size_t i = 0; i < n; i++)
             y[i] = dl_bf16_to_float(h[i]);

@@ -65,3 +65,8 @@ add_executable(test_compress ${CMAKE_CURRENT_SOURCE_DIR}/test_compress.c)
 target_link_libraries(test_compress PRIVATE dlcomm m)
 add_test(NAME numerics_compress COMMAND test_compress)
 set_tests_properties(numerics_compress PROPERTIES LABELS "cpu;numerics")
+# the vectorized array codecs against the per-value definitions, bit for bit
+add_executable(test_codec_exact ${CMAKE_CURRENT_SOURCE_DIR}/test_codec_exact.c)
+target_link_libraries(test_codec_exact PRIVATE dlcomm m)
+add_test(NAME numerics_codec_exact COMMAND test_codec_exact)
+set_tests_properties(numerics_codec_exact PROPERTIES LABELS "cpu;numerics" TIMEOUT 120)
