@@ -5,7 +5,8 @@
 #   scripts/compress_accuracy.sh [OUT_DIR]
 # Environment: DLTRAIN (binary, default build/launch/dltrain), NP (2),
 # EPOCHS (5), MODEL (lenet), THREADS (threads per rank, 1),
-# KINDS (default "none fp16 bf16 int8 onebit powersgd:4").
+# KINDS (default "none fp16 bf16 int8 onebit powersgd:4"),
+# WARMUP (--compress-warmup EPOCHS for every KIND but none, default 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-compress-accuracy}
@@ -15,19 +16,22 @@ epochs=${EPOCHS:-5}
 model=${MODEL:-lenet}
 threads=${THREADS:-1}
 kinds=${KINDS:-none fp16 bf16 int8 onebit powersgd:4}
+warmup=${WARMUP:-0}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mkdir -p "$out"
 for kind in $kinds; do
     tag=${kind//:/-}
+    extra=()
+    [ "$kind" != none ] && [ "$warmup" != 0 ] && extra=(--compress-warmup "$warmup")
     [ -s "$out/$tag.json" ] && grep -q '"type":"final"' "$out/$tag.json" && continue
     echo "== $model, $np ranks, --compress $kind" >&2
     mpirun --oversubscribe -np "$np" "$bin" train --model "$model" --epochs "$epochs" --seed 1 \
-        --threads "$threads" --compress "$kind" --no-progress --out "$out/run-$tag" \
+        --threads "$threads" --compress "$kind" "${extra[@]}" --no-progress --out "$out/run-$tag" \
         --json "$out/$tag.json" > "$out/$tag.log" 2>&1
 done
-python3 - "$out" "$model" "$np" "$epochs" $kinds <<'PY'
+python3 - "$out" "$model" "$np" "$epochs" "$warmup" $kinds <<'PY'
 import json, sys
-out, model, np_, epochs, kinds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+out, model, np_, epochs, warmup, kinds = sys.argv[1:6] + [sys.argv[6:]]
 def final(kind):
     acc, comp = None, None
     for line in open(f"{out}/{kind.replace(':', '-')}.json"):
@@ -38,7 +42,8 @@ def final(kind):
             comp = r
     return acc, comp
 base, _ = final("none")
-print(f"| --compress | test accuracy ({model}, {epochs} epochs, {np_} ranks) | vs none | "
+warm = f", first {warmup} uncompressed" if warmup != "0" else ""
+print(f"| --compress | test accuracy ({model}, {epochs} epochs{warm}, {np_} ranks) | vs none | "
       "MB on the wire per rank per step | compression ratio |")
 print("|---|---|---|---|---|")
 for kind in kinds:
