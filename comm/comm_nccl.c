@@ -425,7 +425,8 @@ static dl_comm *wrap(dl_comm *host, nccl_impl *m)
     }
     *c = (dl_comm){.name = "nccl", .rank = host->rank, .world = host->world,
                    .local_rank = host->local_rank, .local_size = host->local_size,
-                   .timeout_s = host->timeout_s, .impl = m, .broadcast = nccl_broadcast,
+                   .timeout_s = host->timeout_s, .device_memory = 1, .impl = m,
+                   .broadcast = nccl_broadcast,
                    .allreduce_sum_f64 = nccl_sum_f64, .allreduce_avg_start = nccl_avg_start,
                    .allreduce_wait = nccl_wait, .allgather_start = nccl_allgather_start,
                    .barrier = nccl_barrier, .abort = nccl_abort,

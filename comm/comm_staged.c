@@ -248,7 +248,8 @@ dl_comm *dl_comm_staged(dl_comm *host, dl_device *dev)
     }
     *c = (dl_comm){.name = "mpi (staged through pinned host memory)", .rank = host->rank,
                    .world = host->world, .local_rank = host->local_rank,
-                   .local_size = host->local_size, .timeout_s = host->timeout_s, .impl = m,
+                   .local_size = host->local_size, .timeout_s = host->timeout_s,
+                   .device_memory = 1, .impl = m,
                    .broadcast = staged_broadcast, .allreduce_sum_f64 = staged_sum_f64,
                    .allreduce_avg_start = staged_avg_start, .allreduce_wait = staged_wait,
                    .allgather_start = staged_allgather_start,

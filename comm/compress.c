@@ -167,6 +167,8 @@ const char *dl_compress_placement(const dl_device *dev)
     return dev->kind == DL_DEVICE_CUDA && o ? o->where : NULL;
 }
 
+const char *dl_compressor_where(const dl_compressor *c) { return c->ops->where; }
+
 static const dl_compress_ops *ops_for(const dl_device *dev)
 {
     if (!dev || dev->kind == DL_DEVICE_CPU)
@@ -251,17 +253,53 @@ dl_status dl_compressor_zero_residual(dl_compressor *c)
 
 /* ---- the exchange --------------------------------------------------------- */
 
-static dl_status codec_start(dl_compressor *c, dl_comm *comm, float *x, int i)
+/* A GPU compressor needs a backend that takes GPU memory (nccl, staged MPI).
+ * On one rank any backend will do: the average of one rank is the identity
+ * and the all-gather a copy the table makes itself, so no collective runs
+ * (the local backend would memmove GPU pointers on the host). */
+static int one_rank_alone(const dl_compressor *c, const dl_comm *comm)
 {
-    size_t n = c->bucket_n[i];
-    if (!comm->allgather_start)
+    return c->dev && !comm->device_memory && comm->world == 1;
+}
+
+static dl_status check_backend(const dl_compressor *c, const dl_comm *comm)
+{
+    if (c->dev && !comm->device_memory && comm->world > 1)
+        return dl_fail(DL_ERR_ARG, "the %s backend exchanges host memory, and these compressed "
+                       "gradients are in GPU memory (use NCCL or the staged MPI backend)",
+                       comm->name);
+    if (!one_rank_alone(c, comm) && !comm->allgather_start &&
+        c->spec.kind != DL_COMPRESS_POWERSGD)
         return dl_fail(DL_ERR_ARG, "the %s backend cannot all-gather compressed gradients yet; "
                        "use --compress none", comm->name);
+    return DL_OK;
+}
+
+static dl_status avg_start(dl_compressor *c, dl_comm *comm, float *x, size_t n, int i)
+{
+    return one_rank_alone(c, comm) ? DL_OK : comm->allreduce_avg_start(comm, x, n, i);
+}
+
+static dl_status exchange_wait(dl_compressor *c, dl_comm *comm, int i, double *done_at)
+{
+    if (!one_rank_alone(c, comm))
+        return comm->allreduce_wait(comm, i, done_at);
+    if (done_at)
+        *done_at = dl_now();
+    return DL_OK;
+}
+
+static dl_status codec_start(dl_compressor *c, dl_comm *comm, float *x, int i)
+{
+    size_t n = c->bucket_n[i], bytes = dl_codec_bytes(c->spec.kind, n);
     dl_status st = c->ops->feedback(c, x, c->state + c->bucket_lo[i], n, c->send[i]);
     if (st != DL_OK)
         return st;
-    return comm->allgather_start(comm, c->send[i], c->recv[i], dl_codec_bytes(c->spec.kind, n),
-                                 i);
+    if (one_rank_alone(c, comm)) {
+        c->ops->copy(c, c->recv[i], c->send[i], bytes);
+        return DL_OK;
+    }
+    return comm->allgather_start(comm, c->send[i], c->recv[i], bytes, i);
 }
 
 static dl_status powersgd_start(dl_compressor *c, dl_comm *comm, float *x, int i)
@@ -271,7 +309,7 @@ static dl_status powersgd_start(dl_compressor *c, dl_comm *comm, float *x, int i
     dl_powersgd_shape(n, &m, &k);
     float *mat = c->work[i], *p = mat + m * k, *q = c->state + c->q_off[i];
     dl_status st = c->ops->psgd_project(c, x, c->state + c->bucket_lo[i], n, mat, q, p, m, k, r);
-    return st == DL_OK ? comm->allreduce_avg_start(comm, p, m * (size_t)r, i) : st;
+    return st == DL_OK ? avg_start(c, comm, p, m * (size_t)r, i) : st;
 }
 
 /* PowerSGD's second half: P averaged, orthonormalized; Q = M^T P averaged
@@ -285,9 +323,9 @@ static dl_status powersgd_finish(dl_compressor *c, dl_comm *comm, float *x, int 
     float *mat = c->work[i], *p = mat + m * k, *q = c->state + c->q_off[i];
     dl_status st = c->ops->psgd_back(c, mat, p, q, m, k, r);
     if (st == DL_OK)
-        st = comm->allreduce_avg_start(comm, q, k * (size_t)r, i);
+        st = avg_start(c, comm, q, k * (size_t)r, i);
     if (st == DL_OK)
-        st = comm->allreduce_wait(comm, i, done_at);
+        st = exchange_wait(c, comm, i, done_at);
     if (st != DL_OK)
         return st;
     return c->ops->psgd_apply(c, mat, p, q, x, c->state + c->bucket_lo[i], n, m, k, r);
@@ -295,8 +333,11 @@ static dl_status powersgd_finish(dl_compressor *c, dl_comm *comm, float *x, int 
 
 dl_status dl_compressor_start(dl_compressor *c, dl_comm *comm, float *x, int i)
 {
+    dl_status st = check_backend(c, comm);
+    if (st != DL_OK)
+        return st;
     if (is_plain(c, i))
-        return comm->allreduce_avg_start(comm, x, c->bucket_n[i], i);
+        return avg_start(c, comm, x, c->bucket_n[i], i);
     if (c->spec.kind == DL_COMPRESS_POWERSGD)
         return powersgd_start(c, comm, x, i);
     return codec_start(c, comm, x, i);
@@ -304,7 +345,7 @@ dl_status dl_compressor_start(dl_compressor *c, dl_comm *comm, float *x, int i)
 
 dl_status dl_compressor_wait(dl_compressor *c, dl_comm *comm, float *x, int i, double *done_at)
 {
-    dl_status st = comm->allreduce_wait(comm, i, done_at);
+    dl_status st = exchange_wait(c, comm, i, done_at);
     if (st != DL_OK || is_plain(c, i))
         return st;
     if (c->spec.kind == DL_COMPRESS_POWERSGD)

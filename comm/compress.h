@@ -140,6 +140,8 @@ dl_status dl_compressor_init_on(dl_compressor *c, dl_compress_spec spec, size_t 
  * device), "cuda" (a CUDA device), or NULL where this build cannot (a CUDA
  * device in a build without the CUDA kernels). */
 const char *dl_compress_placement(const dl_device *dev);
+/* Where c runs: "host" or "cuda". */
+const char *dl_compressor_where(const dl_compressor *c);
 void dl_compressor_free(dl_compressor *c);
 /* The state (n_state floats) copied to host memory, and back: the residual
  * [n] and the shared part [n_shared] (either may be NULL to leave it).

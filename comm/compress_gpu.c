@@ -42,6 +42,13 @@ static dl_status gpu_zero(dl_compressor *c, float *x, size_t n)
     return DL_OK;
 }
 
+/* on the compute stream, like the kernels around it */
+static void gpu_copy(dl_compressor *c, void *dst, const void *src, size_t bytes)
+{
+    if (bytes)
+        c->dev->copy(c->dev, dst, src, bytes / sizeof(float), 0);
+}
+
 static dl_status gpu_feedback(dl_compressor *c, float *x, float *residual, size_t n, void *enc)
 {
     return dl_codec_feedback_cuda(c->spec.kind, x, residual, n, enc, stream_of(c));
@@ -75,7 +82,7 @@ const dl_compress_ops *dl_compress_cuda_ops(void)
 {
     static const dl_compress_ops ops = {
         .where = "cuda", .alloc = gpu_alloc, .release = gpu_release, .to_host = gpu_to_host,
-        .from_host = gpu_from_host, .zero = gpu_zero, .feedback = gpu_feedback, .mean = gpu_mean,
+        .from_host = gpu_from_host, .zero = gpu_zero, .copy = gpu_copy, .feedback = gpu_feedback, .mean = gpu_mean,
         .psgd_project = gpu_project, .psgd_back = gpu_back, .psgd_apply = gpu_apply,
     };
     return &ops;

@@ -96,7 +96,7 @@ const dl_compress_ops *dl_compress_host_ops(void)
 {
     static const dl_compress_ops ops = {
         .where = "host", .alloc = host_alloc, .release = host_release, .to_host = host_copy,
-        .from_host = host_copy, .zero = host_zero, .feedback = host_feedback, .mean = host_mean,
+        .from_host = host_copy, .zero = host_zero, .copy = host_copy, .feedback = host_feedback, .mean = host_mean,
         .psgd_project = host_project, .psgd_back = host_back, .psgd_apply = host_apply,
     };
     return &ops;

@@ -25,6 +25,8 @@ struct dl_compress_ops {
     void (*to_host)(dl_compressor *c, void *host, const void *src, size_t bytes);
     void (*from_host)(dl_compressor *c, void *dst, const void *host, size_t bytes);
     dl_status (*zero)(dl_compressor *c, float *x, size_t n);
+    /* dst = src, `bytes` a multiple of 4, ordered with the table's other steps */
+    void (*copy)(dl_compressor *c, void *dst, const void *src, size_t bytes);
     /* x += residual; enc = encode(x); residual = x - decode(enc) */
     dl_status (*feedback)(dl_compressor *c, float *x, float *residual, size_t n, void *enc);
     /* x[0, n) = (the sum in rank order of the world shards decoded) / world;

@@ -50,6 +50,23 @@ if(DLTRAIN_HAVE_CUDA)
   target_link_libraries(test_compress_cuda PRIVATE dlcomm CUDA::cudart m)
   add_test(NAME gpu_compress COMMAND test_compress_cuda)
   set_tests_properties(gpu_compress PROPERTIES LABELS "gpu" SKIP_RETURN_CODE 77 TIMEOUT 120)
+  # The whole compressed exchange on GPU memory (tests/test_compress_mpi.c
+  # --backend): every compressor, 3 buckets in flight, 2 steps, against the
+  # C replay: over the staged-MPI backend with 2 ranks sharing the GPUs, and
+  # over NCCL on 1 rank (its all-gather on one GPU) and on 2 (skipped with
+  # the reason when there are fewer GPUs than ranks).
+  if(DLTRAIN_HAVE_MPI AND MPIEXEC_EXECUTABLE)
+    foreach(case "staged;2" "nccl;1" "nccl;2")
+      list(GET case 0 backend)
+      list(GET case 1 np)
+      add_test(NAME gpu_compress_${backend}_np${np}
+               COMMAND ${MPIEXEC_EXECUTABLE} --oversubscribe -np ${np}
+                       $<TARGET_FILE:test_compress_mpi> --device cuda --backend ${backend})
+      set_tests_properties(gpu_compress_${backend}_np${np} PROPERTIES LABELS "gpu"
+                           SKIP_RETURN_CODE 77 TIMEOUT 300 RUN_SERIAL ON
+                           ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
+    endforeach()
+  endif()
   # The convolution in several chunks, as full-size models run it: 4096
   # floats puts one image in each chunk, 65536 several with a shorter last
   # one (lenet conv1: 3+3+2 of 8; resnet20's first conv: 5+3).
