@@ -90,4 +90,11 @@ if(DLTRAIN_HAVE_CUDA)
                    $<TARGET_FILE:dltrain> "${dltrain_gpu_mpiexec}")
   set_tests_properties(gpu_train PROPERTIES LABELS "gpu" SKIP_RETURN_CODE 77 TIMEOUT 1800
                        RUN_SERIAL ON)
+  # --compress on the GPU: against the CPU, through NCCL, resumed, in bench
+  # allreduce, and staged over MPI; see tests/test_gpu_compress_train.py.
+  add_test(NAME gpu_compress_train
+           COMMAND ${DLTRAIN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_gpu_compress_train.py
+                   $<TARGET_FILE:dltrain> "${dltrain_gpu_mpiexec}")
+  set_tests_properties(gpu_compress_train PROPERTIES LABELS "gpu" SKIP_RETURN_CODE 77
+                       TIMEOUT 1800 RUN_SERIAL ON)
 endif()
