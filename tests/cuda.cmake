@@ -52,16 +52,26 @@ if(DLTRAIN_HAVE_CUDA)
   set_tests_properties(gpu_compress PROPERTIES LABELS "gpu" SKIP_RETURN_CODE 77 TIMEOUT 120)
   # The whole compressed exchange on GPU memory (tests/test_compress_mpi.c
   # --backend): every compressor, 3 buckets in flight, 2 steps, against the
-  # C replay: over the staged-MPI backend with 2 ranks sharing the GPUs, and
-  # over NCCL on 1 rank (its all-gather on one GPU) and on 2 (skipped with
-  # the reason when there are fewer GPUs than ranks).
+  # C replay.  One rank without MPI: NCCL's all-gather on one GPU, and the
+  # staged backend's copies.  With MPI: the staged backend with 2 ranks
+  # sharing the GPUs, and NCCL on 2 ranks (skipped with the reason when there
+  # are fewer GPUs than ranks).
+  add_executable(test_compress_gpu_exchange ${CMAKE_CURRENT_SOURCE_DIR}/test_compress_mpi.c)
+  target_link_libraries(test_compress_gpu_exchange PRIVATE dlcomm m)
+  foreach(backend staged nccl)
+    add_test(NAME gpu_compress_${backend}_np1
+             COMMAND test_compress_gpu_exchange --device cuda --backend ${backend} --local)
+    set_tests_properties(gpu_compress_${backend}_np1 PROPERTIES LABELS "gpu"
+                         SKIP_RETURN_CODE 77 TIMEOUT 300)
+  endforeach()
   if(DLTRAIN_HAVE_MPI AND MPIEXEC_EXECUTABLE)
-    foreach(case "staged;2" "nccl;1" "nccl;2")
+    foreach(case "staged;2" "nccl;2")
       list(GET case 0 backend)
       list(GET case 1 np)
       add_test(NAME gpu_compress_${backend}_np${np}
                COMMAND ${MPIEXEC_EXECUTABLE} --oversubscribe -np ${np}
-                       $<TARGET_FILE:test_compress_mpi> --device cuda --backend ${backend})
+                       $<TARGET_FILE:test_compress_gpu_exchange> --device cuda
+                       --backend ${backend})
       set_tests_properties(gpu_compress_${backend}_np${np} PROPERTIES LABELS "gpu"
                            SKIP_RETURN_CODE 77 TIMEOUT 300 RUN_SERIAL ON
                            ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
@@ -91,10 +101,11 @@ if(DLTRAIN_HAVE_CUDA)
   set_tests_properties(gpu_train PROPERTIES LABELS "gpu" SKIP_RETURN_CODE 77 TIMEOUT 1800
                        RUN_SERIAL ON)
   # --compress on the GPU: against the CPU, through NCCL, resumed, in bench
-  # allreduce, and staged over MPI; see tests/test_gpu_compress_train.py.
-  add_test(NAME gpu_compress_train
-           COMMAND ${DLTRAIN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_gpu_compress_train.py
+  # allreduce, and staged over MPI; see tests/test_gpu_train_compress.py.
+  # (Named gpu_train_*: scripts/gpu_check.sh runs the whole-run tests last.)
+  add_test(NAME gpu_train_compress
+           COMMAND ${DLTRAIN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_gpu_train_compress.py
                    $<TARGET_FILE:dltrain> "${dltrain_gpu_mpiexec}")
-  set_tests_properties(gpu_compress_train PROPERTIES LABELS "gpu" SKIP_RETURN_CODE 77
+  set_tests_properties(gpu_train_compress PROPERTIES LABELS "gpu" SKIP_RETURN_CODE 77
                        TIMEOUT 1800 RUN_SERIAL ON)
 endif()

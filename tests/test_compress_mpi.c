@@ -14,6 +14,9 @@
  * NCCL backend: the same replays must hold, bit for bit for the element-wise
  * codecs.  Ranks share the GPUs round-robin (the staged backend allows that;
  * NCCL needs a GPU per rank and the test skips when there are fewer).
+ * --local runs one rank without MPI (the backend over the local one), for
+ * builds and machines without MPI: the NCCL all-gather or the staging
+ * copies on one GPU.
  * Without a usable GPU it prints "SKIPPED: ..." and exits 77
  * (DLTRAIN_REQUIRE_GPU=1 makes that a failure). */
 #include <math.h>
@@ -222,14 +225,17 @@ static int gpu_missing(void)
 
 int main(int argc, char **argv)
 {
-    const char *backend = NULL; /* --device cuda --backend staged|nccl */
-    for (int i = 1; i + 1 < argc; i++)
-        if (strcmp(argv[i], "--backend") == 0)
+    const char *backend = NULL; /* --device cuda --backend staged|nccl [--local] */
+    int local = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc)
             backend = argv[i + 1];
+        local |= strcmp(argv[i], "--local") == 0;
+    }
     int missing = backend ? gpu_missing() : 0;
     if (missing)
         return missing;
-    dl_comm *comm = dl_comm_mpi(&argc, &argv);
+    dl_comm *comm = local ? dl_comm_local() : dl_comm_mpi(&argc, &argv);
     if (!comm) {
         fprintf(stderr, "test_compress_mpi: %s\n", dl_error_message());
         return 1;

@@ -23,7 +23,7 @@
 Without a usable GPU it prints "SKIPPED: ..." and exits 77;
 DLTRAIN_REQUIRE_GPU=1 makes that a failure.
 
-usage: test_gpu_compress_train.py DLTRAIN [MPIEXEC]"""
+usage: test_gpu_train_compress.py DLTRAIN [MPIEXEC]"""
 import hashlib
 import json
 import math
