@@ -486,41 +486,10 @@ static dl_status init_communicator(nccl_impl *m)
 static void version_text(char *buf, size_t cap)
 {
     int v = 0;
-    if (ncclGetVersion(&v) != ncclSuccess) {
+    if (ncclGetVersion(&v) != ncclSuccess)
         snprintf(buf, cap, "unknown");
-        return;
-    }
-    /* 2.9 and later: major*10000 + minor*100 + patch; before: major*1000 + minor*100 + patch */
-    int major = v >= 10000 ? v / 10000 : v / 1000, rest = v >= 10000 ? v % 10000 : v % 1000;
-    snprintf(buf, cap, "%d.%d.%d", major, rest / 100, rest % 100);
-}
-
-/* Every rank's view of the channels NCCL set up (its own log), joined on all
- * ranks and kept for the results (nccl_log.h).  Only the first ranks take
- * part, to keep set-up short on large jobs. */
-enum { ROUTE_RANKS = 64 };
-
-static void record_routes(dl_comm *host, dl_nccl_tail *log)
-{
-    dl_nccl_route mine[DL_NCCL_MAX_ROUTES], all[DL_NCCL_MAX_ROUTES], got[DL_NCCL_MAX_ROUTES];
-    memset(mine, 0, sizeof mine);
-    dl_nccl_tail_pump(log, stderr);
-    int n_mine = log->n_routes;
-    memcpy(mine, log->routes, sizeof(dl_nccl_route) * (size_t)n_mine);
-    int n_all = 0;
-    for (int r = 0; r < host->world && r < ROUTE_RANKS; r++) {
-        int n = r == host->rank ? n_mine : 0;
-        memcpy(got, mine, sizeof got);
-        if (host->broadcast(host, &n, sizeof n, r) != DL_OK ||
-            host->broadcast(host, got, sizeof got, r) != DL_OK)
-            break;
-        for (int i = 0; i < n && i < DL_NCCL_MAX_ROUTES; i++)
-            dl_nccl_add_route(all, &n_all, DL_NCCL_MAX_ROUTES, &got[i]);
-    }
-    char version[32], text[2048];
-    version_text(version, sizeof version);
-    dl_nccl_routes_text(all, n_all, text, sizeof text);
-    dl_nccl_record_set(version, text);
+    else
+        dl_nccl_version_text(v, buf, cap);
 }
 
 /* Waits for the comm stream, giving up after the deadline (a peer that
@@ -584,8 +553,11 @@ dl_comm *dl_comm_nccl(dl_comm *host, dl_device *dev)
     }
     if (st == DL_OK)
         st = warm_up(m);
-    if (st == DL_OK)
-        record_routes(host, &m->log);
+    if (st == DL_OK) {
+        char version[32];
+        version_text(version, sizeof version);
+        dl_nccl_share_routes(host, &m->log, version);
+    }
     dl_comm *c = st == DL_OK ? wrap(host, m) : NULL;
     if (!c) {
         char msg[1024];
