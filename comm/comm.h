@@ -19,6 +19,8 @@ struct dl_comm {
     int local_rank, local_size; /* within this node */
     int nodes;                  /* nodes the ranks span (0 where the backend does not know) */
     double timeout_s;           /* a collective that makes no progress this long aborts the job */
+    int device_memory;          /* allreduce_avg_start and allgather_start take GPU memory
+                                 * (nccl, staged MPI); 0: host memory */
     void *impl;
 
     dl_status (*broadcast)(dl_comm *c, void *buf, size_t bytes, int root);

@@ -221,7 +221,7 @@ static void *watchdog_main(void *arg)
         int slot = oldest_pending(m, &age);
         if (slot >= 0 && age > c->timeout_s) {
             char why[300];
-            snprintf(why, sizeof why, "gradient all-reduce of bucket %d made no progress for "
+            snprintf(why, sizeof why, "gradient exchange of bucket %d made no progress for "
                      "%.0f s on this GPU (a rank died, stopped, or is out of step)", slot, age);
             die(c, m, why);
         }
@@ -259,11 +259,14 @@ static dl_status slot_events(nccl_slot *s)
     return DL_OK;
 }
 
-static dl_status nccl_avg_start(dl_comm *c, float *x, size_t n, int slot)
+/* A collective on slot `slot` runs on the comm stream after the compute
+ * stream's work so far: slot_begin records `ready` on the compute stream and
+ * `begun` on the comm stream, the caller queues the NCCL call, slot_end
+ * records `done` and hands the slot to the watchdog. */
+static dl_status slot_begin(nccl_impl *m, int slot)
 {
-    nccl_impl *m = c->impl;
     if (slot < 0 || slot >= DL_COMM_SLOTS)
-        return dl_fail(DL_ERR_ARG, "all-reduce slot %d out of range", slot);
+        return dl_fail(DL_ERR_ARG, "communication slot %d out of range", slot);
     nccl_slot *s = &m->slots[slot];
     dl_status st = slot_events(s);
     if (st != DL_OK)
@@ -271,13 +274,42 @@ static dl_status nccl_avg_start(dl_comm *c, float *x, size_t n, int slot)
     CUDA_TRY(cudaEventRecord(s->ready, m->compute));
     CUDA_TRY(cudaStreamWaitEvent(m->stream, s->ready, 0));
     CUDA_TRY(cudaEventRecord(s->begun, m->stream)); /* done = this GPU reached the collective */
-    NCCL_TRY(m, m->nccl, ncclAllReduce(x, x, n, ncclFloat, ncclAvg, m->nccl, m->stream));
+    return DL_OK;
+}
+
+static dl_status slot_end(nccl_impl *m, int slot)
+{
+    nccl_slot *s = &m->slots[slot];
     CUDA_TRY(cudaEventRecord(s->done, m->stream));
     pthread_mutex_lock(&m->mu);
     s->started_at = dl_now();
     s->reached_at = 0;
     pthread_mutex_unlock(&m->mu);
     return DL_OK;
+}
+
+static dl_status nccl_avg_start(dl_comm *c, float *x, size_t n, int slot)
+{
+    nccl_impl *m = c->impl;
+    dl_status st = slot_begin(m, slot);
+    if (st != DL_OK)
+        return st;
+    NCCL_TRY(m, m->nccl, ncclAllReduce(x, x, n, ncclFloat, ncclAvg, m->nccl, m->stream));
+    return slot_end(m, slot);
+}
+
+/* Compressed gradients (compress.h): send and recv are GPU memory; recv
+ * holds every rank's bytes in rank order once the compute stream has waited
+ * on the slot (nccl_wait), as after an all-reduce. */
+static dl_status nccl_allgather_start(dl_comm *c, const void *send, void *recv, size_t bytes,
+                                      int slot)
+{
+    nccl_impl *m = c->impl;
+    dl_status st = slot_begin(m, slot);
+    if (st != DL_OK)
+        return st;
+    NCCL_TRY(m, m->nccl, ncclAllGather(send, recv, bytes, ncclUint8, m->nccl, m->stream));
+    return slot_end(m, slot);
 }
 
 /* Orders the compute stream after the bucket; the host does not wait, so
@@ -393,9 +425,11 @@ static dl_comm *wrap(dl_comm *host, nccl_impl *m)
     }
     *c = (dl_comm){.name = "nccl", .rank = host->rank, .world = host->world,
                    .local_rank = host->local_rank, .local_size = host->local_size,
-                   .timeout_s = host->timeout_s, .impl = m, .broadcast = nccl_broadcast,
+                   .timeout_s = host->timeout_s, .device_memory = 1, .impl = m,
+                   .broadcast = nccl_broadcast,
                    .allreduce_sum_f64 = nccl_sum_f64, .allreduce_avg_start = nccl_avg_start,
-                   .allreduce_wait = nccl_wait, .barrier = nccl_barrier, .abort = nccl_abort,
+                   .allreduce_wait = nccl_wait, .allgather_start = nccl_allgather_start,
+                   .barrier = nccl_barrier, .abort = nccl_abort,
                    .set_patience = nccl_set_patience, .split = nccl_split, .free = nccl_free};
     if (pthread_create(&m->watchdog, NULL, watchdog_main, c) != 0) {
         dl_fail(DL_ERR_COMM, "cannot start the NCCL watchdog thread");
@@ -452,41 +486,10 @@ static dl_status init_communicator(nccl_impl *m)
 static void version_text(char *buf, size_t cap)
 {
     int v = 0;
-    if (ncclGetVersion(&v) != ncclSuccess) {
+    if (ncclGetVersion(&v) != ncclSuccess)
         snprintf(buf, cap, "unknown");
-        return;
-    }
-    /* 2.9 and later: major*10000 + minor*100 + patch; before: major*1000 + minor*100 + patch */
-    int major = v >= 10000 ? v / 10000 : v / 1000, rest = v >= 10000 ? v % 10000 : v % 1000;
-    snprintf(buf, cap, "%d.%d.%d", major, rest / 100, rest % 100);
-}
-
-/* Every rank's view of the channels NCCL set up (its own log), joined on all
- * ranks and kept for the results (nccl_log.h).  Only the first ranks take
- * part, to keep set-up short on large jobs. */
-enum { ROUTE_RANKS = 64 };
-
-static void record_routes(dl_comm *host, dl_nccl_tail *log)
-{
-    dl_nccl_route mine[DL_NCCL_MAX_ROUTES], all[DL_NCCL_MAX_ROUTES], got[DL_NCCL_MAX_ROUTES];
-    memset(mine, 0, sizeof mine);
-    dl_nccl_tail_pump(log, stderr);
-    int n_mine = log->n_routes;
-    memcpy(mine, log->routes, sizeof(dl_nccl_route) * (size_t)n_mine);
-    int n_all = 0;
-    for (int r = 0; r < host->world && r < ROUTE_RANKS; r++) {
-        int n = r == host->rank ? n_mine : 0;
-        memcpy(got, mine, sizeof got);
-        if (host->broadcast(host, &n, sizeof n, r) != DL_OK ||
-            host->broadcast(host, got, sizeof got, r) != DL_OK)
-            break;
-        for (int i = 0; i < n && i < DL_NCCL_MAX_ROUTES; i++)
-            dl_nccl_add_route(all, &n_all, DL_NCCL_MAX_ROUTES, &got[i]);
-    }
-    char version[32], text[2048];
-    version_text(version, sizeof version);
-    dl_nccl_routes_text(all, n_all, text, sizeof text);
-    dl_nccl_record_set(version, text);
+    else
+        dl_nccl_version_text(v, buf, cap);
 }
 
 /* Waits for the comm stream, giving up after the deadline (a peer that
@@ -550,8 +553,11 @@ dl_comm *dl_comm_nccl(dl_comm *host, dl_device *dev)
     }
     if (st == DL_OK)
         st = warm_up(m);
-    if (st == DL_OK)
-        record_routes(host, &m->log);
+    if (st == DL_OK) {
+        char version[32];
+        version_text(version, sizeof version);
+        dl_nccl_share_routes(host, &m->log, version);
+    }
     dl_comm *c = st == DL_OK ? wrap(host, m) : NULL;
     if (!c) {
         char msg[1024];

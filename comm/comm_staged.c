@@ -15,7 +15,12 @@
  * training loop waits for every bucket before its next collective.  wait
  * blocks the host until the MPI reduction is done (it has to: the copy back
  * reads its result), then queues the copy back and the compute stream's
- * wait on it. */
+ * wait on it.
+ *
+ * allgather_start (compressed gradients, compress.h) takes the same path:
+ * the GPU's send bytes are copied into the front of the slot's pinned
+ * buffer, the MPI backend all-gathers them into the rest of it (every
+ * rank's bytes in rank order) and wait copies that back to the GPU's recv. */
 #include "comm.h"
 
 #include <cuda_runtime.h>
@@ -27,9 +32,12 @@
 
 typedef struct staged_slot {
     dl_comm *host;
-    float *pinned;          /* [cap] pinned staging buffer, kept between steps */
-    size_t cap, n;
-    float *dev;             /* the bucket in GPU memory */
+    unsigned char *pinned;  /* [cap] pinned staging buffer, kept between steps */
+    size_t cap;
+    size_t n;               /* all-reduce: floats; all-gather: bytes each rank sends */
+    int gather;             /* this use is an all-gather */
+    void *dev;              /* where the result goes back to in GPU memory */
+    size_t back_off, back_bytes; /* the result's place in pinned */
     int slot;
     cudaEvent_t ready, queued, back;
     dl_status status;       /* of the callback's hand-over to MPI */
@@ -59,22 +67,22 @@ static dl_status cuda_check(cudaError_t e, const char *call, const char *file, i
 
 /* The pinned buffer grows on a bucket's first use only (the bucket layout
  * is fixed for the run), so steps allocate nothing. */
-static dl_status slot_prepare(staged_slot *s, size_t n)
+static dl_status slot_prepare(staged_slot *s, size_t bytes)
 {
     if (!s->ready) {
         CUDA_TRY(cudaEventCreateWithFlags(&s->ready, cudaEventDisableTiming));
         CUDA_TRY(cudaEventCreateWithFlags(&s->queued, cudaEventDisableTiming));
         CUDA_TRY(cudaEventCreateWithFlags(&s->back, cudaEventDisableTiming));
     }
-    if (n > s->cap) {
+    if (bytes > s->cap) {
         if (s->pinned)
             CUDA_TRY(cudaFreeHost(s->pinned));
         s->pinned = NULL, s->cap = 0;
-        cudaError_t e = cudaMallocHost((void **)&s->pinned, n * sizeof(float));
+        cudaError_t e = cudaMallocHost((void **)&s->pinned, bytes);
         if (e != cudaSuccess)
             return dl_fail(DL_ERR_OOM, "cannot allocate %.1f MiB of pinned host memory for a "
-                           "gradient bucket: %s", n * 4.0 / 1048576.0, cudaGetErrorString(e));
-        s->cap = n;
+                           "gradient bucket: %s", bytes / 1048576.0, cudaGetErrorString(e));
+        s->cap = bytes;
     }
     return DL_OK;
 }
@@ -83,9 +91,24 @@ static dl_status slot_prepare(staged_slot *s, size_t n)
 static void CUDART_CB hand_to_mpi(void *arg)
 {
     staged_slot *s = arg;
-    s->status = s->host->allreduce_avg_start(s->host, s->pinned, s->n, s->slot);
+    s->status = s->gather ? s->host->allgather_start(s->host, s->pinned, s->pinned + s->n, s->n,
+                                                     s->slot)
+                          : s->host->allreduce_avg_start(s->host, (float *)s->pinned, s->n,
+                                                         s->slot);
     if (s->status != DL_OK)
         snprintf(s->error, sizeof s->error, "%s", dl_error_message());
+}
+
+/* Copies `bytes` of src (GPU) into the slot's pinned buffer after the
+ * compute stream's work so far, then hands the slot to MPI (hand_to_mpi). */
+static dl_status stage_out(staged_impl *m, staged_slot *s, const void *src, size_t bytes)
+{
+    CUDA_TRY(cudaEventRecord(s->ready, m->compute));
+    CUDA_TRY(cudaStreamWaitEvent(m->stream, s->ready, 0));
+    CUDA_TRY(cudaMemcpyAsync(s->pinned, src, bytes, cudaMemcpyDeviceToHost, m->stream));
+    CUDA_TRY(cudaLaunchHostFunc(m->stream, hand_to_mpi, s));
+    CUDA_TRY(cudaEventRecord(s->queued, m->stream));
+    return DL_OK;
 }
 
 static dl_status staged_avg_start(dl_comm *c, float *x, size_t n, int slot)
@@ -94,16 +117,32 @@ static dl_status staged_avg_start(dl_comm *c, float *x, size_t n, int slot)
     if (slot < 0 || slot >= DL_COMM_SLOTS)
         return dl_fail(DL_ERR_ARG, "all-reduce slot %d out of range", slot);
     staged_slot *s = &m->slots[slot];
-    dl_status st = slot_prepare(s, n);
+    dl_status st = slot_prepare(s, n * sizeof(float));
     if (st != DL_OK)
         return st;
-    s->host = m->host, s->dev = x, s->n = n, s->slot = slot, s->status = DL_OK;
-    CUDA_TRY(cudaEventRecord(s->ready, m->compute));
-    CUDA_TRY(cudaStreamWaitEvent(m->stream, s->ready, 0));
-    CUDA_TRY(cudaMemcpyAsync(s->pinned, x, n * sizeof(float), cudaMemcpyDeviceToHost, m->stream));
-    CUDA_TRY(cudaLaunchHostFunc(m->stream, hand_to_mpi, s));
-    CUDA_TRY(cudaEventRecord(s->queued, m->stream));
-    return DL_OK;
+    s->host = m->host, s->dev = x, s->n = n, s->gather = 0, s->slot = slot, s->status = DL_OK;
+    s->back_off = 0, s->back_bytes = n * sizeof(float);
+    return stage_out(m, s, x, n * sizeof(float));
+}
+
+/* pinned: this rank's bytes, then every rank's (MPI_Iallgather cannot work
+ * in place from the front of its own receive buffer without MPI_IN_PLACE). */
+static dl_status staged_allgather_start(dl_comm *c, const void *send, void *recv, size_t bytes,
+                                        int slot)
+{
+    staged_impl *m = c->impl;
+    if (slot < 0 || slot >= DL_COMM_SLOTS)
+        return dl_fail(DL_ERR_ARG, "all-gather slot %d out of range", slot);
+    if (!m->host->allgather_start)
+        return dl_fail(DL_ERR_ARG, "the %s backend has no all-gather", m->host->name);
+    staged_slot *s = &m->slots[slot];
+    size_t all = bytes * (size_t)c->world;
+    dl_status st = slot_prepare(s, bytes + all);
+    if (st != DL_OK)
+        return st;
+    s->host = m->host, s->dev = recv, s->n = bytes, s->gather = 1, s->slot = slot;
+    s->status = DL_OK, s->back_off = bytes, s->back_bytes = all;
+    return stage_out(m, s, send, bytes);
 }
 
 static dl_status staged_wait(dl_comm *c, int slot, double *done_at)
@@ -118,8 +157,8 @@ static dl_status staged_wait(dl_comm *c, int slot, double *done_at)
     dl_status st = m->host->allreduce_wait(m->host, slot, done_at);
     if (st != DL_OK)
         return st;
-    CUDA_TRY(cudaMemcpyAsync(s->dev, s->pinned, s->n * sizeof(float), cudaMemcpyHostToDevice,
-                             m->stream));
+    CUDA_TRY(cudaMemcpyAsync(s->dev, s->pinned + s->back_off, s->back_bytes,
+                             cudaMemcpyHostToDevice, m->stream));
     CUDA_TRY(cudaEventRecord(s->back, m->stream));
     CUDA_TRY(cudaStreamWaitEvent(m->compute, s->back, 0));
     return DL_OK;
@@ -209,9 +248,11 @@ dl_comm *dl_comm_staged(dl_comm *host, dl_device *dev)
     }
     *c = (dl_comm){.name = "mpi (staged through pinned host memory)", .rank = host->rank,
                    .world = host->world, .local_rank = host->local_rank,
-                   .local_size = host->local_size, .timeout_s = host->timeout_s, .impl = m,
+                   .local_size = host->local_size, .timeout_s = host->timeout_s,
+                   .device_memory = 1, .impl = m,
                    .broadcast = staged_broadcast, .allreduce_sum_f64 = staged_sum_f64,
                    .allreduce_avg_start = staged_avg_start, .allreduce_wait = staged_wait,
+                   .allgather_start = staged_allgather_start,
                    .barrier = staged_barrier, .abort = staged_abort,
                    .set_patience = staged_set_patience, .split = NULL,
                    .free = staged_free};

@@ -1,6 +1,7 @@
 /* compress.c: the compressed, error-feedback average of gradient buckets
  * over a comm (see compress.h and docs/compression.md). */
 #include "compress.h"
+#include "compress_ops.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -109,20 +110,30 @@ static size_t layout_q(dl_compressor *c)
     return off;
 }
 
-/* Q starts as the same normal draws on every rank (from the seed). */
-static void init_q(dl_compressor *c, uint64_t seed)
+/* Q starts as the same normal draws on every rank (from the seed), drawn
+ * on the host and copied to where the state lives. */
+static dl_status init_q(dl_compressor *c, uint64_t seed)
 {
+    if (c->n_shared == 0)
+        return DL_OK;
+    float *q = dl_alloc(c->n_shared * sizeof *q, "PowerSGD's Q");
+    if (!q)
+        return DL_ERR_OOM;
     for (int i = 0; i < c->n_buckets; i++) {
         dl_rng rng;
         dl_rng_seed(&rng, seed, 0x5053474fu /* "PSGO" */, (uint64_t)i);
         size_t end = i + 1 < c->n_buckets ? c->q_off[i + 1] : c->n_state;
         for (size_t j = c->q_off[i]; j < end; j++)
-            c->state[j] = (float)dl_rng_normal(&rng);
+            q[j - c->n] = (float)dl_rng_normal(&rng);
     }
+    c->ops->from_host(c, c->state + c->n, q, c->n_shared * sizeof *q);
+    free(q);
+    return DL_OK;
 }
 
 static dl_status alloc_buffers(dl_compressor *c, int world)
 {
+    const dl_compress_ops *o = c->ops;
     size_t largest = 0;
     for (int i = 0; i < c->n_buckets; i++) {
         size_t n = c->bucket_n[i];
@@ -132,28 +143,50 @@ static dl_status alloc_buffers(dl_compressor *c, int world)
             size_t m, k;
             dl_powersgd_shape(n, &m, &k);
             n = m * k;
-            c->work[i] = dl_alloc(work_floats(c, c->bucket_n[i]) * sizeof(float), "PowerSGD");
+            c->work[i] = o->alloc(c, work_floats(c, c->bucket_n[i]) * sizeof(float), "PowerSGD");
             if (!c->work[i])
                 return DL_ERR_OOM;
         } else {
             size_t bytes = dl_codec_bytes(c->spec.kind, n);
-            c->send[i] = dl_alloc(bytes, "compressed bucket");
-            c->recv[i] = dl_alloc(bytes * (size_t)world, "compressed buckets of every rank");
+            c->send[i] = o->alloc(c, bytes, "compressed bucket");
+            c->recv[i] = o->alloc(c, bytes * (size_t)world, "compressed buckets of every rank");
             if (!c->send[i] || !c->recv[i])
                 return DL_ERR_OOM;
         }
         largest = DL_MAX(largest, n);
     }
-    c->scratch = dl_alloc((largest + 1) * sizeof(float), "decompressed bucket");
+    c->scratch = o->alloc(c, (largest + 1) * sizeof(float), "decompressed bucket");
     return c->scratch ? DL_OK : DL_ERR_OOM;
 }
 
-dl_status dl_compressor_init(dl_compressor *c, dl_compress_spec spec, size_t n,
-                             const size_t *bucket_lo, const size_t *bucket_n, int n_buckets,
-                             int world, uint64_t seed)
+const char *dl_compress_placement(const dl_device *dev)
+{
+    if (!dev || dev->kind == DL_DEVICE_CPU)
+        return dl_compress_host_ops()->where;
+    const dl_compress_ops *o = dl_compress_cuda_ops();
+    return dev->kind == DL_DEVICE_CUDA && o ? o->where : NULL;
+}
+
+const char *dl_compressor_where(const dl_compressor *c) { return c->ops->where; }
+
+static const dl_compress_ops *ops_for(const dl_device *dev)
+{
+    if (!dev || dev->kind == DL_DEVICE_CPU)
+        return dl_compress_host_ops();
+    return dev->kind == DL_DEVICE_CUDA ? dl_compress_cuda_ops() : NULL;
+}
+
+dl_status dl_compressor_init_on(dl_compressor *c, dl_compress_spec spec, size_t n,
+                                const size_t *bucket_lo, const size_t *bucket_n, int n_buckets,
+                                int world, uint64_t seed, dl_device *dev)
 {
     memset(c, 0, sizeof *c);
-    c->spec = spec, c->n = n, c->n_buckets = n_buckets;
+    const dl_compress_ops *ops = ops_for(dev);
+    if (!ops)
+        return dl_fail(DL_ERR_ARG, "gradient compression on the %s device is not built into "
+                       "this dltrain", dev->name);
+    c->spec = spec, c->n = n, c->n_buckets = n_buckets, c->ops = ops;
+    c->dev = dev && dev->kind != DL_DEVICE_CPU ? dev : NULL;
     size_t nb = (size_t)n_buckets;
     c->bucket_lo = malloc(nb * sizeof *c->bucket_lo);
     c->bucket_n = malloc(nb * sizeof *c->bucket_n);
@@ -169,62 +202,104 @@ dl_status dl_compressor_init(dl_compressor *c, dl_compress_spec spec, size_t n,
     memcpy(c->bucket_n, bucket_n, nb * sizeof *bucket_n);
     c->n_state = layout_q(c);
     c->n_shared = c->n_state - n;
-    c->state = dl_alloc_zero((c->n_state + 1) * sizeof *c->state, "error-feedback residual");
+    c->state = ops->alloc(c, (c->n_state + 1) * sizeof *c->state, "error-feedback residual");
     dl_status st = c->state ? alloc_buffers(c, world) : DL_ERR_OOM;
-    if (st != DL_OK) {
+    if (st == DL_OK)
+        st = init_q(c, seed);
+    if (st != DL_OK)
         dl_compressor_free(c);
-        return st;
-    }
-    init_q(c, seed);
-    return DL_OK;
+    return st;
+}
+
+dl_status dl_compressor_init(dl_compressor *c, dl_compress_spec spec, size_t n,
+                             const size_t *bucket_lo, const size_t *bucket_n, int n_buckets,
+                             int world, uint64_t seed)
+{
+    return dl_compressor_init_on(c, spec, n, bucket_lo, bucket_n, n_buckets, world, seed, NULL);
 }
 
 void dl_compressor_free(dl_compressor *c)
 {
-    for (int i = 0; i < c->n_buckets && c->send; i++) {
-        free(c->send[i]);
-        free(c->recv[i]);
-        free(c->work[i]);
+    const dl_compress_ops *o = c->ops;
+    for (int i = 0; o && i < c->n_buckets && c->send; i++) {
+        o->release(c, c->send[i]);
+        o->release(c, c->recv[i]);
+        o->release(c, c->work[i]);
     }
+    if (o)
+        o->release(c, c->state), o->release(c, c->scratch);
     free(c->bucket_lo), free(c->bucket_n), free(c->q_off);
     free(c->send), free(c->recv), free(c->work);
-    free(c->state), free(c->scratch);
     memset(c, 0, sizeof *c);
+}
+
+void dl_compressor_get_state(dl_compressor *c, float *host)
+{
+    c->ops->to_host(c, host, c->state, c->n_state * sizeof *host);
+}
+
+void dl_compressor_set_state(dl_compressor *c, const float *residual, const float *shared)
+{
+    if (residual)
+        c->ops->from_host(c, c->state, residual, c->n * sizeof *residual);
+    if (shared && c->n_shared)
+        c->ops->from_host(c, c->state + c->n, shared, c->n_shared * sizeof *shared);
+}
+
+dl_status dl_compressor_zero_residual(dl_compressor *c)
+{
+    return c->ops->zero(c, c->state, c->n);
 }
 
 /* ---- the exchange --------------------------------------------------------- */
 
-static dl_status codec_start(dl_compressor *c, dl_comm *comm, float *x, int i)
+/* A GPU compressor needs a backend that takes GPU memory (nccl, staged MPI).
+ * On one rank any backend will do: the average of one rank is the identity
+ * and the all-gather a copy the table makes itself, so no collective runs
+ * (the local backend would memmove GPU pointers on the host). */
+static int one_rank_alone(const dl_compressor *c, const dl_comm *comm)
 {
-    size_t n = c->bucket_n[i];
-    float *residual = c->state + c->bucket_lo[i], *decoded = c->scratch;
-    for (size_t j = 0; j < n; j++)
-        x[j] += residual[j];
-    dl_codec_encode(c->spec.kind, x, n, c->send[i]);
-    dl_codec_decode(c->spec.kind, c->send[i], n, decoded);
-    for (size_t j = 0; j < n; j++)
-        residual[j] = x[j] - decoded[j];
-    if (!comm->allgather_start)
-        return dl_fail(DL_ERR_ARG, "the %s backend cannot all-gather compressed gradients yet; "
-                       "use --compress none", comm->name);
-    return comm->allgather_start(comm, c->send[i], c->recv[i], dl_codec_bytes(c->spec.kind, n),
-                                 i);
+    return c->dev && !comm->device_memory && comm->world == 1;
 }
 
-/* The mean of every rank's decoded bucket, summed in rank order so every
- * rank gets the same bits. */
-static void codec_mean(dl_compressor *c, float *x, int i, int world)
+static dl_status check_backend(const dl_compressor *c, const dl_comm *comm)
+{
+    if (c->dev && !comm->device_memory && comm->world > 1)
+        return dl_fail(DL_ERR_ARG, "the %s backend exchanges host memory, and these compressed "
+                       "gradients are in GPU memory (use NCCL or the staged MPI backend)",
+                       comm->name);
+    if (!one_rank_alone(c, comm) && !comm->allgather_start &&
+        c->spec.kind != DL_COMPRESS_POWERSGD)
+        return dl_fail(DL_ERR_ARG, "the %s backend cannot all-gather compressed gradients yet; "
+                       "use --compress none", comm->name);
+    return DL_OK;
+}
+
+static dl_status avg_start(dl_compressor *c, dl_comm *comm, float *x, size_t n, int i)
+{
+    return one_rank_alone(c, comm) ? DL_OK : comm->allreduce_avg_start(comm, x, n, i);
+}
+
+static dl_status exchange_wait(dl_compressor *c, dl_comm *comm, int i, double *done_at)
+{
+    if (!one_rank_alone(c, comm))
+        return comm->allreduce_wait(comm, i, done_at);
+    if (done_at)
+        *done_at = dl_now();
+    return DL_OK;
+}
+
+static dl_status codec_start(dl_compressor *c, dl_comm *comm, float *x, int i)
 {
     size_t n = c->bucket_n[i], bytes = dl_codec_bytes(c->spec.kind, n);
-    memset(x, 0, n * sizeof *x);
-    for (int r = 0; r < world; r++) {
-        dl_codec_decode(c->spec.kind, c->recv[i] + (size_t)r * bytes, n, c->scratch);
-        for (size_t j = 0; j < n; j++)
-            x[j] += c->scratch[j];
+    dl_status st = c->ops->feedback(c, x, c->state + c->bucket_lo[i], n, c->send[i]);
+    if (st != DL_OK)
+        return st;
+    if (one_rank_alone(c, comm)) {
+        c->ops->copy(c, c->recv[i], c->send[i], bytes);
+        return DL_OK;
     }
-    float inv = 1.0f / (float)world;
-    for (size_t j = 0; j < n; j++)
-        x[j] *= inv;
+    return comm->allgather_start(comm, c->send[i], c->recv[i], bytes, i);
 }
 
 static dl_status powersgd_start(dl_compressor *c, dl_comm *comm, float *x, int i)
@@ -233,12 +308,8 @@ static dl_status powersgd_start(dl_compressor *c, dl_comm *comm, float *x, int i
     int r = c->spec.rank;
     dl_powersgd_shape(n, &m, &k);
     float *mat = c->work[i], *p = mat + m * k, *q = c->state + c->q_off[i];
-    const float *residual = c->state + c->bucket_lo[i];
-    for (size_t j = 0; j < n; j++)
-        mat[j] = x[j] + residual[j];
-    memset(mat + n, 0, (m * k - n) * sizeof *mat);
-    dl_powersgd_mul(mat, q, p, m, k, r);
-    return comm->allreduce_avg_start(comm, p, m * (size_t)r, i);
+    dl_status st = c->ops->psgd_project(c, x, c->state + c->bucket_lo[i], n, mat, q, p, m, k, r);
+    return st == DL_OK ? avg_start(c, comm, p, m * (size_t)r, i) : st;
 }
 
 /* PowerSGD's second half: P averaged, orthonormalized; Q = M^T P averaged
@@ -250,26 +321,23 @@ static dl_status powersgd_finish(dl_compressor *c, dl_comm *comm, float *x, int 
     int r = c->spec.rank;
     dl_powersgd_shape(n, &m, &k);
     float *mat = c->work[i], *p = mat + m * k, *q = c->state + c->q_off[i];
-    dl_powersgd_orthonormalize(p, m, r);
-    dl_powersgd_mul_t(mat, p, q, m, k, r);
-    dl_status st = comm->allreduce_avg_start(comm, q, k * (size_t)r, i);
+    dl_status st = c->ops->psgd_back(c, mat, p, q, m, k, r);
     if (st == DL_OK)
-        st = comm->allreduce_wait(comm, i, done_at);
+        st = avg_start(c, comm, q, k * (size_t)r, i);
+    if (st == DL_OK)
+        st = exchange_wait(c, comm, i, done_at);
     if (st != DL_OK)
         return st;
-    float *approx = c->scratch, *residual = c->state + c->bucket_lo[i];
-    dl_powersgd_outer(p, q, approx, m, k, r);
-    for (size_t j = 0; j < n; j++) {
-        residual[j] = mat[j] - approx[j];
-        x[j] = approx[j];
-    }
-    return DL_OK;
+    return c->ops->psgd_apply(c, mat, p, q, x, c->state + c->bucket_lo[i], n, m, k, r);
 }
 
 dl_status dl_compressor_start(dl_compressor *c, dl_comm *comm, float *x, int i)
 {
+    dl_status st = check_backend(c, comm);
+    if (st != DL_OK)
+        return st;
     if (is_plain(c, i))
-        return comm->allreduce_avg_start(comm, x, c->bucket_n[i], i);
+        return avg_start(c, comm, x, c->bucket_n[i], i);
     if (c->spec.kind == DL_COMPRESS_POWERSGD)
         return powersgd_start(c, comm, x, i);
     return codec_start(c, comm, x, i);
@@ -277,11 +345,10 @@ dl_status dl_compressor_start(dl_compressor *c, dl_comm *comm, float *x, int i)
 
 dl_status dl_compressor_wait(dl_compressor *c, dl_comm *comm, float *x, int i, double *done_at)
 {
-    dl_status st = comm->allreduce_wait(comm, i, done_at);
+    dl_status st = exchange_wait(c, comm, i, done_at);
     if (st != DL_OK || is_plain(c, i))
         return st;
     if (c->spec.kind == DL_COMPRESS_POWERSGD)
         return powersgd_finish(c, comm, x, i, done_at);
-    codec_mean(c, x, i, comm->world);
-    return DL_OK;
+    return c->ops->mean(c, c->recv[i], c->bucket_n[i], comm->world, x);
 }

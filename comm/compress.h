@@ -14,7 +14,9 @@
  * values, bit for bit.  PowerSGD's factors P = M Q and Q = M^T P are linear in
  * M, so they go through the ordinary float all-reduce.
  *
- * The codecs here are the plain C reference (and what the CPU path runs). */
+ * The codecs here are the plain C reference (and what the CPU path runs);
+ * gradients in GPU memory are compressed, exchanged and decoded on the GPU
+ * by the same exchange with CUDA kernels (compress_ops.h, compress_cuda.h). */
 #ifndef DL_COMPRESS_H
 #define DL_COMPRESS_H
 
@@ -22,6 +24,7 @@
 #include <stdint.h>
 
 #include "comm.h"
+#include "device.h"
 
 typedef enum {
     DL_COMPRESS_NONE,
@@ -110,14 +113,21 @@ double dl_compress_ratio(dl_compress_spec s, const size_t *bucket_sizes, int n_b
 
 /* ---- the compressed average over a comm ----------------------------------- */
 
+typedef struct dl_compress_ops dl_compress_ops; /* compress_ops.h: host or CUDA */
+
 /* State for one gradient buffer cut into buckets.  state[] is one flat
  * buffer: this rank's residual [n] (per rank), then PowerSGD's warm-started
- * Q of each bucket (the same on every rank); both go into checkpoints. */
+ * Q of each bucket (the same on every rank); both go into checkpoints.
+ * state, send, recv, work and scratch live where the gradients do: host
+ * memory, or GPU memory for a compressor made for a CUDA device (read and
+ * write the state there with dl_compressor_get_state / set_state). */
 typedef struct dl_compressor {
     dl_compress_spec spec;
+    const dl_compress_ops *ops; /* chosen once by dl_compressor_init_on */
+    dl_device *dev;           /* the CUDA device of the GPU table; NULL on the host */
     size_t n;                 /* gradient floats */
     int n_buckets;
-    size_t *bucket_lo, *bucket_n; /* [n_buckets] */
+    size_t *bucket_lo, *bucket_n; /* [n_buckets] (host memory) */
     float *state;             /* [n_state]: residual[n], then Q of each bucket */
     size_t n_state, n_shared; /* n_shared: the Q part, identical across ranks */
     size_t *q_off;            /* [n_buckets] offset of bucket i's Q in state */
@@ -128,16 +138,35 @@ typedef struct dl_compressor {
 } dl_compressor;
 
 /* Sets up state for `world` ranks over buckets [lo[i], lo[i] + n[i]) of n
- * floats; PowerSGD's Q starts from `seed`. */
+ * floats in host memory; PowerSGD's Q starts from `seed`. */
 dl_status dl_compressor_init(dl_compressor *c, dl_compress_spec spec, size_t n,
                              const size_t *bucket_lo, const size_t *bucket_n, int n_buckets,
                              int world, uint64_t seed);
+/* The same for gradients in `dev`'s memory: on a CUDA device the buffers are
+ * GPU memory and every step runs on the GPU, on its compute stream (NULL or a
+ * CPU device: dl_compressor_init). */
+dl_status dl_compressor_init_on(dl_compressor *c, dl_compress_spec spec, size_t n,
+                                const size_t *bucket_lo, const size_t *bucket_n, int n_buckets,
+                                int world, uint64_t seed, dl_device *dev);
+/* Where a compressor for gradients on `dev` runs: "host" (NULL or a CPU
+ * device), "cuda" (a CUDA device), or NULL where this build cannot (a CUDA
+ * device in a build without the CUDA kernels). */
+const char *dl_compress_placement(const dl_device *dev);
+/* Where c runs: "host" or "cuda". */
+const char *dl_compressor_where(const dl_compressor *c);
 void dl_compressor_free(dl_compressor *c);
+/* The state (n_state floats) copied to host memory, and back: the residual
+ * [n] and the shared part [n_shared] (either may be NULL to leave it).
+ * On the GPU these wait for the device's queued work. */
+void dl_compressor_get_state(dl_compressor *c, float *host);
+void dl_compressor_set_state(dl_compressor *c, const float *residual, const float *shared);
+/* Every residual back to zero (benchmarks check from a known start). */
+dl_status dl_compressor_zero_residual(dl_compressor *c);
 /* DL_ERR_ARG with a message when the PowerSGD rank is so large that no
  * bucket would shrink (every bucket would go as plain floats). */
 dl_status dl_compressor_check_rank(const dl_compressor *c);
-/* Adds the residual to bucket i (x, host memory), compresses it and starts
- * the exchange on comm slot i. */
+/* Adds the residual to bucket i (x, in the compressor's memory), compresses
+ * it and starts the exchange on comm slot i. */
 dl_status dl_compressor_start(dl_compressor *c, dl_comm *comm, float *x, int i);
 /* Finishes bucket i: x becomes the mean over ranks of the decompressed
  * buckets, the residual what this rank's compression left out. */

@@ -28,7 +28,7 @@ extern "C" {
                            cudaGetErrorName(e_), cudaGetErrorString(e_));                   \
     } while (0)
 
-static size_t n_blocks(size_t n) { return (n + BLOCK - 1) / BLOCK; }
+__host__ __device__ static size_t n_blocks(size_t n) { return (n + BLOCK - 1) / BLOCK; }
 static unsigned grid_of(size_t n, unsigned threads)
 {
     return (unsigned)((n + threads - 1) / threads);
@@ -152,6 +152,41 @@ __global__ static void k_residual(const float *x, float *r, size_t n)
         r[i] = x[i] - r[i]; /* r holds the decoded values */
 }
 
+/* Value i of an encoded shard of n values (nb blocks), as the C decoders. */
+__device__ static float decode_at(dl_compress_kind kind, const unsigned char *in, size_t n,
+                                  size_t nb, size_t i)
+{
+    const float *f = (const float *)in;
+    const uint16_t *h = (const uint16_t *)in;
+    switch (kind) {
+    case DL_COMPRESS_FP16: return __half2float(__ushort_as_half(h[i]));
+    case DL_COMPRESS_BF16: return __bfloat162float(__ushort_as_bfloat16(h[i]));
+    case DL_COMPRESS_INT8: return (float)((const int8_t *)(f + nb))[i] * f[i / BLOCK];
+    default: {
+        const unsigned char *bits = (const unsigned char *)(f + 2 * nb);
+        (void)n;
+        return (bits[i / 8] >> (i % 8)) & 1u ? f[i / BLOCK] : f[nb + i / BLOCK];
+    }
+    }
+}
+
+/* The C reference's codec mean: decoded shards added in rank order from
+ * zero, then times 1/world.  __fadd_rn / __fmul_rn keep the compiler from
+ * fusing int8's decode product into the sum (an FMA rounds once, the C
+ * reference twice), so the result is the reference's, bit for bit. */
+__global__ static void k_mean(dl_compress_kind kind, const unsigned char *shards, size_t bytes,
+                              size_t n, int world, float inv, float *x)
+{
+    size_t nb = n_blocks(n);
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)blockDim.x * gridDim.x) {
+        float s = 0.0f;
+        for (int r = 0; r < world; r++)
+            s = __fadd_rn(s, decode_at(kind, shards + (size_t)r * bytes, n, nb, i));
+        x[i] = __fmul_rn(s, inv);
+    }
+}
+
 extern "C" dl_status dl_codec_encode_cuda(dl_compress_kind kind, const float *x, size_t n,
                                           void *out, void *stream)
 {
@@ -223,6 +258,21 @@ extern "C" dl_status dl_codec_feedback_cuda(dl_compress_kind kind, float *x, flo
     if (s != DL_OK)
         return s;
     k_residual<<<grid_of(n, 256), 256, 0, st>>>(x, residual, n);
+    CUDA_TRY(cudaGetLastError());
+    return DL_OK;
+}
+
+extern "C" dl_status dl_codec_mean_cuda(dl_compress_kind kind, const void *shards, size_t n,
+                                        int world, float *x, void *stream)
+{
+    if (kind != DL_COMPRESS_FP16 && kind != DL_COMPRESS_BF16 && kind != DL_COMPRESS_INT8 &&
+        kind != DL_COMPRESS_ONEBIT)
+        return dl_fail(DL_ERR_ARG, "no CUDA decoder for compressor %d", (int)kind);
+    if (n == 0)
+        return DL_OK;
+    k_mean<<<grid_of(n, 256), 256, 0, (cudaStream_t)stream>>>(kind, (const unsigned char *)shards,
+                                                   dl_codec_bytes(kind, n), n, world,
+                                                   1.0f / (float)world, x);
     CUDA_TRY(cudaGetLastError());
     return DL_OK;
 }

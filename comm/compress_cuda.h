@@ -4,8 +4,8 @@
  * a GPU).  Launched on `stream` (a cudaStream_t; NULL: the default stream);
  * errors are reported as "file:line: call: CUDA's message".
  *
- * Not yet wired into training: the compressed exchange of GPU gradients
- * needs an all-gather in the NCCL and staged-MPI backends (docs/compression.md). */
+ * The compressor's GPU table (compress_gpu.c) runs the compressed exchange
+ * of gradients in GPU memory with these (docs/compression.md). */
 #ifndef DL_COMPRESS_CUDA_H
 #define DL_COMPRESS_CUDA_H
 
@@ -20,6 +20,31 @@ dl_status dl_codec_decode_cuda(dl_compress_kind kind, const void *in, size_t n, 
 /* Error feedback on the GPU: x += residual; enc = encode(x); residual = x - decode(enc). */
 dl_status dl_codec_feedback_cuda(dl_compress_kind kind, float *x, float *residual, size_t n,
                                  void *enc, void *stream);
+/* x[0, n) = the mean of `world` encoded shards, shard r at
+ * shards + r * dl_codec_bytes(kind, n): decoded, added in rank order from
+ * zero and multiplied by 1/world, bit for bit what the C reference computes
+ * (compress.c), so every rank holds the same bits. */
+dl_status dl_codec_mean_cuda(dl_compress_kind kind, const void *shards, size_t n, int world,
+                             float *x, void *stream);
+
+/* PowerSGD on one bucket of n values folded into the m x k matrix mat
+ * (row-major, as compress.h), rank r <= DL_POWERSGD_MAX_RANK
+ * (compress_psgd_cuda.cu).  The products sum in the C reference's order
+ * (dl_powersgd_mul, _mul_t, _outer); Gram-Schmidt's dot products and norms
+ * are double sums in a fixed tree order instead of the C loop's, so results
+ * agree with the C reference to float rounding, and run to run exactly.
+ *   project: mat = x + residual (zero past n); p (m x r) = mat q
+ *   back:    p orthonormalized; q (k x r) = mat^T p
+ *   apply:   x = (p q^T)[0, n); residual = mat - p q^T */
+dl_status dl_powersgd_project_cuda(const float *x, const float *residual, size_t n, float *mat,
+                                   const float *q, float *p, size_t m, size_t k, int r,
+                                   void *stream);
+dl_status dl_powersgd_back_cuda(const float *mat, float *p, float *q, size_t m, size_t k, int r,
+                                void *stream);
+dl_status dl_powersgd_apply_cuda(const float *mat, const float *p, const float *q, float *x,
+                                 float *residual, size_t n, size_t m, size_t k, int r,
+                                 void *stream);
+
 /* Whether a CUDA GPU can run the kernels; writes why not into why. */
 int dl_codec_cuda_usable(char *why, size_t size);
 

@@ -166,3 +166,34 @@ void dl_nccl_record_set(const char *version, const char *routes)
 
 const char *dl_nccl_record_version(void) { return record_version; }
 const char *dl_nccl_record_routes(void) { return record_routes; }
+
+void dl_nccl_version_text(int code, char *buf, size_t cap)
+{
+    int major = code >= 10000 ? code / 10000 : code / 1000;
+    int rest = code >= 10000 ? code % 10000 : code % 1000;
+    snprintf(buf, cap, "%d.%d.%d", major, rest / 100, rest % 100);
+}
+
+enum { ROUTE_RANKS = 64 };
+
+void dl_nccl_share_routes(dl_comm *host, dl_nccl_tail *t, const char *version)
+{
+    dl_nccl_route mine[DL_NCCL_MAX_ROUTES], all[DL_NCCL_MAX_ROUTES], got[DL_NCCL_MAX_ROUTES];
+    memset(mine, 0, sizeof mine);
+    dl_nccl_tail_pump(t, stderr);
+    int n_mine = t->n_routes;
+    memcpy(mine, t->routes, sizeof(dl_nccl_route) * (size_t)n_mine);
+    int n_all = 0;
+    for (int r = 0; r < host->world && r < ROUTE_RANKS; r++) {
+        int n = r == host->rank ? n_mine : 0;
+        memcpy(got, mine, sizeof got);
+        if (host->broadcast(host, &n, sizeof n, r) != DL_OK ||
+            host->broadcast(host, got, sizeof got, r) != DL_OK)
+            break;
+        for (int i = 0; i < n && i < DL_NCCL_MAX_ROUTES; i++)
+            dl_nccl_add_route(all, &n_all, DL_NCCL_MAX_ROUTES, &got[i]);
+    }
+    char text[2048];
+    dl_nccl_routes_text(all, n_all, text, sizeof text);
+    dl_nccl_record_set(version, text);
+}

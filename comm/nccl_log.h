@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "comm.h"
+
 #define DL_NCCL_MAX_ROUTES 64
 
 typedef struct dl_nccl_route {
@@ -67,5 +69,13 @@ int dl_nccl_log_owned(void);
 void dl_nccl_record_set(const char *version, const char *routes);
 const char *dl_nccl_record_version(void);
 const char *dl_nccl_record_routes(void);
+
+/* NCCL's version code as text: "2.21.5" (2.9 and later count major x 10000,
+ * before major x 1000). */
+void dl_nccl_version_text(int code, char *buf, size_t cap);
+/* Collective over host: every rank's routes (its own log, followed by t)
+ * joined on all ranks and kept with dl_nccl_record_set with `version`.
+ * Only the first 64 ranks take part, to keep set-up short on large jobs. */
+void dl_nccl_share_routes(dl_comm *host, dl_nccl_tail *t, const char *version);
 
 #endif

@@ -41,13 +41,16 @@ typedef struct sweep_mem {
  * stream, so the clock stops after a device sync. */
 static dl_status avg_once(dl_comm *c, const sweep_mem *m, size_t count)
 {
+    dl_status st;
     if (m->comp) {
-        dl_status st = dl_compressor_start(m->comp, c, m->reduced, 0);
-        return st == DL_OK ? dl_compressor_wait(m->comp, c, m->reduced, 0, NULL) : st;
+        st = dl_compressor_start(m->comp, c, m->reduced, 0);
+        if (st == DL_OK)
+            st = dl_compressor_wait(m->comp, c, m->reduced, 0, NULL);
+    } else {
+        st = c->allreduce_avg_start(c, m->reduced, count, 0);
+        if (st == DL_OK)
+            st = c->allreduce_wait(c, 0, NULL);
     }
-    dl_status st = c->allreduce_avg_start(c, m->reduced, count, 0);
-    if (st == DL_OK)
-        st = c->allreduce_wait(c, 0, NULL);
     if (st == DL_OK && m->dev)
         m->dev->sync(m->dev);
     return st;
@@ -107,10 +110,15 @@ static dl_status check_compressed(dl_comm *c, const sweep_mem *m, size_t count, 
     float *buf = m->host, *want = dl_alloc(sizeof(float) * (count + 1), "compression check");
     if (!want)
         return DL_ERR_OOM;
-    memset(m->comp->state, 0, sizeof(float) * m->comp->n);
+    dl_status st = dl_compressor_zero_residual(m->comp);
     for (size_t i = 0; i < count; i++)
         buf[i] = pattern(i, c->rank);
-    dl_status st = avg_once(c, m, count);
+    if (m->dev)
+        m->dev->upload(m->dev, m->reduced, buf, sizeof(float) * count);
+    if (st == DL_OK)
+        st = avg_once(c, m, count);
+    if (st == DL_OK && m->dev)
+        m->dev->download(m->dev, buf, m->reduced, sizeof(float) * count);
     if (st == DL_OK && m->comp->spec.kind == DL_COMPRESS_POWERSGD) {
         memcpy(want, buf, sizeof(float) * count);
         st = c->broadcast(c, want, sizeof(float) * count, 0);
@@ -156,7 +164,7 @@ static dl_status run_size(dl_comm *c, const dl_sweep_opts *o, const sweep_mem *m
     size_t lo = 0;
     dl_status st = DL_OK;
     if (o->compress.kind != DL_COMPRESS_NONE) {
-        st = dl_compressor_init(&comp, o->compress, count, &lo, &count, 1, c->world, 1);
+        st = dl_compressor_init_on(&comp, o->compress, count, &lo, &count, 1, c->world, 1, o->dev);
         m->comp = st == DL_OK ? &comp : NULL;
     }
     if (st == DL_OK)

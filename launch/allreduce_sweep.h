@@ -22,7 +22,7 @@ typedef struct dl_sweep_opts {
     double factor;             /* next size = size x factor (> 1) */
     int iters, warmup;         /* timed and untimed iterations per size */
     dl_device *dev;            /* NULL: host memory; else the buffer lives on this device */
-    dl_compress_spec compress; /* none (zero): float average; else compressed, host memory only */
+    dl_compress_spec compress; /* none (zero): float average; else compressed, on the host or, with dev, on the GPU */
 } dl_sweep_opts;
 
 typedef struct dl_sweep_point {

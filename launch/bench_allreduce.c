@@ -65,7 +65,8 @@ static const dl_option ar_options[] = {
      "--device cuda: GPU of each node-local rank (default: GPU i for local rank i)"},
     {"compress", DL_OPT_STRING, O(compress), S(compress), "KIND", 0, 0,
      "compressed average with error feedback: none (default), fp16, bf16, int8, onebit, "
-     "powersgd[:RANK]; host memory only (see docs/compression.md)"},
+     "powersgd[:RANK]; with --device cuda encoded and decoded on the GPU (see "
+     "docs/compression.md)"},
     {"allreduce", DL_OPT_STRING, O(allreduce), S(allreduce), "KIND", 0, 0,
      "MPI backend: flat, hier (within each node, then among one rank per node) or auto "
      "(default: hier when ranks span nodes and a node holds several)"},
@@ -287,11 +288,6 @@ static int check_options(const ar_opts *o)
     dl_compress_spec spec;
     if (dl_compress_parse(o->compress, &spec) != DL_OK) {
         fprintf(stderr, "dltrain bench allreduce: %s\n", dl_error_message());
-        return DL_EXIT_USAGE;
-    }
-    if (spec.kind != DL_COMPRESS_NONE && strcmp(o->device, "cpu") != 0) {
-        fprintf(stderr, "dltrain bench allreduce: --compress runs on host memory only so far "
-                "(its CUDA kernels are not written yet); use --device cpu\n");
         return DL_EXIT_USAGE;
     }
     dl_allreduce_algo algo;

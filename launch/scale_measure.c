@@ -91,16 +91,14 @@ static dl_status setup_compression(scale_run *r, dl_buckets *b, dl_compressor *c
     dl_status st = dl_compress_parse(r->o->compress, &spec);
     if (st != DL_OK || spec.kind == DL_COMPRESS_NONE)
         return st;
-    if (r->ctx->dev->kind != DL_DEVICE_CPU)
-        return dl_fail(DL_ERR_ARG, "--compress runs on the CPU device only so far");
     size_t *lo = malloc((size_t)b->count * sizeof *lo), *n = malloc((size_t)b->count * sizeof *n);
     if (!lo || !n) {
         free(lo), free(n);
         return dl_fail(DL_ERR_OOM, "out of memory for the bucket layout");
     }
     dl_buckets_layout(b, lo, n);
-    st = dl_compressor_init(comp, spec, b->n_params, lo, n, b->count, world,
-                            (uint64_t)r->o->seed);
+    st = dl_compressor_init_on(comp, spec, b->n_params, lo, n, b->count, world,
+                               (uint64_t)r->o->seed, r->ctx->dev);
     free(lo), free(n);
     if (st == DL_OK && (st = dl_compressor_check_rank(comp)) == DL_OK)
         b->compress = comp;

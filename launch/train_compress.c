@@ -48,20 +48,23 @@ dl_status dl_train_compress_setup(dl_train_compress *tc, dl_buckets *b, dl_ctx *
 {
     if (!tc->active)
         return DL_OK;
-    if (ctx->dev->kind != DL_DEVICE_CPU)
-        return dl_fail(DL_ERR_ARG, "--compress runs on the CPU device only so far (its CUDA "
-                       "kernels are not written yet); use --device cpu or --compress none");
+    if (!dl_compress_placement(ctx->dev))
+        return dl_fail(DL_ERR_ARG, "--compress on the %s device is not built into this dltrain; "
+                       "use --compress none", ctx->dev->name);
     if (!ctx->comm->allgather_start)
         return dl_fail(DL_ERR_ARG, "the %s backend has no all-gather for compressed gradients "
                        "yet; use --compress none", ctx->comm->name);
+    if (ctx->dev->kind != DL_DEVICE_CPU && !ctx->comm->device_memory && ctx->world > 1)
+        return dl_fail(DL_ERR_ARG, "--compress on GPU gradients needs the NCCL or staged MPI "
+                       "backend; the %s backend exchanges host memory", ctx->comm->name);
     size_t *lo = malloc((size_t)b->count * sizeof *lo), *n = malloc((size_t)b->count * sizeof *n);
     if (!lo || !n) {
         free(lo), free(n);
         return dl_fail(DL_ERR_OOM, "out of memory for the bucket layout");
     }
     dl_buckets_layout(b, lo, n);
-    dl_status st = dl_compressor_init(&tc->comp, tc->spec, b->n_params, lo, n, b->count,
-                                      ctx->world, seed);
+    dl_status st = dl_compressor_init_on(&tc->comp, tc->spec, b->n_params, lo, n, b->count,
+                                         ctx->world, seed, ctx->dev);
     free(lo), free(n);
     if (st != DL_OK || (st = dl_compressor_check_rank(&tc->comp)) != DL_OK)
         return st;
@@ -90,8 +93,8 @@ dl_status dl_train_compress_share(dl_train_compress *tc, dl_ctx *ctx)
     st = ctx->comm->broadcast(ctx->comm, all, count * sizeof *all, 0);
     if (st != DL_OK)
         return st;
-    memcpy(c->state, all + (size_t)ctx->rank * c->n, c->n * sizeof *all);
-    memcpy(c->state + c->n, all + (size_t)ctx->world * c->n, c->n_shared * sizeof *all);
+    /* to GPU memory too, where the compressor runs on the GPU */
+    dl_compressor_set_state(c, all + (size_t)ctx->rank * c->n, all + (size_t)ctx->world * c->n);
     free(tc->loaded.data);
     tc->loaded.data = NULL;
     return DL_OK;
@@ -105,15 +108,27 @@ dl_status dl_train_compress_gather(dl_train_compress *tc, dl_ctx *ctx, dl_ckpt_e
     float *all = dl_alloc((count + 1) * sizeof *all, "compression state for the checkpoint");
     if (!all)
         return DL_ERR_OOM;
-    /* slot 0 is free between steps: every bucket was waited for */
-    dl_status st = ctx->comm->allgather_start(ctx->comm, c->state, all, c->n * sizeof *all, 0);
-    if (st == DL_OK)
-        st = ctx->comm->allreduce_wait(ctx->comm, 0, NULL);
+    /* This rank's state to host memory (from the GPU: after the queued
+     * steps), then every rank's residual to every rank by broadcasts, which
+     * every backend runs on host memory (an all-gather of NCCL's or the
+     * staged backend's would want GPU memory). */
+    float *mine = all + (size_t)ctx->rank * c->n, *shared = all + (size_t)ctx->world * c->n;
+    float *state = dl_alloc((c->n_state + 1) * sizeof *state, "compression state");
+    if (!state) {
+        free(all);
+        return DL_ERR_OOM;
+    }
+    dl_compressor_get_state(c, state);
+    memcpy(mine, state, c->n * sizeof *all);
+    memcpy(shared, state + c->n, c->n_shared * sizeof *all);
+    free(state);
+    dl_status st = DL_OK;
+    for (int r = 0; r < ctx->world && st == DL_OK; r++)
+        st = ctx->comm->broadcast(ctx->comm, all + (size_t)r * c->n, c->n * sizeof *all, r);
     if (st != DL_OK) {
         free(all);
         return st;
     }
-    memcpy(all + (size_t)ctx->world * c->n, c->state + c->n, c->n_shared * sizeof *all);
     section_name(tc->spec, out->name, sizeof out->name);
     out->world = ctx->world, out->count = count, out->data = all;
     return DL_OK;

@@ -247,8 +247,9 @@ step "scale --device cuda, one rank (GPU phase times from events)" 60 scale.log 
 grep -E "images/s|ms" "$OUT/scale.log" | head -6 | indent >/dev/null
 
 # ---- whatever time is left: whole training runs vs the CPU (tests/test_gpu_train.py)
-step "ctest gpu_train (training runs vs CPU, nccl, tf32, bf16)" 400 ctest-gpu-train.log \
-    env DLTRAIN_REQUIRE_GPU=1 ctest --test-dir "$BUILD" -R '^gpu_train$' --output-on-failure
+step "ctest gpu_train, gpu_train_compress (training runs vs CPU, nccl, tf32, bf16, --compress)" \
+    400 ctest-gpu-train.log env DLTRAIN_REQUIRE_GPU=1 ctest --test-dir "$BUILD" \
+    -R '^gpu_train(_compress)?$' --output-on-failure
 grep -E "^(ok|FAIL)|tests passed" "$OUT/ctest-gpu-train.log" | indent >/dev/null
 [ "$gpu_tests_ran" -gt 0 ] || failed=1
 exit $failed

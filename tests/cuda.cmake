@@ -50,6 +50,33 @@ if(DLTRAIN_HAVE_CUDA)
   target_link_libraries(test_compress_cuda PRIVATE dlcomm CUDA::cudart m)
   add_test(NAME gpu_compress COMMAND test_compress_cuda)
   set_tests_properties(gpu_compress PROPERTIES LABELS "gpu" SKIP_RETURN_CODE 77 TIMEOUT 120)
+  # The whole compressed exchange on GPU memory (tests/test_compress_mpi.c
+  # --backend): every compressor, 3 buckets in flight, 2 steps, against the
+  # C replay.  One rank without MPI: NCCL's all-gather on one GPU, and the
+  # staged backend's copies.  With MPI: the staged backend with 2 ranks
+  # sharing the GPUs, and NCCL on 2 ranks (skipped with the reason when there
+  # are fewer GPUs than ranks).
+  add_executable(test_compress_gpu_exchange ${CMAKE_CURRENT_SOURCE_DIR}/test_compress_mpi.c)
+  target_link_libraries(test_compress_gpu_exchange PRIVATE dlcomm m)
+  foreach(backend staged nccl)
+    add_test(NAME gpu_compress_${backend}_np1
+             COMMAND test_compress_gpu_exchange --device cuda --backend ${backend} --local)
+    set_tests_properties(gpu_compress_${backend}_np1 PROPERTIES LABELS "gpu"
+                         SKIP_RETURN_CODE 77 TIMEOUT 300)
+  endforeach()
+  if(DLTRAIN_HAVE_MPI AND MPIEXEC_EXECUTABLE)
+    foreach(case "staged;2" "nccl;2")
+      list(GET case 0 backend)
+      list(GET case 1 np)
+      add_test(NAME gpu_compress_${backend}_np${np}
+               COMMAND ${MPIEXEC_EXECUTABLE} --oversubscribe -np ${np}
+                       $<TARGET_FILE:test_compress_gpu_exchange> --device cuda
+                       --backend ${backend})
+      set_tests_properties(gpu_compress_${backend}_np${np} PROPERTIES LABELS "gpu"
+                           SKIP_RETURN_CODE 77 TIMEOUT 300 RUN_SERIAL ON
+                           ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
+    endforeach()
+  endif()
   # The convolution in several chunks, as full-size models run it: 4096
   # floats puts one image in each chunk, 65536 several with a shorter last
   # one (lenet conv1: 3+3+2 of 8; resnet20's first conv: 5+3).
@@ -73,4 +100,12 @@ if(DLTRAIN_HAVE_CUDA)
                    $<TARGET_FILE:dltrain> "${dltrain_gpu_mpiexec}")
   set_tests_properties(gpu_train PROPERTIES LABELS "gpu" SKIP_RETURN_CODE 77 TIMEOUT 1800
                        RUN_SERIAL ON)
+  # --compress on the GPU: against the CPU, through NCCL, resumed, in bench
+  # allreduce, and staged over MPI; see tests/test_gpu_train_compress.py.
+  # (Named gpu_train_*: scripts/gpu_check.sh runs the whole-run tests last.)
+  add_test(NAME gpu_train_compress
+           COMMAND ${DLTRAIN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_gpu_train_compress.py
+                   $<TARGET_FILE:dltrain> "${dltrain_gpu_mpiexec}")
+  set_tests_properties(gpu_train_compress PROPERTIES LABELS "gpu" SKIP_RETURN_CODE 77
+                       TIMEOUT 1800 RUN_SERIAL ON)
 endif()

@@ -59,6 +59,13 @@ endif()
 
 set_tests_properties(${DLTRAIN_NUMERICS_TESTS} PROPERTIES LABELS "cpu;numerics" TIMEOUT 300)
 
+# Where a compressor runs (comm/compress_ops.h): the host or CUDA table chosen
+# by device, state copies, the one-rank path and the host-backend refusal.
+add_executable(test_compress_place ${CMAKE_CURRENT_SOURCE_DIR}/test_compress_place.c)
+target_link_libraries(test_compress_place PRIVATE dlcomm m)
+add_test(NAME numerics_compress_place COMMAND test_compress_place)
+set_tests_properties(numerics_compress_place PROPERTIES LABELS "cpu;numerics")
+
 # Gradient compression (comm/compress.h): codecs against references on
 # random and adversarial inputs, error feedback, PowerSGD algebra, wire model.
 add_executable(test_compress ${CMAKE_CURRENT_SOURCE_DIR}/test_compress.c)

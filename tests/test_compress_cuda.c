@@ -1,7 +1,10 @@
 /* test_compress_cuda.c: the codecs' CUDA kernels (comm/compress_cuda.h)
  * against the C reference: the same bytes on random, zero, all-equal,
  * extreme, denormal and wide-range inputs (with a partial last block), the
- * same decoded values, and the GPU error-feedback step equal to the CPU's.
+ * same decoded values, and the GPU error-feedback step equal to the CPU's;
+ * the rank-ordered mean of several ranks' shards bit for bit; PowerSGD's
+ * three GPU steps (project, orthonormalize + back, apply) against the C
+ * products to float rounding.
  * Without a usable GPU it prints "SKIPPED: ..." and exits 77
  * (DLTRAIN_REQUIRE_GPU=1 makes that a failure). */
 #include <cuda_runtime_api.h>
@@ -93,6 +96,124 @@ static void check_kind(dl_compress_kind kind, int input)
     free(e_cpu), free(e_gpu);
 }
 
+/* dl_codec_mean_cuda against compress.c's decode-and-sum of W shards. */
+static void check_mean(dl_compress_kind kind, int world)
+{
+    enum { M = 1000 }; /* a partial last block */
+    size_t bytes = dl_codec_bytes(kind, M);
+    unsigned char *shards = calloc((size_t)world, bytes);
+    static float x[M], dec[M], want[M], got[M];
+    memset(want, 0, sizeof want);
+    for (int r = 0; r < world; r++) {
+        static const int input_of_rank[4] = {0, 5, 1, 2}; /* random, wide range, zeros, equal */
+        make_input(input_of_rank[r % 4], x, M);
+        for (size_t i = 0; i < M; i++) /* ranks differ, and stay far below FLT_MAX */
+            x[i] *= (float)(r + 1);
+        dl_codec_encode(kind, x, M, shards + (size_t)r * bytes);
+        dl_codec_decode(kind, shards + (size_t)r * bytes, M, dec);
+        for (size_t i = 0; i < M; i++)
+            want[i] += dec[i];
+    }
+    for (size_t i = 0; i < M; i++)
+        want[i] *= 1.0f / (float)world;
+    void *dshards;
+    float *dx;
+    CUDA_OK(cudaMalloc(&dshards, bytes * (size_t)world));
+    CUDA_OK(cudaMalloc((void **)&dx, sizeof got));
+    CUDA_OK(cudaMemcpy(dshards, shards, bytes * (size_t)world, cudaMemcpyHostToDevice));
+    DL_OK_(dl_codec_mean_cuda(kind, dshards, M, world, dx, NULL));
+    CUDA_OK(cudaMemcpy(got, dx, sizeof got, cudaMemcpyDeviceToHost));
+    int bad = 0;
+    for (size_t i = 0; i < M; i++)
+        bad += memcmp(&got[i], &want[i], sizeof(float)) != 0;
+    EXPECT(bad == 0, "kind %d, %d ranks: %d means differ from the C reference's bits", (int)kind,
+           world, bad);
+    cudaFree(dshards), cudaFree(dx);
+    free(shards);
+}
+
+static int close_to(const float *got, const float *want, size_t n, double rel, const char *what,
+                    int r)
+{
+    double scale = 0.0;
+    for (size_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs((double)want[i]));
+    int bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += !(fabs((double)got[i] - want[i]) <= rel * (scale + 1e-30));
+    EXPECT(bad == 0, "PowerSGD rank %d: %d of %zu values of %s differ from the C reference",
+           r, bad, n, what);
+    return bad;
+}
+
+static float *gpu_floats(size_t n)
+{
+    float *d = NULL;
+    CUDA_OK(cudaMalloc((void **)&d, (n + 1) * sizeof *d));
+    return d;
+}
+
+static float *to_gpu(const float *x, size_t n)
+{
+    float *d = gpu_floats(n);
+    CUDA_OK(cudaMemcpy(d, x, n * sizeof *x, cudaMemcpyHostToDevice));
+    return d;
+}
+
+static void from_gpu(float *x, const float *d, size_t n)
+{
+    CUDA_OK(cudaMemcpy(x, d, n * sizeof *x, cudaMemcpyDeviceToHost));
+}
+
+/* PowerSGD on one bucket of N values (a 55 x 55 matrix, padded), one rank:
+ * every intermediate to float rounding (relative to the largest value). */
+static void check_powersgd(int r)
+{
+    size_t m, k, n = N;
+    dl_powersgd_shape(n, &m, &k);
+    size_t mk = m * k, np = m * (size_t)r, nq = k * (size_t)r;
+    float *x = malloc(n * sizeof *x), *res = malloc(n * sizeof *res), *q = malloc(nq * 4);
+    float *mat = malloc(mk * 4), *p = malloc(np * 4), *q2 = malloc(nq * 4), *approx = malloc(mk * 4);
+    float *got = malloc((mk + n) * sizeof *got);
+    make_input(0, x, n);
+    for (size_t i = 0; i < n; i++)
+        res[i] = 1e-3f * x[(i * 7) % n];
+    dl_rng rng;
+    dl_rng_seed(&rng, 3, 0, 0);
+    for (size_t i = 0; i < nq; i++)
+        q[i] = (float)dl_rng_normal(&rng);
+    float *dx = to_gpu(x, n), *dres = to_gpu(res, n), *dq = to_gpu(q, nq);
+    float *dmat = gpu_floats(mk), *dp = gpu_floats(np);
+    for (size_t i = 0; i < mk; i++) /* the C reference, as compress_host.c runs it */
+        mat[i] = i < n ? x[i] + res[i] : 0.0f;
+    dl_powersgd_mul(mat, q, p, m, k, r);
+    DL_OK_(dl_powersgd_project_cuda(dx, dres, n, dmat, dq, dp, m, k, r, NULL));
+    from_gpu(got, dmat, mk);
+    EXPECT(memcmp(got, mat, mk * sizeof *got) == 0, "PowerSGD rank %d: M = x + residual differs", r);
+    from_gpu(got, dp, np);
+    close_to(got, p, np, 1e-5, "P = M Q", r);
+    dl_powersgd_orthonormalize(p, m, r);
+    dl_powersgd_mul_t(mat, p, q2, m, k, r);
+    DL_OK_(dl_powersgd_back_cuda(dmat, dp, dq, m, k, r, NULL));
+    from_gpu(got, dp, np);
+    close_to(got, p, np, 1e-5, "orthonormalized P", r);
+    from_gpu(got, dq, nq);
+    close_to(got, q2, nq, 1e-4, "Q = M^T P", r);
+    /* apply from the same P and Q on both sides, so only its own rounding counts */
+    CUDA_OK(cudaMemcpy(dp, p, np * sizeof *p, cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMemcpy(dq, q2, nq * sizeof *q2, cudaMemcpyHostToDevice));
+    dl_powersgd_outer(p, q2, approx, m, k, r);
+    DL_OK_(dl_powersgd_apply_cuda(dmat, dp, dq, dx, dres, n, m, k, r, NULL));
+    from_gpu(got, dx, n);
+    close_to(got, approx, n, 1e-5, "the update P Q^T", r);
+    for (size_t i = 0; i < n; i++)
+        res[i] = mat[i] - approx[i];
+    from_gpu(got, dres, n);
+    close_to(got, res, n, 1e-5, "the residual M - P Q^T", r);
+    cudaFree(dx), cudaFree(dres), cudaFree(dq), cudaFree(dmat), cudaFree(dp);
+    free(x), free(res), free(q), free(mat), free(p), free(q2), free(approx), free(got);
+}
+
 int main(void)
 {
     char why[256];
@@ -106,10 +227,15 @@ int main(void)
     for (int k = 0; k < 4; k++)
         for (int in = 0; in < INPUTS; in++)
             check_kind(kinds[k], in);
+    for (int k = 0; k < 4; k++)
+        for (int world = 1; world <= 4; world += 3)
+            check_mean(kinds[k], world);
+    for (int r = 1; r <= DL_POWERSGD_MAX_RANK; r++)
+        check_powersgd(r);
     if (failures) {
         fprintf(stderr, "test_compress_cuda: %d failure(s)\n", failures);
         return 1;
     }
-    printf("test_compress_cuda: CUDA codecs match the C reference\n");
+    printf("test_compress_cuda: CUDA codecs, means and PowerSGD steps match the C reference\n");
     return 0;
 }

@@ -7,13 +7,25 @@
  * second one carrying the first one's residuals) must equal, bit for bit,
  * the mean in rank order of the ranks' decompressed values; for PowerSGD it
  * must match a replay to rounding and be bitwise the same on every rank.
- * Several buckets are in flight at once, as in training. */
+ * Several buckets are in flight at once, as in training.
+ *
+ * With --device cuda --backend staged|nccl the gradients live in GPU memory
+ * and the compressor runs on the GPU (compress_ops.h) over the staged-MPI or
+ * NCCL backend: the same replays must hold, bit for bit for the element-wise
+ * codecs.  Ranks share the GPUs round-robin (the staged backend allows that;
+ * NCCL needs a GPU per rank and the test skips when there are fewer).
+ * --local runs one rank without MPI (the backend over the local one), for
+ * builds and machines without MPI: the NCCL all-gather or the staging
+ * copies on one GPU.
+ * Without a usable GPU it prints "SKIPPED: ..." and exits 77
+ * (DLTRAIN_REQUIRE_GPU=1 makes that a failure). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "compress.h"
+#include "device_cuda.h"
 #include "rng.h"
 
 static int failures;
@@ -117,31 +129,41 @@ static void replay_powersgd(int rank_r, int world, const dl_compressor *shape, f
     free(c), free(g);
 }
 
-/* Two steps through the compressor over comm, all buckets in flight. */
-static void run_compressed(dl_comm *comm, dl_compressor *c, float *x)
+/* Two steps through the compressor over comm, all buckets in flight; on a
+ * GPU (dev) the gradients are uploaded to grads and the result read back. */
+static void run_compressed(dl_comm *comm, dl_compressor *c, float *x, dl_device *dev,
+                           float *grads)
 {
+    float *g = dev ? grads : x;
     for (int s = 0; s < STEPS; s++) {
         gradient(comm->rank, s, x);
+        if (dev)
+            dev->upload(dev, grads, x, LEN * sizeof *x);
         for (int b = 0; b < BUCKETS; b++)
-            EXPECT(dl_compressor_start(c, comm, x + bucket_lo[b], b) == DL_OK, "start: %s",
+            EXPECT(dl_compressor_start(c, comm, g + bucket_lo[b], b) == DL_OK, "start: %s",
                    dl_error_message());
         for (int b = 0; b < BUCKETS; b++)
-            EXPECT(dl_compressor_wait(c, comm, x + bucket_lo[b], b, NULL) == DL_OK, "wait: %s",
+            EXPECT(dl_compressor_wait(c, comm, g + bucket_lo[b], b, NULL) == DL_OK, "wait: %s",
                    dl_error_message());
     }
+    if (dev)
+        dev->download(dev, x, grads, LEN * sizeof *x); /* waits for the device's queued work */
 }
 
-static void check_kind(dl_comm *comm, dl_compress_spec spec)
+static void check_kind(dl_comm *comm, dl_compress_spec spec, dl_device *dev, float *grads)
 {
     char name[24];
     dl_compress_name(spec, name, sizeof name);
     dl_compressor c;
-    if (dl_compressor_init(&c, spec, LEN, bucket_lo, bucket_n, BUCKETS, comm->world, 9) != DL_OK) {
+    if (dl_compressor_init_on(&c, spec, LEN, bucket_lo, bucket_n, BUCKETS, comm->world, 9,
+                              dev) != DL_OK) {
         EXPECT(0, "%s: init: %s", name, dl_error_message());
         return;
     }
+    EXPECT(strcmp(dl_compressor_where(&c), dev ? "cuda" : "host") == 0, "%s runs on %s", name,
+           dl_compressor_where(&c));
     static float x[LEN], want[LEN], rank0[LEN];
-    run_compressed(comm, &c, x);
+    run_compressed(comm, &c, x, dev, grads);
     if (spec.kind == DL_COMPRESS_POWERSGD)
         replay_powersgd(spec.rank, comm->world, &c, want);
     else
@@ -163,23 +185,89 @@ static void check_kind(dl_comm *comm, dl_compress_spec spec)
     dl_compressor_free(&c);
 }
 
+/* --device cuda --backend staged|nccl: the GPU (shared round-robin) and
+ * the backend over `host`; NULL device when there is nothing to run on
+ * (*skip set, the reason printed by rank 0). */
+static dl_comm *gpu_comm(dl_comm *host, const char *backend, dl_device **dev, int *skip)
+{
+    char why[256];
+    int gpus = dl_device_cuda_count(why, sizeof why);
+    *dev = NULL, *skip = 0;
+    if (strcmp(backend, "nccl") == 0 && (!dl_comm_nccl_available() || gpus < host->world)) {
+        if (host->rank == 0)
+            printf("SKIPPED: NCCL needs %s (%d ranks, %d GPUs)\n", dl_comm_nccl_available()
+                   ? "a GPU per rank" : "a build with NCCL", host->world, gpus);
+        *skip = 1;
+        return NULL;
+    }
+    *dev = dl_device_cuda(host->local_rank % gpus, why, sizeof why);
+    if (!*dev) {
+        fprintf(stderr, "test_compress_mpi: rank %d: %s\n", host->rank, why);
+        return NULL;
+    }
+    dl_comm *c = strcmp(backend, "nccl") == 0 ? dl_comm_nccl(host, *dev)
+                                               : dl_comm_staged(host, *dev);
+    if (!c)
+        fprintf(stderr, "test_compress_mpi: %s backend: %s\n", backend, dl_error_message());
+    return c;
+}
+
+/* Before MPI starts: 77 (skip) without a usable GPU, unless one is required. */
+static int gpu_missing(void)
+{
+    char why[256];
+    if (dl_device_cuda_count(why, sizeof why) > 0)
+        return 0;
+    const char *req = getenv("DLTRAIN_REQUIRE_GPU");
+    printf("SKIPPED: %s\n", why); /* "no CUDA GPU: <CUDA's reason>" */
+    return req && strcmp(req, "1") == 0 ? 1 : 77;
+}
+
 int main(int argc, char **argv)
 {
-    dl_comm *comm = dl_comm_mpi(&argc, &argv);
+    const char *backend = NULL; /* --device cuda --backend staged|nccl [--local] */
+    int local = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc)
+            backend = argv[i + 1];
+        local |= strcmp(argv[i], "--local") == 0;
+    }
+    int missing = backend ? gpu_missing() : 0;
+    if (missing)
+        return missing;
+    dl_comm *comm = local ? dl_comm_local() : dl_comm_mpi(&argc, &argv);
     if (!comm) {
         fprintf(stderr, "test_compress_mpi: %s\n", dl_error_message());
         return 1;
+    }
+    dl_device *dev = NULL;
+    float *grads = NULL;
+    int skip = 0;
+    if (backend) {
+        dl_comm *g = gpu_comm(comm, backend, &dev, &skip);
+        if (!g) {
+            if (dev)
+                dl_device_cuda_destroy(dev);
+            comm->free(comm);
+            return skip ? 77 : 1;
+        }
+        comm = g;
+        grads = dev->alloc(dev, LEN * sizeof *grads, "gradients");
     }
     dl_compress_spec specs[] = {{DL_COMPRESS_FP16, 0}, {DL_COMPRESS_BF16, 0},
                                 {DL_COMPRESS_INT8, 0}, {DL_COMPRESS_ONEBIT, 0},
                                 {DL_COMPRESS_POWERSGD, 1}, {DL_COMPRESS_POWERSGD, 4}};
     for (int i = 0; i < 6; i++)
-        check_kind(comm, specs[i]);
+        check_kind(comm, specs[i], dev, grads);
     double total = failures;
     comm->allreduce_sum_f64(comm, &total, 1);
     if (comm->rank == 0)
-        printf("test_compress_mpi: %d ranks, %s\n", comm->world,
-               total ? "FAILED" : "all checks passed");
+        printf("test_compress_mpi: %d ranks%s%s, %s\n", comm->world, dev ? ", GPU memory, " : "",
+               dev ? comm->name : "", total ? "FAILED" : "all checks passed");
+    if (grads)
+        dev->free(dev, grads);
     comm->free(comm);
+    if (dev)
+        dl_device_cuda_destroy(dev);
     return total ? 1 : 0;
 }

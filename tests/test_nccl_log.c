@@ -157,12 +157,44 @@ static void test_capture(void)
               strcmp(dl_nccl_record_routes(), "0->1 P2P/IPC") == 0, "record kept");
 }
 
+static void test_version(void)
+{
+    char v[32];
+    dl_nccl_version_text(22805, v, sizeof v);
+    CHECK(strcmp(v, "2.28.5") == 0, "22805 -> %s", v);
+    dl_nccl_version_text(2708, v, sizeof v);
+    CHECK(strcmp(v, "2.7.8") == 0, "2708 -> %s", v);
+}
+
+/* One rank over the local backend: its own routes are the record. */
+static void test_share(const char *dir)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/nccl_share.log", dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL, "cannot write %s", path);
+    if (!f)
+        return;
+    fputs("h:1:2 [0] NCCL INFO Channel 00/0 : 0[0] -> 1[1] via P2P/IPC\n", f);
+    fclose(f);
+    dl_nccl_tail t;
+    CHECK(dl_nccl_tail_open(&t, path) == 0, "tail_open");
+    dl_nccl_share_routes(dl_comm_local(), &t, "2.28.5");
+    dl_nccl_tail_close(&t);
+    remove(path);
+    CHECK(strcmp(dl_nccl_record_version(), "2.28.5") == 0, "version %s",
+          dl_nccl_record_version());
+    CHECK(strstr(dl_nccl_record_routes(), "P2P") != NULL, "routes '%s'", dl_nccl_record_routes());
+}
+
 int main(int argc, char **argv)
 {
     test_lines();
     test_file(argc > 1 ? argv[1] : ".");
     test_tail(argc > 1 ? argv[1] : ".");
     test_capture();
+    test_version();
+    test_share(argc > 1 ? argv[1] : ".");
     if (failures)
         return 1;
     printf("nccl_log: routes read from NCCL log lines, also as they come; warnings copied on; "
