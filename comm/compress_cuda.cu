@@ -11,6 +11,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <float.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -78,14 +79,25 @@ __device__ static float block_max(float v, float *sh)
     return m;
 }
 
+/* The C reference's int8_step: amax / 127, but no more than the largest s
+ * with 127 s finite (found in a few steps from FLT_MAX / 127; walking down
+ * from an infinite amax / 127 would take millions). */
+__device__ static float int8_step(float amax)
+{
+    float s = amax / 127.0f, top = FLT_MAX / 127.0f;
+    while (isinf(127.0f * top))
+        top = nextafterf(top, 0.0f);
+    while (!isinf(127.0f * nextafterf(top, INFINITY)))
+        top = nextafterf(top, INFINITY);
+    return s > top ? top : s;
+}
+
 __global__ static void k_int8_encode(const float *x, size_t n, float *scale, int8_t *q)
 {
     __shared__ float sh[BLOCK];
     size_t i = blockIdx.x * (size_t)BLOCK + threadIdx.x;
     float v = i < n ? x[i] : 0.0f;
-    float s = block_max(fabsf(v), sh) / 127.0f;
-    while (isinf(127.0f * s))
-        s = nextafterf(s, 0.0f);
+    float s = int8_step(block_max(fabsf(v), sh));
     if (threadIdx.x == 0)
         scale[blockIdx.x] = s;
     if (i < n)
