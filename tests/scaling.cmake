@@ -30,7 +30,7 @@ if(TARGET topo_mkfixture AND EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/topo/fixtures/co
   set_tests_properties(predict_tree PROPERTIES LABELS "cpu;predict" TIMEOUT 60
                        FIXTURES_SETUP predict_tree)
 endif()
-foreach(case links unknown hand json calibrate this errors)
+foreach(case links unknown hand json calibrate bucket this errors)
   add_test(NAME predict_cli_${case}
            COMMAND ${DLTRAIN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_predict_cli.py ${DLTRAIN_BIN}
                    ${case} ${SCALING_WORK} "${PREDICT_TREE}")
