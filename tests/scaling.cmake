@@ -78,7 +78,7 @@ set_tests_properties(bench_copy PROPERTIES LABELS "cpu;gpu" TIMEOUT 300)
 # `predict --machine` against published 1/2/4/8-GPU measurements
 # (tests/data/published_scaling.csv): calibrated at 1 and 2 GPUs, predicting
 # 4 and 8.  Bounds: median |error| 5%, worst 150%, at most 17 predictions
-# over 30% (what the 62 sweeps give today; docs/scaling.md says which miss
+# over 30% (what the 68 sweeps give today; docs/scaling.md says which miss
 # the 30% goal and why), so a regression fails it.
 add_test(NAME predict_published
          COMMAND ${DLTRAIN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_predict_published.py
