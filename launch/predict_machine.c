@@ -198,9 +198,13 @@ static void fit_one_point(prediction *p, const dl_step_inputs *base)
     predict_fit *fit = &p->fit;
     double frac0 = fit->backward_frac, lo = 0, hi = frac0;
     fit->bw_factor = 1;
-    if (one_point_ratio(p, base) <= 1) {
+    double full_overlap = one_point_ratio(p, base);
+    fit->backward_frac = 0;
+    double nothing_hidden = one_point_ratio(p, base);
+    if (full_overlap <= 1) {
+        fit->backward_frac = frac0;
         fit->quantity = "bandwidth";
-    } else if (fit->backward_frac = 0, one_point_ratio(p, base) >= 1) {
+    } else if (nothing_hidden >= 1) {
         fit->quantity = "bandwidth, nothing hidden";
     } else {
         fit->quantity = "backward share";
