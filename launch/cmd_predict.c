@@ -239,9 +239,10 @@ static int resolve_model(const predict_opts *o, prediction *p, int shape[4], int
  * half its MiB: the number of buckets per step stays train's. */
 static double bucket_bytes(const predict_opts *o, const prediction *p)
 {
-    double fp32_floats = p->params > 0 && o->grad_mb <= 0 ? p->params : p->grad_bytes / 4;
+    int from_model = p->params > 0 && o->grad_mb <= 0; /* else --grad-mb: taken as fp32 */
+    double fp32_floats = from_model ? p->params : p->grad_bytes / 4;
     double mb = o->bucket_mb > 0 ? o->bucket_mb : dl_buckets_default_mb((size_t)fp32_floats);
-    return mb * MIB * (p->params > 0 && o->grad_mb <= 0 ? p->grad_elem_bytes / 4.0 : 1.0);
+    return mb * MIB * (from_model ? p->grad_elem_bytes / 4.0 : 1.0);
 }
 
 /* Compute time on one GPU: exactly one source (a 1-GPU --measured point counts). */
