@@ -4,12 +4,15 @@ of tests/data/published_scaling.csv, calibrate on the 1- and 2-GPU images/s
 compare with what the source measured.
 
 usage: test_predict_published.py DLTRAIN CSV MEDIAN_PCT WORST_PCT OVER30_MAX [--markdown]
+                                 [--doc SCALING_MD]
 
 Fails when the median absolute error over all 4- and 8-GPU predictions
 exceeds MEDIAN_PCT, or the worst exceeds WORST_PCT, or more than OVER30_MAX
 predictions are off by more than 30% (the issue's goal for the worst), or a
 command fails.  --markdown prints the per-case table that docs/scaling.md
-carries."""
+carries; --doc reads that table back and fails when a case's fitted quantity
+or its 4- or 8-GPU prediction differs from the one printed there (by more
+than the rounding to whole images/s), so any change to the model shows."""
 import csv
 import json
 import statistics
@@ -20,6 +23,34 @@ DLTRAIN, CSV_PATH = sys.argv[1], sys.argv[2]
 MEDIAN_BOUND, WORST_BOUND = float(sys.argv[3]), float(sys.argv[4])
 OVER30_MAX = int(sys.argv[5])
 MARKDOWN = "--markdown" in sys.argv[6:]
+DOC = sys.argv[sys.argv.index("--doc") + 1] if "--doc" in sys.argv[6:] else ""
+DOC_HEADER = "| case | fitted | bandwidth factor | backward share |"
+
+
+def documented():
+    """case -> (fitted quantity, [predicted 4, predicted 8] or None) from the doc's table."""
+    rows, lines = {}, open(DOC, encoding="utf-8").read().splitlines()
+    start = next((i for i, l in enumerate(lines) if l.startswith(DOC_HEADER)), len(lines))
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        preds = [None if c == "-" else float(c.split("/")[1].split("(")[0]) for c in cells[4:6]]
+        rows[cells[0]] = (cells[1], preds)
+    return rows
+
+
+def check_doc(case, fit, got, doc, failures):
+    if case not in doc:
+        failures.append(f"{case}: not in {DOC}'s table (regenerate it with --markdown)")
+        return
+    quantity, preds = doc[case]
+    if fit["quantity"] != quantity:
+        failures.append(f"{case}: fitted {fit['quantity']}, documented {quantity}")
+    for n, want in zip((4, 8), preds):
+        if want is not None and abs(got[n]["images_per_s"] - want) > 0.5 + 1e-6 * want:
+            failures.append(f"{case}: {n} GPUs predicted {got[n]['images_per_s']:.1f}, "
+                            f"documented {want:.0f}")
 
 
 def rows():
@@ -36,6 +67,7 @@ def command(r):
 
 def main():
     errors, table, failures, by_source = [], [], [], {}
+    doc = documented() if DOC else None
     for r in rows():
         p = subprocess.run([DLTRAIN] + command(r) + ["--json", "-"], capture_output=True,
                            text=True, timeout=120)
@@ -56,6 +88,8 @@ def main():
             by_source.setdefault(r["source"], []).append(abs(err))
             cells.append(f"{float(measured):.0f} / {pred:.0f} ({err:+.1f}%)")
         fit = out["fit"]
+        if doc is not None:
+            check_doc(r["case"], fit, got, doc, failures)
         table.append(f"| {r['case']} | {fit['quantity']} | {fit['bw_factor']:.3f} | "
                      f"{fit['backward_frac']:.3f} | {cells[0]} | {cells[1]} | "
                      f"{got[8]['bottleneck'] if 8 in got else ''} |")
