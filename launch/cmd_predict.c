@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../comm/bucket.h"
 #include "../models/models.h"
 #include "../runtime/parse.h"
 #include "context.h"
@@ -43,7 +44,8 @@ static const dl_option predict_options[] = {
     {"grad-mb", DL_OPT_DOUBLE, O(grad_mb), 0, "MIB", 0, 1e9,
      "gradient size in MiB (instead of counting --model's parameters)"},
     {"bucket-mb", DL_OPT_DOUBLE, O(bucket_mb), 0, "MIB", 1e-6, 1e9,
-     "all-reduce bucket size in MiB (default 25, as dltrain train)"},
+     "all-reduce bucket size in MiB of fp32 gradients (default as dltrain train: an eighth of "
+     "the gradients, at least 0.25 and at most 25 MiB)"},
     {"backward-frac", DL_OPT_DOUBLE, O(backward_frac), 0, "F", 0, 1,
      "share of the step that is backward (default 2/3)"},
     {"no-overlap", DL_OPT_FLAG, O(no_overlap), 0, NULL, 0, 0,
@@ -235,6 +237,18 @@ static int resolve_model(const predict_opts *o, prediction *p, int shape[4], int
     free(net);
     *have_shape = 1;
     return 0;
+}
+
+/* The bucket a real run would use: --bucket-mb, or train's default for these
+ * gradients (dl_buckets_default_mb).  train sizes buckets in fp32 gradient
+ * floats whatever goes on the wire, so with 2-byte gradients a bucket carries
+ * half its MiB: the number of buckets per step stays train's. */
+static double bucket_bytes(const predict_opts *o, const prediction *p)
+{
+    int from_model = p->params > 0 && o->grad_mb <= 0; /* else --grad-mb: taken as fp32 */
+    double fp32_floats = from_model ? p->params : p->grad_bytes / 4;
+    double mb = o->bucket_mb > 0 ? o->bucket_mb : dl_buckets_default_mb((size_t)fp32_floats);
+    return mb * MIB * (from_model ? p->grad_elem_bytes / 4.0 : 1.0);
 }
 
 /* Compute time on one GPU: exactly one source (a 1-GPU --measured point counts). */
@@ -449,7 +463,7 @@ static int predict_steps(prediction *p, double compute_ms, const int *counts, in
 
 int dl_cmd_predict(int argc, char **argv)
 {
-    predict_opts o = {.batch = 32, .bucket_mb = 25, .backward_frac = 2.0 / 3.0, .nodes = 1,
+    predict_opts o = {.batch = 32, .bucket_mb = 0, .backward_frac = 2.0 / 3.0, .nodes = 1,
                       .link_share = 1, .alpha_us = -1, .link = "pcie3x16", .grad_dtype = "fp32",
                       .compress = "none"};
     int r = dl_options_parse(predict_options, &o, argc, argv, "predict", usage_text);
@@ -479,7 +493,7 @@ int dl_cmd_predict(int argc, char **argv)
     if ((r = resolve_compress(&o, &p)))
         return r;
     p.grad_bytes = o.grad_mb > 0 ? o.grad_mb * MIB : p.grad_elem_bytes * p.params;
-    p.bucket_bytes = o.bucket_mb * MIB;
+    p.bucket_bytes = bucket_bytes(&o, &p);
     double compute_ms;
     if ((r = resolve_compute(&o, &p, &compute_ms)) || (r = resolve_transfer(&o, &p, shape, have_shape)))
         return r;

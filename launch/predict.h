@@ -62,6 +62,7 @@ typedef struct {
     int gpus[MAX_MEASURED];
     double images_per_s[MAX_MEASURED];
     int fitted;                  /* how many of the three were fitted (0..3) */
+    const char *quantity;        /* what was fitted, in words ("backward share", ...) */
     double rms_log_error;
 } predict_fit;
 

@@ -173,6 +173,55 @@ static void fit_one(prediction *p, const dl_step_inputs *base, double *x, double
     *x = log_scale ? exp((a + b) / 2) : (a + b) / 2;
 }
 
+/* Predicted / measured images/s at the one measured count beyond one GPU. */
+static double one_point_ratio(prediction *p, const dl_step_inputs *base)
+{
+    for (int i = 0; i < p->fit.n_points; i++)
+        if (p->fit.gpus[i] > 1) {
+            predict_row row;
+            predict_one(p, base, p->machine, p->fit.gpus[i], &row);
+            return row.images_per_s / p->fit.images_per_s[i];
+        }
+    return 1;
+}
+
+/* One measured point beyond one GPU fits one quantity, the one we know
+ * least.  The links' figures are NCCL's, which its kernels reach; how much
+ * of the all-reduce a framework hides behind backward is unknown (it may
+ * serialise the all-reduces, or overlap nothing).  So the backward share is
+ * fitted first, with the links at their rated bandwidth.  Only a loss larger
+ * than the whole all-reduce at that bandwidth (nothing hidden) lowers the
+ * bandwidth factor, and a loss smaller than full overlap allows raises it.
+ * Throughput does not fall as the backward share grows, so bisection finds
+ * it (the exposed time is flat between bucket boundaries). */
+static void fit_one_point(prediction *p, const dl_step_inputs *base)
+{
+    predict_fit *fit = &p->fit;
+    double frac0 = fit->backward_frac, lo = 0, hi = frac0;
+    fit->bw_factor = 1;
+    double full_overlap = one_point_ratio(p, base);
+    fit->backward_frac = 0;
+    double nothing_hidden = one_point_ratio(p, base);
+    if (full_overlap <= 1) {
+        fit->backward_frac = frac0;
+        fit->quantity = "bandwidth";
+    } else if (nothing_hidden >= 1) {
+        fit->quantity = "bandwidth, nothing hidden";
+    } else {
+        fit->quantity = "backward share";
+        for (int it = 0; it < 60; it++) {
+            fit->backward_frac = (lo + hi) / 2;
+            if (one_point_ratio(p, base) < 1)
+                lo = fit->backward_frac;
+            else
+                hi = fit->backward_frac;
+        }
+        fit->backward_frac = (lo + hi) / 2;
+        return;
+    }
+    fit_one(p, base, &fit->bw_factor, 0.01, 2.0, 1);
+}
+
 int predict_fit_measured(prediction *p, const dl_step_inputs *base)
 {
     predict_fit *fit = &p->fit;
@@ -187,13 +236,19 @@ int predict_fit_measured(prediction *p, const dl_step_inputs *base)
                     fit->gpus[i], p->machine->n_gpus);
             return DL_EXIT_USAGE;
         }
-    /* one point beyond one GPU fixes the bandwidth factor; a second the
-     * share of the step the all-reduce hides behind; a third the latency */
+    /* one point beyond one GPU fits one quantity (below); a second fits
+     * the other of bandwidth and backward share; a third the latency */
     fit->fitted = beyond_one >= 3 ? 3 : beyond_one;
-    for (int round = 0; round < (fit->fitted > 1 ? 6 : 1); round++) {
+    if (fit->fitted == 1) {
+        fit_one_point(p, base);
+        fit->rms_log_error = sqrt(fit_error(p, base));
+        return 0;
+    }
+    fit->quantity = fit->fitted >= 3 ? "bandwidth, backward share, latency"
+                                     : "bandwidth, backward share";
+    for (int round = 0; round < 6; round++) {
         fit_one(p, base, &fit->bw_factor, 0.01, 2.0, 1);
-        if (fit->fitted >= 2)
-            fit_one(p, base, &fit->backward_frac, 0.0, 1.0, 0);
+        fit_one(p, base, &fit->backward_frac, 0.0, 1.0, 0);
         if (fit->fitted >= 3)
             fit_one(p, base, &fit->alpha_factor, 0.1, 100.0, 1);
     }

@@ -26,9 +26,9 @@ static void print_machine(FILE *f, const prediction *p)
     const predict_fit *fit = &p->fit;
     if (fit->fitted)
         fprintf(f, "  calibrated on %d measured point%s: bandwidth x %.3f, backward share %.3f, "
-                "latency x %.3f (%d fitted; rms log error %.4f)\n", fit->n_points,
+                "latency x %.3f (fitted: %s; rms log error %.4f)\n", fit->n_points,
                 fit->n_points == 1 ? "" : "s", fit->bw_factor, fit->backward_frac,
-                fit->alpha_factor, fit->fitted, fit->rms_log_error);
+                fit->alpha_factor, fit->quantity, fit->rms_log_error);
 }
 
 /* --compress: what it changes at each GPU count. */
@@ -204,9 +204,11 @@ static void json_machine(FILE *f, const prediction *p)
         for (int i = 0; i < fit->n_points; i++)
             fprintf(f, "%s{\"gpus\":%d,\"images_per_s\":%.6g}", i ? "," : "", fit->gpus[i],
                     fit->images_per_s[i]);
-        fprintf(f, "],\"fitted\":%d,\"bw_factor\":%.6g,\"backward_frac\":%.6g,"
-                   "\"alpha_factor\":%.6g,\"rms_log_error\":%.6g}", fit->fitted, fit->bw_factor,
-                fit->backward_frac, fit->alpha_factor, fit->rms_log_error);
+        fprintf(f, "],\"fitted\":%d,\"quantity\":", fit->fitted);
+        dl_json_string(f, fit->quantity ? fit->quantity : "");
+        fprintf(f, ",\"bw_factor\":%.6g,\"backward_frac\":%.6g,\"alpha_factor\":%.6g,"
+                   "\"rms_log_error\":%.6g}", fit->bw_factor, fit->backward_frac,
+                fit->alpha_factor, fit->rms_log_error);
     } else {
         fprintf(f, "null");
     }

@@ -30,7 +30,7 @@ if(TARGET topo_mkfixture AND EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/topo/fixtures/co
   set_tests_properties(predict_tree PROPERTIES LABELS "cpu;predict" TIMEOUT 60
                        FIXTURES_SETUP predict_tree)
 endif()
-foreach(case links unknown hand json calibrate this errors)
+foreach(case links unknown hand json calibrate bucket this errors)
   add_test(NAME predict_cli_${case}
            COMMAND ${DLTRAIN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_predict_cli.py ${DLTRAIN_BIN}
                    ${case} ${SCALING_WORK} "${PREDICT_TREE}")
@@ -77,11 +77,14 @@ set_tests_properties(bench_copy PROPERTIES LABELS "cpu;gpu" TIMEOUT 300)
 
 # `predict --machine` against published 1/2/4/8-GPU measurements
 # (tests/data/published_scaling.csv): calibrated at 1 and 2 GPUs, predicting
-# 4 and 8.  Median and worst |error| bounds: docs/scaling.md says why the
-# worst bound is above the 30% goal.
+# 4 and 8.  Bounds: median |error| 5%, worst 150%, at most 17 predictions
+# over 30% (what the 68 sweeps give today; docs/scaling.md says which miss
+# the 30% goal and why), so a regression fails it; and each case's fit and
+# predictions as docs/scaling.md prints them (--doc), so any change shows.
 add_test(NAME predict_published
          COMMAND ${DLTRAIN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_predict_published.py
-                 ${DLTRAIN_BIN} ${CMAKE_CURRENT_SOURCE_DIR}/data/published_scaling.csv 8 70)
+                 ${DLTRAIN_BIN} ${CMAKE_CURRENT_SOURCE_DIR}/data/published_scaling.csv 5 150 17
+                 --doc ${PROJECT_SOURCE_DIR}/docs/scaling.md)
 set_tests_properties(predict_published PROPERTIES LABELS "cpu;predict" TIMEOUT 300)
 
 # `predict --machine`: shipped machines, a sysfs tree and its topo --json,

@@ -70,7 +70,7 @@ def case_links():
         rows = j["rows"]
         check(f"{name}: 4 rows", [r["gpus"] for r in rows] == [1, 2, 4, 8])
         for r in rows:
-            want = ring_ms(100 * MIB, r["gpus"], gbps, link["alpha_us"], 25 * MIB)
+            want = ring_ms(100 * MIB, r["gpus"], gbps, link["alpha_us"], j["bucket_bytes"])
             ok = close(r["comm_ms"], want) and close(r["speedup"], r["gpus"] * 100 / r["step_ms"])
             ok = ok and close(r["images_per_s"], r["gpus"] * 32 * 1e3 / r["step_ms"])
             ok = ok and r["exposed_ms"] <= r["comm_ms"] + 1e-9 and r["step_ms"] >= 100
@@ -150,7 +150,8 @@ def case_json():
     # the overlap model: buckets ready uniformly during backward, last one exposed
     j = predict_json("--grad-mb", 100, "--step-ms", 90, "--gpus", 8, "--link", "pcie3x16")
     r = j["rows"][-1]
-    last = ring_ms(25 * MIB, 8, LINKS["pcie3x16"], j["link"]["alpha_us"], 25 * MIB)
+    bucket = j["bucket_bytes"]
+    last = ring_ms(bucket, 8, LINKS["pcie3x16"], j["link"]["alpha_us"], bucket)
     check("exposed = the last bucket when the link keeps up", close(r["exposed_ms"], last),
           f"{r['exposed_ms']} vs {last}")
     j = predict_json("--grad-mb", 100, "--step-ms", 90, "--gpus", 8, "--no-overlap")
@@ -163,6 +164,31 @@ def case_json():
         check("nodes per count", [r["nodes"] for r in j["rows"]] == [1, 1, 2, 4])
         check("ring bandwidth per count", [r["gbps"] for r in j["rows"]] == [300, 300, 25, 25])
         check("latency per count", [r["alpha_us"] for r in j["rows"]] == [3.4, 3.4, 14, 14])
+
+
+def case_bucket():
+    """The default bucket is train's (dl_buckets_default_mb): an eighth of the
+    gradients, clamped to 0.25-25 MiB; train counts buckets in fp32 floats."""
+    for grad_mb, want_mb in ((100, 12.5), (1, 0.25), (400, 25), (2.5, 0.3125)):
+        j = predict_json("--grad-mb", grad_mb, "--step-ms", 90, "--gpus", "1,8")
+        check(f"--grad-mb {grad_mb}: default bucket {want_mb} MiB",
+              j and close(j["bucket_bytes"], want_mb * MIB), str(j and j["bucket_bytes"] / MIB))
+        want_n = math.ceil(grad_mb / want_mb - 1e-9)
+        check(f"--grad-mb {grad_mb}: {want_n} buckets", j and j["rows"][-1]["buckets"] == want_n)
+    j = predict_json("--model", "resnet50", "--step-ms", 90)
+    check("resnet50: default bucket = 4 x 25557032 / 8 bytes",
+          j and close(j["bucket_bytes"], 4 * 25557032 / 8), str(j and j["bucket_bytes"]))
+    j16 = predict_json("--model", "resnet50", "--step-ms", 90, "--grad-dtype", "fp16")
+    check("resnet50 fp16: half the bytes per bucket, as many buckets as train",
+          j16 and close(j16["bucket_bytes"], j["bucket_bytes"] / 2)
+          and j16["rows"][-1]["buckets"] == j["rows"][-1]["buckets"] == 8)
+    j = predict_json("--grad-mb", 100, "--step-ms", 90, "--bucket-mb", 25)
+    check("--bucket-mb 25 is kept", j and close(j["bucket_bytes"], 25 * MIB))
+    p = run("--grad-mb", 100, "--step-ms", 90)
+    check("the table prints the bucket used", "buckets of 12.5 MiB: 8 per step" in p.stdout)
+    p = run("--help")
+    check("--help states train's default rule", "an eighth of the gradients" in p.stdout
+          and "default 25" not in p.stdout)
 
 
 def case_calibrate():
@@ -249,7 +275,7 @@ def case_errors():
 
 
 CASES = {"links": case_links, "unknown": case_unknown, "hand": case_hand, "json": case_json,
-         "calibrate": case_calibrate, "this": case_this, "errors": case_errors}
+         "calibrate": case_calibrate, "bucket": case_bucket, "this": case_this, "errors": case_errors}
 os.makedirs(WORK, exist_ok=True)
 CASES[CASE]()
 print(f"{len(FAILURES)} failed" if FAILURES else "all passed")

@@ -114,6 +114,26 @@ def calibration():
               abs(rows[2]["images_per_s"] - 1828.21) < 0.5, rows[2]["images_per_s"])
         check("one bandwidth factor fitted", out["fit"]["fitted"] == 1 and
               0 < out["fit"]["bw_factor"] < 1, out["fit"])
+        # a 2-GPU loss larger than the whole all-reduce at NCCL's bandwidth
+        # (4.35 ms over the 24 GB/s link): nothing hidden, bandwidth lowered
+        check("a large loss: nothing hidden, bandwidth factor below 1",
+              out["fit"]["quantity"] == "bandwidth, nothing hidden"
+              and out["fit"]["backward_frac"] == 0, out["fit"])
+    for ips2, quantity in (("2000", "backward share"), ("2052", "bandwidth")):
+        out = predict("--machine", "8x pcie4x16, 2 sockets, no-p2p, amd", "--measured",
+                      f"1:1026.83,2:{ips2}", "--gpus", "1,2,4,8")
+        if not out:
+            continue
+        fit, rows = out["fit"], {r["gpus"]: r for r in out["rows"]}
+        check(f"2 GPUs at {ips2}/s: fitted {quantity}", fit["quantity"] == quantity, fit)
+        if quantity == "backward share":
+            check("links at NCCL's bandwidth, part of the all-reduce hidden",
+                  fit["bw_factor"] == 1 and 0 < fit["backward_frac"] < 2 / 3, fit)
+            check("the fit reproduces the 2-GPU point",
+                  abs(rows[2]["images_per_s"] - float(ips2)) < 0.5, rows[2]["images_per_s"])
+        else:
+            check("a loss smaller than full overlap allows: bandwidth above NCCL's",
+                  fit["bw_factor"] > 1 and abs(fit["backward_frac"] - 2 / 3) < 1e-6, fit)
         check("compute from the 1-GPU point", abs(rows[1]["images_per_s"] - 1026.83) < 0.01)
     three = predict("--machine", "8x pcie4x16, 2 sockets, no-p2p, amd", "--measured",
                     "1:1026.83,2:1828.21,4:2798.55,8:4039.44")

@@ -38,23 +38,31 @@ dl_topo_nccl_level dl_machine_path(const dl_machine *m, int a, int b)
     return DL_TOPO_NCCL_PHB;
 }
 
-/* NCCL >= 2.23.4: P2P up to PXB, and up to SYS on AMD CPUs with at most two
- * GPUs (src/graph/paths.cc, ncclTopoCheckP2p).  Before: up to SYS except on
- * Intel (and ARM) CPUs, PXB there. */
+/* NCCL's default P2P level by version (src/graph/paths.cc, ncclTopoCheckP2p,
+ * at each release tag):
+ *   2.23.4 on      PXB; SYS on AMD CPUs with at most two GPUs
+ *   2.9 - 2.23.3   SYS; PXB on Intel, ARM (and Zhaoxin) CPUs
+ *   2.7 - 2.8      SYS; PXB on Broadwell and ARM, PHB on later Intel CPUs
+ *   before 2.7     SYS; PXB on Broadwell and ARM */
+static dl_topo_nccl_level nccl_p2p_level(const dl_machine *m, int n)
+{
+    int v = m->nccl_version, broadwell = m->cpu_name && strcmp(m->cpu_name, "broadwell") == 0;
+    if (v >= 22304)
+        return m->cpu == DL_MCPU_AMD && n <= 2 ? DL_TOPO_NCCL_SYS : DL_TOPO_NCCL_PXB;
+    if (m->cpu == DL_MCPU_ARM || (m->cpu == DL_MCPU_INTEL && (v >= 20900 || broadwell)))
+        return DL_TOPO_NCCL_PXB;
+    if (m->cpu == DL_MCPU_INTEL && v >= 20700)
+        return DL_TOPO_NCCL_PHB;
+    return DL_TOPO_NCCL_SYS;
+}
+
 int dl_machine_p2p(const dl_machine *m, int n, dl_topo_nccl_level path)
 {
     if (path == DL_TOPO_NCCL_NVL || path == DL_TOPO_NCCL_LOC)
         return 1;
     if (!m->p2p)
         return 0; /* the driver says no (GeForce): NVML's P2P status check fails */
-    dl_topo_nccl_level level;
-    if (m->p2p_level_sys)
-        level = DL_TOPO_NCCL_SYS;
-    else if (m->nccl_version >= 22304)
-        level = m->cpu == DL_MCPU_AMD && n <= 2 ? DL_TOPO_NCCL_SYS : DL_TOPO_NCCL_PXB;
-    else
-        level = m->cpu == DL_MCPU_AMD ? DL_TOPO_NCCL_SYS : DL_TOPO_NCCL_PXB;
-    return path <= level;
+    return path <= (m->p2p_level_sys ? DL_TOPO_NCCL_SYS : nccl_p2p_level(m, n));
 }
 
 /* ---- the links a ring can cross ------------------------------------------ */

@@ -115,6 +115,20 @@ static void test_p2p_rule(void)
     near(r.gbps, 24, "older NCCL: P2P everywhere, the GPU link");
     machine("8x pcie3x16, intel, nccl 2.18", &m);
     CHECK(!dl_machine_p2p(&m, 8, DL_TOPO_NCCL_PHB), "NCCL 2.18 on Intel: PXB");
+    /* the history at the release tags of src/graph/paths.cc */
+    machine("8x pcie3x16, 2 sockets, skylake, nccl 2.7", &m);
+    CHECK(dl_machine_p2p(&m, 8, DL_TOPO_NCCL_PHB), "NCCL 2.7 on Skylake: P2P through one CPU");
+    CHECK(!dl_machine_p2p(&m, 8, DL_TOPO_NCCL_SYS), "NCCL 2.7 on Skylake: not across sockets");
+    machine("8x pcie3x16, 2 sockets, skylake, nccl 2.6", &m);
+    CHECK(dl_machine_p2p(&m, 8, DL_TOPO_NCCL_SYS), "NCCL 2.6 on Skylake: P2P up to SYS");
+    machine("8x pcie3x16, 2 sockets, broadwell, nccl 2.7", &m);
+    CHECK(!dl_machine_p2p(&m, 8, DL_TOPO_NCCL_PHB), "NCCL 2.7 on Broadwell: PXB");
+    machine("8x pcie3x16, 2 sockets, broadwell, nccl 2.5", &m);
+    CHECK(!dl_machine_p2p(&m, 8, DL_TOPO_NCCL_PHB), "NCCL 2.5 on Broadwell: PXB");
+    machine("8x pcie3x16, 2 sockets, skylake, nccl 2.9", &m);
+    CHECK(!dl_machine_p2p(&m, 8, DL_TOPO_NCCL_PHB), "NCCL 2.9 on Skylake: PXB");
+    machine("8x pcie3x16, arm, nccl 2.7", &m);
+    CHECK(!dl_machine_p2p(&m, 8, DL_TOPO_NCCL_PHB), "NCCL 2.7 on ARM: PXB");
     machine("2x pcie3x16, no-p2p", &m);
     CHECK(!dl_machine_p2p(&m, 2, DL_TOPO_NCCL_PIX), "GeForce: no P2P even on one switch");
     CHECK(dl_machine_p2p(&m, 2, DL_TOPO_NCCL_NVL), "NVLink is always P2P");
