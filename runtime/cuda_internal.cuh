@@ -60,6 +60,10 @@ typedef struct cuda_impl {
     cudaEvent_t copied[2];    /* the copy into buffer b is done */
     void *pinned[2];          /* staging for buffer b, sized by reserve_batch at start-up */
     size_t pinned_cap[2];
+    /* small reads (read_start/finish): DL_DEVICE_READ_SLOTS slots of
+     * DL_DEVICE_READ_BYTES pinned bytes, each with the event of its copy */
+    void *read_host;
+    cudaEvent_t read_done[DL_DEVICE_READ_SLOTS];
 } cuda_impl;
 
 static inline cuda_impl *cuda_of(dl_device *d) { return (cuda_impl *)d->impl; }
@@ -169,6 +173,13 @@ void cuda_maxpool_backward(dl_device *d, const dl_pool_desc *p, const float *dy,
 void cuda_avgpool_forward(dl_device *d, const dl_pool_desc *p, const float *x, float *y);
 void cuda_avgpool_backward(dl_device *d, const dl_pool_desc *p, const float *dy, float *dx,
                            int acc);
+
+void cuda_xent_forward(dl_device *d, const float *logits, const int32_t *labels, float *probs,
+                       float *loss, int n, int classes);
+void cuda_xent_backward(dl_device *d, const float *probs, const int32_t *labels, float *dlogits,
+                        int n, int classes);
+void cuda_xent_stats(dl_device *d, const float *probs, const float *loss, const int32_t *labels,
+                     int n, int classes, double *out);
 
 void cuda_bn_forward_train(dl_device *d, const dl_bn_desc *b, const float *x, const float *gamma,
                            const float *beta, float *y, float *mean, float *invstd,

@@ -251,7 +251,7 @@ dl_status dl_net_finalize(dl_net *net, dl_device *dev, int max_batch, uint64_t s
                                         "input batch (reduce --batch)");
     if (dev->reserve_batch && net->batch_bufs[0] && net->batch_bufs[1])
         dev->reserve_batch(dev, net->labels_off + sizeof(int32_t) * (size_t)max_batch);
-    net->stats = dev->alloc(dev, 2 * sizeof(double), "loss statistics");
+    net->stats = dev->alloc(dev, 2 * DL_NET_LOSS_SLOTS * sizeof(double), "loss statistics");
     if (!net->params || !net->grads || !net->buffers || !net->arena || !net->stats ||
         !net->batch_bufs[0] || !net->batch_bufs[1]) {
         dl_net_free(net);
@@ -329,15 +329,29 @@ void dl_net_forward(dl_net *net, int training)
                            net->loss, net->batch, net->classes);
 }
 
-/* Reduced on the device (xent_stats): 16 bytes come back, not the batch's
- * losses, probabilities and labels. */
-void dl_net_loss(dl_net *net, double *loss_sum, int *correct)
+/* Reduced on the device (xent_stats) into the slot's own 2 doubles, so the
+ * next step's statistics cannot overwrite them before they are read, and
+ * copied back asynchronously: 16 bytes, not the batch's losses,
+ * probabilities and labels. */
+void dl_net_loss_start(dl_net *net, int slot)
+{
+    double *stats = net->stats + 2 * (slot & 1);
+    net->dev->xent_stats(net->dev, net->probs, net->loss, net->labels, net->batch, net->classes,
+                         stats);
+    net->dev->read_start(net->dev, slot & 1, stats, 2 * sizeof(double));
+}
+
+void dl_net_loss_finish(dl_net *net, int slot, double *loss_sum, int *correct)
 {
     double stats[2];
-    net->dev->xent_stats(net->dev, net->probs, net->loss, net->labels, net->batch, net->classes,
-                         net->stats);
-    net->dev->download(net->dev, stats, net->stats, sizeof stats);
+    net->dev->read_finish(net->dev, slot & 1, stats, net->stats + 2 * (slot & 1), sizeof stats);
     *loss_sum = stats[0], *correct = (int)stats[1];
+}
+
+void dl_net_loss(dl_net *net, double *loss_sum, int *correct)
+{
+    dl_net_loss_start(net, 0);
+    dl_net_loss_finish(net, 0, loss_sum, correct);
 }
 
 void dl_net_backward(dl_net *net)
