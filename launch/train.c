@@ -246,8 +246,8 @@ static void print_start(trainer *t)
     printf("  %d rank(s), comm %s; batch %d per rank, %d global; %ld steps per epoch\n",
            t->ctx->world, t->ctx->comm_note[0] ? t->ctx->comm_note : t->ctx->comm->name, o->batch,
            o->batch * t->ctx->world, t->steps_per_epoch);
-    printf("  %zu parameters (%.1f MB), %.1f MFLOP per sample per training step\n", net->n_params,
-           4e-6 * (double)net->n_params, 6e-6 * dl_net_macs_per_sample(net));
+    printf("  %zu parameters (%.1f MB), %.1f MFLOP per sample per training step\n",
+           net->n_trainable, 4e-6 * (double)net->n_trainable, 6e-6 * dl_net_macs_per_sample(net));
     if (t->ctx->placement[0])
         printf("  %s\n", t->ctx->placement);
     if (t->ctx->layout[0])
@@ -344,6 +344,9 @@ static step_result train_step(trainer *t, const dl_batch *b, long in_epoch, dl_p
     memset(read, 0, sizeof *read);
     if (dl_step_forward_backward(&stepper, tm) != DL_OK)
         return STEP_COMM_ERROR;
+    /* 1-bit and PowerSGD decode the padding's zeros as something else */
+    if (t->compress.active)
+        dl_net_zero_padding(net, net->grads);
     dl_vote_result v = dl_loss_vote(&t->loss, &cur, stepper.loss_sum, stop_requested, tm, read);
     if (v != DL_VOTE_OK)
         return v == DL_VOTE_NONFINITE ? STEP_NONFINITE : STEP_COMM_ERROR;

@@ -18,6 +18,11 @@
 
 #define DL_NET_MAX_LAYERS 256
 #define DL_NET_LOSS_SLOTS 2 /* loss reads in flight at once (dl_net_loss_start) */
+/* Every layer's parameters start on a multiple of this many floats (256
+ * bytes) in the flat buffers, so each layer's weights are as aligned as
+ * NCCL and tensor-core GEMMs like; the floats between layers are padding,
+ * always zero in parameters, gradients and momentum. */
+#define DL_NET_PARAM_ALIGN 64
 
 /* Called during backward: grads[0, ready) are final and will not change. */
 typedef void (*dl_grads_ready_fn)(void *user, size_t ready);
@@ -34,7 +39,11 @@ struct dl_net {
     dl_status build_status;
     char scope[40]; /* name prefix for layers being added */
 
-    size_t n_params, n_buffers;
+    /* n_params: the length of the flat parameter, gradient and momentum
+     * buffers in floats, padding included (what buckets, checkpoints,
+     * replica checks and compression see); n_trainable: the parameters the
+     * layers have (the sum of their n_params: what "parameters" prints). */
+    size_t n_params, n_trainable, n_buffers;
     float *params;  /* [n_params]  device */
     float *grads;   /* [n_params]  device, same layout */
     float *buffers; /* [n_buffers] device, running statistics */
@@ -99,6 +108,14 @@ void dl_net_loss_finish(dl_net *net, int slot, double *loss_sum, int *correct);
 void dl_net_loss(dl_net *net, double *loss_sum, int *correct);
 /* Zeroes the gradients and runs backward, calling on_grads_ready as layers finish. */
 void dl_net_backward(dl_net *net);
+
+/* Zeroes the padding between layers in a flat device buffer of n_params
+ * floats (gradients after a compressed average, which need not keep zeros
+ * zero: docs/engine.md). */
+void dl_net_zero_padding(dl_net *net, float *flat);
+/* The first padding float of a host copy of a flat buffer that is not
+ * zero, or -1 when all are (checkpoints check parameters and momentum). */
+long long dl_net_padding_nonzero(const dl_net *net, const float *flat);
 
 /* Forward multiply-adds per sample (training costs about 3x this). */
 double dl_net_macs_per_sample(const dl_net *net);
