@@ -141,6 +141,17 @@ void cuda_gemm_table(dl_device *d, int trans_a, int trans_b, int m, int n, int k
                      int ldc);
 /* Grows the bf16 GEMM operand scratch to `elements` now (start-up). */
 void cuda_bf16_reserve(dl_device *d, size_t elements);
+/* The bf16 scratch, at least `elements` long (sized at start-up by the
+ * convolutions' workspace queries; cuda_gemm's bf16 path uses it too, so it
+ * holds a caller's operands only until its next cuda_gemm call). */
+__nv_bfloat16 *cuda_bf16_scratch(dl_device *d, size_t elements);
+/* y[0..n) = x rounded to bf16 (to nearest even). */
+void cuda_to_bf16(dl_device *d, const float *x, __nv_bfloat16 *y, size_t n);
+/* cuda_gemm's bf16 GEMM on operands already in bf16 (fp32 accumulation and
+ * output), whatever the device's precision. */
+void cuda_gemm_bf16(dl_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                    const __nv_bfloat16 *a, int lda, const __nv_bfloat16 *b, int ldb, float beta,
+                    float *c, int ldc);
 /* cuda_gemm on `batch` operands at base + j * stride (stride 0: shared) */
 void cuda_gemm_batched(dl_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
                        const float *a, int lda, long long stride_a, const float *b, int ldb,
