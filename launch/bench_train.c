@@ -62,13 +62,11 @@ static int cmp_double(const void *a, const void *b)
 static void run_steps(dl_net *net, dl_sgd *opt, int steps, dl_phase_times *tm)
 {
     dl_tracer *tr = net->trace;
-    dl_stepper stepper = {net, NULL, 1, tr, NULL};
+    dl_stepper stepper = {.net = net, .overlap = 1, .trace = tr};
     for (int s = 0; s < steps; s++) {
-        double loss;
-        int correct;
         dl_trace_next_step(tr);
         dl_trace_begin(tr, DL_TRACK_COMPUTE, "step", "step");
-        dl_step_forward_backward(&stepper, &loss, &correct, tm);
+        dl_step_forward_backward(&stepper, tm);
         double t0 = dl_now();
         dl_trace_begin(tr, DL_TRACK_COMPUTE, "step", "optimizer");
         dl_sgd_step(opt, net->params, net->grads, 0.01f);

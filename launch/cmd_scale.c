@@ -251,7 +251,7 @@ static void print_start(const scale_run *r)
 {
     const scale_opts *o = r->o;
     printf("dltrain scale: model %s (%zu parameters, %.2f MB of gradients), data %s, batch %d "
-           "per rank\n", o->model, r->net.n_params, 4e-6 * (double)r->net.n_params, o->data,
+           "per rank\n", o->model, r->net.n_trainable, 4e-6 * (double)r->net.n_params, o->data,
            o->batch);
     printf("  %d ranks, backend %s, device %s, %d thread(s) per rank; %d warm-up, %d x %d timed "
            "steps per group; buckets of %g MiB, %s\n", r->ctx->world, r->ctx->comm->name,

@@ -24,9 +24,7 @@ static int cmp_double(const void *a, const void *b)
 static dl_status run_steps(scale_run *r, dl_stepper *s, int steps, dl_phase_times *tm)
 {
     for (int i = 0; i < steps; i++) {
-        double loss;
-        int correct;
-        dl_status st = dl_step_forward_backward(s, &loss, &correct, tm);
+        dl_status st = dl_step_forward_backward(s, tm);
         if (st != DL_OK)
             return st;
         double t0 = dl_now();
@@ -127,7 +125,7 @@ static dl_status measure_group(scale_run *r, dl_comm *g, scale_point *p)
         return st != DL_OK ? st : DL_ERR_OOM;
     }
     dl_device *dev = r->ctx->dev;
-    dl_stepper s = {&r->net, n > 1 ? &buckets : NULL, !o->no_overlap, NULL, NULL};
+    dl_stepper s = {.net = &r->net, .buckets = n > 1 ? &buckets : NULL, .overlap = !o->no_overlap};
     dl_phase_times tm = {0}, gpu = {0};
     st = run_steps(r, &s, o->warmup, &tm);
     memset(&tm, 0, sizeof tm);

@@ -196,7 +196,7 @@ static void json_body(FILE *f, const scale_run *r)
     fprintf(f, ",\"batch_per_rank\":%d,\"warmup\":%d,\"steps\":%d,\"repeats\":%d,"
                "\"bucket_mb\":%g,\"overlap\":%s,\"compress\":\"%s\",\"params\":%zu,\"sizes\":[",
             o->batch, o->warmup, o->steps, o->repeats, r->bucket_mb,
-            o->no_overlap ? "false" : "true", o->compress, r->net.n_params);
+            o->no_overlap ? "false" : "true", o->compress, r->net.n_trainable);
     for (int i = 0; i < r->n_sizes; i++)
         fprintf(f, "%s%d", i ? "," : "", r->sizes[i]);
     fputs("],\"points\":[", f);

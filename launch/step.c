@@ -64,8 +64,7 @@ void dl_step_gpu_times(dl_device *dev, int first, int steps, dl_phase_times *tm)
     }
 }
 
-dl_status dl_step_forward_backward(dl_stepper *s, double *loss_sum, int *correct,
-                                   dl_phase_times *tm)
+dl_status dl_step_forward_backward(dl_stepper *s, dl_phase_times *tm)
 {
     step_mark(s, 0);
     double t0 = dl_now();
@@ -74,7 +73,9 @@ dl_status dl_step_forward_backward(dl_stepper *s, double *loss_sum, int *correct
     dl_net_forward(s->net, 1);
     dl_trace_end(s->trace, DL_TRACK_COMPUTE);
     dl_trace_begin(s->trace, DL_TRACK_COMPUTE, "step", "loss");
-    dl_net_loss(s->net, loss_sum, correct);
+    dl_net_loss_start(s->net, s->loss_slot);
+    if (s->loss_now)
+        dl_net_loss_finish(s->net, s->loss_slot, &s->loss_sum, &s->correct);
     dl_trace_end(s->trace, DL_TRACK_COMPUTE);
     tm->forward += dl_now() - t0;
     step_mark(s, 1);

@@ -20,6 +20,15 @@ typedef struct dl_stepper {
      * the loss, after backward, after the all-reduce wait) and advances it;
      * dl_step_gpu_times reads them once the device has caught up. */
     int *mark_next;
+    /* The batch's loss statistics are queued for reading into net read slot
+     * loss_slot (dl_net_loss_start) and not waited for: the caller finishes
+     * the read when it needs the figures (train: during the next step).
+     * With loss_now set the step reads them itself between forward and
+     * backward, into loss_sum and correct, the host waiting for forward
+     * (train --sync-loss: the reference to compare with). */
+    int loss_slot, loss_now;
+    double loss_sum;
+    int correct;
 } dl_stepper;
 
 #define DL_STEP_MARKS 4
@@ -31,10 +40,11 @@ typedef struct dl_stepper {
 void dl_step_gpu_times(dl_device *dev, int first, int steps, dl_phase_times *tm);
 
 /* Forward and loss on the batch already set on the net, then backward with the
- * gradients averaged over the buckets' ranks.  Returns the batch's summed loss
- * and correct count (this rank's), and adds phase times to tm. */
-dl_status dl_step_forward_backward(dl_stepper *s, double *loss_sum, int *correct,
-                                   dl_phase_times *tm);
+ * gradients averaged over the buckets' ranks.  The batch's summed loss and
+ * correct count (this rank's) are on their way to read slot s->loss_slot
+ * (or, with s->loss_now, in s->loss_sum and s->correct).  Adds phase times
+ * to tm. */
+dl_status dl_step_forward_backward(dl_stepper *s, dl_phase_times *tm);
 
 /* Sets the first `batch` samples of ds (repeated if ds is smaller) on the net
  * once, for benchmarks that time steps without data loading (`bench train`,

@@ -3,7 +3,18 @@
  * One step: wait for the loader's next batch (prefetched on a thread while
  * the previous step ran), upload it, forward, loss, backward (gradients
  * land in the flat gradient buffer, last layer first), average gradients
- * across ranks, SGD update of the flat parameter buffer. */
+ * across ranks, SGD update of the flat parameter buffer.
+ *
+ * The loss is read one step late: step k queues its loss statistics for an
+ * asynchronous read and the host reads them during step k+1, once that
+ * step's forward and backward are queued, so a GPU never idles while the
+ * host waits for a forward to end.  Every step's figures are still logged,
+ * in order, with the numbers a read right after forward gives (--sync-loss
+ * does that, for comparison); before a checkpoint, an evaluation, the end
+ * of an epoch or a stop the last step's loss is read ("flushed").  A NaN
+ * loss therefore stops training one step later than it happened: after
+ * that step's update and the next step's forward and backward, before the
+ * next update, and never after a checkpoint (docs/gpu.md). */
 #define _POSIX_C_SOURCE 200809L
 #include "train.h"
 
@@ -23,6 +34,7 @@
 #include "metrics.h"
 #include "step.h"
 #include "train_compress.h"
+#include "train_loss.h"
 #include "train_sync.h"
 
 /* Set from the signal handler; a signal can only reach the process as a
@@ -53,7 +65,7 @@ typedef struct trainer {
     long steps_per_epoch;
     double last_lr;
     double bucket_mb; /* --bucket-mb, or the default for this model */
-    int stop_votes; /* ranks that asked to stop at the last step (a signal) */
+    dl_loss_reads loss; /* each step's loss, read one step late; the stop votes */
 } trainer;
 
 static int fail(const trainer *t, int code)
@@ -76,7 +88,7 @@ static int write_trace(trainer *t, int rc)
     dl_status st = dl_trace_write(t->trace, t->o->trace_dir);
     size_t events = dl_trace_events(t->trace), dropped = dl_trace_dropped(t->trace);
     dl_trace_free(t->trace);
-    t->trace = t->net.trace = NULL;
+    t->trace = t->net.trace = t->loss.trace = NULL;
     if (st != DL_OK) {
         fail(t, DL_EXIT_ERROR);
         return rc ? rc : DL_EXIT_ERROR;
@@ -235,8 +247,8 @@ static void print_start(trainer *t)
     printf("  %d rank(s), comm %s; batch %d per rank, %d global; %ld steps per epoch\n",
            t->ctx->world, t->ctx->comm_note[0] ? t->ctx->comm_note : t->ctx->comm->name, o->batch,
            o->batch * t->ctx->world, t->steps_per_epoch);
-    printf("  %zu parameters (%.1f MB), %.1f MFLOP per sample per training step\n", net->n_params,
-           4e-6 * (double)net->n_params, 6e-6 * dl_net_macs_per_sample(net));
+    printf("  %zu parameters (%.1f MB), %.1f MFLOP per sample per training step\n",
+           net->n_trainable, 4e-6 * (double)net->n_trainable, 6e-6 * dl_net_macs_per_sample(net));
     if (t->ctx->placement[0])
         printf("  %s\n", t->ctx->placement);
     if (t->ctx->layout[0])
@@ -297,74 +309,51 @@ static dl_status save_checkpoint(trainer *t)
     return st;
 }
 
-/* Test-set loss and accuracy, summed over every rank's shard. */
-static dl_status evaluate(trainer *t, double *loss, double *acc)
-{
-    double sums[3] = {0, 0, 0}; /* loss, correct, count */
-    dl_trace_begin_args(t->trace, DL_TRACK_COMPUTE, "eval", "evaluate", "\"test_samples\":%zu",
-                        t->test.n);
-    dl_loader_start_epoch(&t->test_ld, 0, 0);
-    const dl_batch *b;
-    while ((b = dl_loader_next(&t->test_ld))) {
-        double l;
-        int correct;
-        dl_net_set_batch(&t->net, b->images, b->labels, b->n);
-        dl_net_forward(&t->net, 0);
-        dl_net_loss(&t->net, &l, &correct);
-        sums[0] += l, sums[1] += correct, sums[2] += b->n;
-    }
-    dl_status st = t->ctx->comm->allreduce_sum_f64(t->ctx->comm, sums, 3);
-    dl_trace_end(t->trace, DL_TRACK_COMPUTE);
-    *loss = sums[2] > 0 ? sums[0] / sums[2] : NAN;
-    *acc = sums[2] > 0 ? sums[1] / sums[2] : NAN;
-    return st;
-}
-
 typedef enum { STEP_OK, STEP_NONFINITE, STEP_COMM_ERROR } step_result;
 
-/* One training step on batch b; adds its phase times to tm. */
-static step_result train_step(trainer *t, const dl_batch *b, dl_phase_times *tm, double *loss)
+static void optimizer_step(trainer *t, double lr, dl_phase_times *tm)
 {
     dl_net *net = &t->net;
-    dl_comm *comm = t->ctx->comm;
-    double l;
-    int correct;
-    size_t per = (size_t)t->train.c * t->train.h * t->train.w;
-    dl_trace_begin_args(t->trace, DL_TRACK_COMPUTE, "data", "upload", "\"samples\":%d,\"bytes\":%zu",
-                        b->n, (size_t)b->n * (per * sizeof(float) + sizeof(int32_t)));
-    dl_net_set_batch(net, b->images, b->labels, b->n);
-    dl_trace_end(t->trace, DL_TRACK_COMPUTE);
-    dl_train_compress_step(&t->compress, &t->buckets, t->prog.step);
-    dl_stepper stepper = {net, averages_gradients(t) ? &t->buckets : NULL, !t->o->no_overlap, t->trace,
-                          NULL};
-    dl_status st = dl_step_forward_backward(&stepper, &l, &correct, tm);
-    /* Ranks decide together whether to go on: a NaN on one rank or a signal
-     * to one rank stops all of them at the same step. */
-    double t3 = dl_now();
-    double votes[3] = {l / b->n, isfinite(l) ? 0.0 : 1.0, stop_requested ? 1.0 : 0.0};
-    dl_trace_begin(t->trace, DL_TRACK_COMPUTE, "comm", "vote all-reduce");
-    if (st == DL_OK)
-        st = comm->allreduce_sum_f64(comm, votes, 3);
-    dl_trace_end(t->trace, DL_TRACK_COMPUTE);
-    if (comm->world > 1) {
-        tm->comm += dl_now() - t3;
-        tm->exposed_comm += dl_now() - t3;
-    }
-    if (st != DL_OK)
-        return STEP_COMM_ERROR;
-    *loss = votes[0] / comm->world;
-    t->stop_votes = (int)votes[2];
-    if (votes[1] > 0)
-        return STEP_NONFINITE;
     double t4 = dl_now();
-    double progress = (double)t->prog.epoch + (double)b->end_pos / (double)t->train.n;
-    t->last_lr = dl_schedule_lr(&t->sched, progress);
+    t->last_lr = lr;
     dl_trace_begin_args(t->trace, DL_TRACK_COMPUTE, "step", "optimizer", "\"lr\":%.6g", t->last_lr);
     dl_sgd_step(&t->opt, net->params, net->grads, (float)t->last_lr);
     if (t->trace) /* on a GPU, so the span covers the update's kernels */
         net->dev->sync(net->dev);
     dl_trace_end(t->trace, DL_TRACK_COMPUTE);
     tm->optimizer += dl_now() - t4;
+}
+
+/* One training step on batch b, the in_epoch-th of its epoch; adds its
+ * phase times to tm.  *read: the step whose loss was read and voted on
+ * (train_loss.h dl_loss_vote). */
+static step_result train_step(trainer *t, const dl_batch *b, long in_epoch, dl_phase_times *tm,
+                              dl_step_record *read)
+{
+    dl_net *net = &t->net;
+    size_t per = (size_t)t->train.c * t->train.h * t->train.w;
+    dl_trace_begin_args(t->trace, DL_TRACK_COMPUTE, "data", "upload", "\"samples\":%d,\"bytes\":%zu",
+                        b->n, (size_t)b->n * (per * sizeof(float) + sizeof(int32_t)));
+    dl_net_set_batch(net, b->images, b->labels, b->n);
+    dl_trace_end(t->trace, DL_TRACK_COMPUTE);
+    double progress = (double)t->prog.epoch + (double)b->end_pos / (double)t->train.n;
+    dl_step_record cur = dl_loss_begin_step(&t->loss, b->n, (int)t->prog.epoch, in_epoch,
+                                            t->prog.step + 1, dl_schedule_lr(&t->sched, progress));
+    dl_train_compress_step(&t->compress, &t->buckets, t->prog.step);
+    dl_stepper stepper = {.net = net, .buckets = averages_gradients(t) ? &t->buckets : NULL,
+                          .overlap = !t->o->no_overlap, .trace = t->trace,
+                          .loss_slot = cur.slot, .loss_now = t->loss.sync};
+    memset(read, 0, sizeof *read);
+    if (dl_step_forward_backward(&stepper, tm) != DL_OK)
+        return STEP_COMM_ERROR;
+    /* 1-bit and PowerSGD decode the padding's zeros as something else */
+    if (t->compress.active)
+        dl_net_zero_padding(net, net->grads);
+    dl_vote_result v = dl_loss_vote(&t->loss, &cur, stepper.loss_sum, stop_requested, tm, read);
+    if (v != DL_VOTE_OK)
+        return v == DL_VOTE_NONFINITE ? STEP_NONFINITE : STEP_COMM_ERROR;
+    optimizer_step(t, cur.lr, tm);
+    dl_loss_end_step(&t->loss, &cur, read);
     t->prog.epoch_pos = b->end_pos;
     t->prog.samples_seen += (uint64_t)b->n * (uint64_t)t->ctx->world;
     t->prog.step++;
@@ -373,24 +362,62 @@ static step_result train_step(trainer *t, const dl_batch *b, dl_phase_times *tm,
 
 typedef enum { EPOCH_DONE, EPOCH_STOPPED, EPOCH_NONFINITE, EPOCH_FAILED } epoch_result;
 
-static epoch_result report_nonfinite(trainer *t, double loss)
+static epoch_result report_nonfinite(trainer *t, const dl_step_record *r)
 {
     if (t->ctx->rank != 0)
         return EPOCH_NONFINITE;
     fprintf(stderr,
-            "dltrain: loss became %s at epoch %lld step %llu (lr %g): stopping; the last good "
+            "dltrain: loss became %s at epoch %d step %llu (lr %g): stopping; the last good "
             "checkpoint %s is left as it was\n",
-            isnan(loss) ? "NaN" : "infinite", (long long)t->prog.epoch + 1,
-            (unsigned long long)t->prog.step + 1, t->last_lr, t->ckpt_path);
+            isnan(r->loss) ? "NaN" : "infinite", r->epoch + 1, (unsigned long long)r->step,
+            r->lr, t->ckpt_path);
     return EPOCH_NONFINITE;
+}
+
+/* What the steps of one train_epoch call share. */
+typedef struct epoch_run {
+    dl_epoch_summary *e;
+    long first_step; /* steps of the epoch done before this call (resume) */
+    double start, loss_sum;
+    size_t global; /* samples per step over all ranks */
+} epoch_run;
+
+/* The JSON line and the progress line of a step whose loss has been read:
+ * the same figures, in the same order, as if each step read its own. */
+static void log_step(trainer *t, epoch_run *er, const dl_step_record *r)
+{
+    if (!r->step)
+        return;
+    er->loss_sum += r->loss;
+    if (!t->ctx->verbose)
+        return;
+    long steps = t->steps_per_epoch;
+    if (r->step % (unsigned long)t->o->log_every == 0 || r->in_epoch == steps)
+        dl_metrics_step_json(&t->metrics, r->epoch, (long)r->step, r->loss, r->lr);
+    double el = dl_now() - er->start, done = (double)(r->in_epoch - er->first_step);
+    dl_metrics_progress(&t->metrics, r->epoch, r->in_epoch, steps, r->loss,
+                        done * er->global / el, el / done * (double)(steps - r->in_epoch));
+}
+
+/* Flushes and logs the pending step: EPOCH_DONE, or why the epoch ends. */
+static epoch_result flush_and_log(trainer *t, epoch_run *er)
+{
+    dl_step_record read;
+    dl_vote_result r = dl_loss_flush(&t->loss, &er->e->t, &read);
+    if (r == DL_VOTE_NONFINITE)
+        return report_nonfinite(t, &read);
+    if (r == DL_VOTE_COMM_ERROR)
+        return (fail_alone(t, DL_EXIT_ERROR), EPOCH_FAILED);
+    log_step(t, er, &read);
+    return EPOCH_DONE;
 }
 
 static epoch_result train_epoch(trainer *t, dl_epoch_summary *e)
 {
     const dl_train_opts *o = t->o;
-    size_t global = (size_t)o->batch * t->ctx->world;
-    long first_step = (long)(t->prog.epoch_pos / global), step = first_step;
-    double start = dl_now(), loss_sum = 0.0, loss;
+    epoch_run er = {.e = e, .global = (size_t)o->batch * t->ctx->world, .start = dl_now()};
+    er.first_step = (long)(t->prog.epoch_pos / er.global);
+    long step = er.first_step;
     dl_loader_start_epoch(&t->train_ld, (int)t->prog.epoch, t->prog.epoch_pos);
     while (dl_loader_has_next(&t->train_ld)) {
         dl_trace_next_step(t->trace);
@@ -401,27 +428,27 @@ static epoch_result train_epoch(trainer *t, dl_epoch_summary *e)
         const dl_batch *b = dl_loader_next(&t->train_ld);
         dl_trace_end(t->trace, DL_TRACK_COMPUTE);
         e->t.data += dl_now() - w;
-        step_result r = b ? train_step(t, b, &e->t, &loss) : STEP_OK;
+        dl_step_record read = {0};
+        step_result r = b ? train_step(t, b, step + 1, &e->t, &read) : STEP_OK;
         dl_trace_end(t->trace, DL_TRACK_COMPUTE);
         if (!b)
             break;
         if (r == STEP_NONFINITE)
-            return report_nonfinite(t, loss);
+            return report_nonfinite(t, &read);
         if (r == STEP_COMM_ERROR)
             return (fail_alone(t, DL_EXIT_ERROR), EPOCH_FAILED);
-        loss_sum += loss;
+        log_step(t, &er, &read);
         step++;
-        if (t->ctx->verbose && (t->prog.step % (unsigned long)o->log_every == 0 || step == t->steps_per_epoch))
-            dl_metrics_step_json(&t->metrics, (int)t->prog.epoch, (long)t->prog.step, loss, t->last_lr);
-        double el = dl_now() - start, done = (double)(step - first_step);
-        if (t->ctx->verbose)
-            dl_metrics_progress(&t->metrics, (int)t->prog.epoch, step, t->steps_per_epoch, loss,
-                                done * global / el, el / done * (double)(t->steps_per_epoch - step));
         int ckpt_due = o->checkpoint_every && t->prog.step % (unsigned long)o->checkpoint_every == 0;
-        int stop = t->stop_votes || (o->max_steps && t->prog.step >= (uint64_t)o->max_steps);
+        int stop = t->loss.stop_votes || (o->max_steps && t->prog.step >= (uint64_t)o->max_steps);
         if (o->check_every && t->prog.step % (unsigned long)o->check_every == 0 &&
             dl_train_check_replicas(t->ctx, &t->net, (long)t->prog.step) != 0)
             return EPOCH_FAILED;
+        if (ckpt_due || stop) {
+            epoch_result fr = flush_and_log(t, &er);
+            if (fr != EPOCH_DONE)
+                return fr;
+        }
         if ((ckpt_due || stop) && step < t->steps_per_epoch) {
             dl_status st = save_checkpoint(t);
             if (st != DL_OK)
@@ -431,10 +458,13 @@ static epoch_result train_epoch(trainer *t, dl_epoch_summary *e)
         if (stop && step < t->steps_per_epoch)
             return EPOCH_STOPPED;
     }
-    e->steps = step - first_step;
-    e->train_loss = e->steps ? loss_sum / (double)e->steps : NAN;
-    e->seconds = dl_now() - start;
-    e->images_per_s = (double)e->steps * global / e->seconds;
+    epoch_result fr = flush_and_log(t, &er);
+    if (fr != EPOCH_DONE)
+        return fr;
+    e->steps = step - er.first_step;
+    e->train_loss = e->steps ? er.loss_sum / (double)e->steps : NAN;
+    e->seconds = dl_now() - er.start;
+    e->images_per_s = (double)e->steps * er.global / e->seconds;
     return EPOCH_DONE;
 }
 
@@ -444,7 +474,7 @@ static int finish_epoch(trainer *t, dl_epoch_summary *e)
     if (t->ctx->comm->allreduce_sum_f64(t->ctx->comm, sums, 1) != DL_OK)
         return fail(t, 1);
     e->train_loss = sums[0] / t->ctx->world;
-    if (evaluate(t, &e->test_loss, &e->test_acc) != DL_OK)
+    if (dl_loss_evaluate(&t->loss, &t->test_ld, t->test.n, &e->test_loss, &e->test_acc) != DL_OK)
         return fail(t, 1);
     e->epoch = (int)t->prog.epoch;
     e->epochs = t->o->epochs;
@@ -474,11 +504,11 @@ static int train_loop(trainer *t)
         if (r == EPOCH_STOPPED) {
             if (t->ctx->verbose)
                 printf("stopped after step %llu%s; checkpoint %s (continue with --resume %s)\n",
-                       (unsigned long long)t->prog.step, t->stop_votes ? " on a signal" : "",
+                       (unsigned long long)t->prog.step, t->loss.stop_votes ? " on a signal" : "",
                        t->ckpt_path, t->ckpt_path);
             if (dl_train_check_replicas(t->ctx, &t->net, (long)t->prog.step) != 0)
                 return DL_EXIT_ERROR;
-            return t->stop_votes ? DL_EXIT_INTERRUPTED : DL_EXIT_OK;
+            return t->loss.stop_votes ? DL_EXIT_INTERRUPTED : DL_EXIT_OK;
         }
         int rc = finish_epoch(t, &e);
         if (rc)
@@ -487,7 +517,7 @@ static int train_loop(trainer *t)
         if (o->max_steps && t->prog.step >= (uint64_t)o->max_steps)
             break;
     }
-    if (isnan(acc) && evaluate(t, &test_loss, &acc) != DL_OK)
+    if (isnan(acc) && dl_loss_evaluate(&t->loss, &t->test_ld, t->test.n, &test_loss, &acc) != DL_OK)
         return fail(t, 1);
     if (dl_train_check_replicas(t->ctx, &t->net, (long)t->prog.step) != 0)
         return DL_EXIT_ERROR;
@@ -558,6 +588,8 @@ int dl_train_run(const dl_train_opts *o, dl_ctx *ctx)
     dl_compress_parse(o->compress, &t.compress.spec); /* checked with the other options */
     t.compress.active = t.compress.spec.kind != DL_COMPRESS_NONE;
     int rc = start(&t);
+    t.loss = (dl_loss_reads){.net = &t.net, .comm = ctx->comm, .trace = t.trace,
+                             .sync = o->sync_loss};
     if (rc == 0) {
         print_start(&t);
         catch_stop_signals();

@@ -28,6 +28,7 @@ typedef struct dl_train_opts {
     /* data parallelism */
     double bucket_mb;     /* gradient bucket size in MiB */
     int no_overlap;       /* all-reduce only after backward, for comparison */
+    int sync_loss;        /* read each step's loss before its backward, for comparison */
     long check_every;     /* replica check every N steps (and at the end) */
     double timeout_s;     /* a collective stalled this long aborts the job */
     int log_all;          /* every rank writes its own log */

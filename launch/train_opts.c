@@ -54,6 +54,9 @@ static const dl_option train_options[] = {
      "0.25 to 25)"},
     {"no-overlap", DL_OPT_FLAG, O(no_overlap), 0, NULL, 0, 0,
      "all-reduce after backward instead of overlapping it (for comparison)"},
+    {"sync-loss", DL_OPT_FLAG, O(sync_loss), 0, NULL, 0, 0,
+     "read each step's loss before its backward, the host waiting for forward (the loss is "
+     "otherwise read one step late; for comparison)"},
     {"check-every", DL_OPT_LONG, O(check_every), 0, "N", 0, 1e15,
      "compare parameter hashes across ranks every N steps (default 200; 0 = only at the end)"},
     {"timeout", DL_OPT_DOUBLE, O(timeout_s), 0, "SECONDS", 1, 1e6,

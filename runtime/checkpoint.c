@@ -18,10 +18,15 @@
 #include "parse.h"
 
 #define CKPT_MAGIC "DLTCKPT"
-#define CKPT_VERSION 1
-#define CKPT_VERSION_EXTRA 2 /* version 1 plus one dl_ckpt_extra section */
+/* Version 3: each layer's parameters (and momentum) start on 256 bytes,
+ * with zero padding between layers (net.h DL_NET_PARAM_ALIGN).  Versions 1
+ * and 2 packed them without padding; they are refused with a message
+ * rather than converted (docs/engine.md). */
+#define CKPT_VERSION 3
+#define CKPT_VERSION_EXTRA 4 /* version 3 plus one dl_ckpt_extra section */
+#define CKPT_VERSION_PACKED_EXTRA 2 /* the last version without padding */
 
-/* The section header after the payload of a version-2 file. */
+/* The section header after the payload of a version-4 (and 2) file. */
 typedef struct ckpt_section {
     char name[32];
     int32_t world;
@@ -138,6 +143,15 @@ dl_status dl_checkpoint_save_extra(const char *path, const char *model, const dl
         return dl_fail(DL_ERR_NUMERIC, "parameters or optimizer state are no longer finite "
                        "(step %llu): %s is left as it was", (unsigned long long)p->step, path);
     }
+    long long pad = dl_net_padding_nonzero(net, payload);
+    if (pad < 0 && (pad = dl_net_padding_nonzero(net, payload + net->n_params)) >= 0)
+        pad += (long long)net->n_params;
+    if (pad >= 0) {
+        free(payload);
+        return dl_fail(DL_ERR_NUMERIC, "internal error: the padding between layers is not zero "
+                       "(float %lld of the parameters and momentum, step %llu): %s is left as "
+                       "it was", pad, (unsigned long long)p->step, path);
+    }
     ckpt_header h;
     memset(&h, 0, sizeof h);
     memcpy(h.magic, CKPT_MAGIC, sizeof CKPT_MAGIC);
@@ -183,6 +197,12 @@ static dl_status check_header(const char *path, const ckpt_header *h, const char
 {
     if (memcmp(h->magic, CKPT_MAGIC, sizeof CKPT_MAGIC) != 0)
         return dl_fail(DL_ERR_FORMAT, "%s is not a dltrain checkpoint (bad magic)", path);
+    if (h->version >= 1 && h->version <= CKPT_VERSION_PACKED_EXTRA)
+        return dl_fail(DL_ERR_FORMAT, "%s was written by an older dltrain (checkpoint version "
+                       "%u, parameters packed without padding); this dltrain starts each "
+                       "layer's parameters on 256 bytes (versions %d and %d) and cannot "
+                       "continue it: train again without --resume", path, h->version,
+                       CKPT_VERSION, CKPT_VERSION_EXTRA);
     if (h->version != CKPT_VERSION && h->version != CKPT_VERSION_EXTRA)
         return dl_fail(DL_ERR_FORMAT, "%s: checkpoint version %u not supported (expected %d "
                        "or %d)", path, h->version, CKPT_VERSION, CKPT_VERSION_EXTRA);
@@ -246,6 +266,19 @@ static dl_status check_payload(const char *path, const float *payload, size_t co
     return DL_OK;
 }
 
+/* Parameters and momentum (the payload's first 2 x n_params floats). */
+static dl_status check_padding(const char *path, const dl_net *net, const float *payload)
+{
+    for (int half = 0; half < 2; half++) {
+        long long at = dl_net_padding_nonzero(net, payload + half * net->n_params);
+        if (at >= 0)
+            return dl_fail(DL_ERR_FORMAT, "%s: checkpoint holds a non-zero value in the padding "
+                           "between layers (%s float %lld; dltrain never saves one): corrupt",
+                           path, half ? "momentum" : "parameter", at);
+    }
+    return DL_OK;
+}
+
 static dl_status open_checkpoint(const char *path, FILE **f)
 {
     int fd;
@@ -260,7 +293,7 @@ static dl_status open_checkpoint(const char *path, FILE **f)
     return DL_OK;
 }
 
-/* Reads the version-2 section that follows the payload; the file must end with it. */
+/* Reads the section that follows the payload; the file must end with it. */
 static dl_status read_section(FILE *f, const char *path, long file_size, dl_ckpt_extra *extra)
 {
     ckpt_section sec;
@@ -327,6 +360,8 @@ dl_status dl_checkpoint_load_extra(const char *path, const char *model, dl_net *
         st = dl_fail(DL_ERR_FORMAT, "%s: checkpoint data is corrupt (checksum mismatch)", path);
     if (st == DL_OK)
         st = check_payload(path, payload, count);
+    if (st == DL_OK)
+        st = check_padding(path, net, payload);
     if (st == DL_OK && h.version == CKPT_VERSION_EXTRA)
         st = read_section(f, path, (long)sb.st_size, extra);
     fclose(f);

@@ -7,10 +7,13 @@
  * Layout: a fixed header (magic, version, model, shapes, sizes, progress,
  * CRC-32 of the payload, CRC-32 of the header), then the payload
  * params[n_params], velocity[n_params], buffers[n_buffers] as fp32.
- * Version 2 adds one optional section after the payload: a small header
+ * params and velocity have n_params floats each, every layer's slice
+ * starting on 256 bytes (net.h DL_NET_PARAM_ALIGN) with zeros between.
+ * Version 4 adds one optional section after the payload: a small header
  * (what it holds, the ranks that saved it, count, CRC-32) and count floats;
- * training with --compress keeps its error-feedback state there.  Version 1
- * files (no section) still load.
+ * training with --compress keeps its error-feedback state there; version 3
+ * files have none.  Versions 1 and 2 (the same without padding, from before
+ * the alignment) are refused with a message saying so.
  *
  * Saving writes a temporary file in the same directory, fsyncs it and
  * renames it over the target, so a crash or kill at any moment leaves
@@ -28,7 +31,7 @@ typedef struct dl_progress {
     uint64_t seed;
 } dl_progress;
 
-/* The optional section (version 2).  name says what it holds and must
+/* The optional section (version 4).  name says what it holds and must
  * match on load for the data to be used ("compress int8"). */
 typedef struct dl_ckpt_extra {
     char name[32];
@@ -45,7 +48,7 @@ dl_status dl_checkpoint_save(const char *path, const char *model, const dl_net *
  * regular file (a FIFO, a device) is refused without blocking. */
 dl_status dl_checkpoint_load(const char *path, const char *model, dl_net *net, float *velocity,
                              dl_progress *p);
-/* Save with a section (extra may be NULL: a version-1 file), and load that
+/* Save with a section (extra may be NULL: a version-3 file), and load that
  * also returns the section (extra->count 0, data NULL where there is none). */
 dl_status dl_checkpoint_save_extra(const char *path, const char *model, const dl_net *net,
                                    const float *velocity, const dl_progress *p,

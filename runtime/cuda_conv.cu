@@ -6,7 +6,9 @@
  *   backward: tmp <- dy(NCHW);  dW += tmp x col^T;  dcol = W^T x tmp;
  *             dx (+)= col2im(dcol)
  * A chunk holds as many images as fit CUDA_CONV_CHUNK_FLOATS of workspace,
- * so the GEMMs are wide even for small feature maps.
+ * so the GEMMs are wide even for small feature maps.  Under --precision
+ * bf16, col and tmp are written in bf16 directly and W is rounded once per
+ * call (conv_forward_bf16, conv_backward_bf16 below).
  *
  * col2im is a gather (one thread per input pixel summing the columns that
  * read it, in a fixed order), not a scatter with atomics: deterministic, and
@@ -93,9 +95,20 @@ size_t cuda_conv_workspace(dl_device *d, const dl_conv_desc *c)
     return nb * ((size_t)c->cin * c->k * c->k + (size_t)c->cout) * c->oh * c->ow;
 }
 
+/* A value as the column buffer stores it: fp32, or rounded to bf16 for a
+ * bf16 GEMM (the rounding cuda_gemm's conversion pass would apply). */
+__device__ __forceinline__ float col_value(float v, float *) { return v; }
+__device__ __forceinline__ __nv_bfloat16 col_value(float v, __nv_bfloat16 *)
+{
+    return __float2bfloat16_rn(v);
+}
+
 /* col[r][j*ohw + oy*ow + ox] = x[j][ci][oy*s - p + ki][ox*s - p + kj], r = (ci*k + ki)*k + kj,
- * zero outside the image.  One thread per column entry: coalesced writes. */
-__global__ void im2col_kernel(conv_geom g, const float *x, float *col)
+ * zero outside the image.  One thread per column entry: coalesced writes.
+ * T: float, or __nv_bfloat16 under --precision bf16 (written once, in the
+ * GEMM's input type: no fp32 column buffer and conversion pass). */
+template <typename T>
+__global__ void im2col_kernel(conv_geom g, const float *x, T *col)
 {
     size_t ohw = (size_t)g.oh * g.ow, ld = (size_t)g.nb * ohw;
     size_t total = (size_t)g.cin * g.k * g.k * ld;
@@ -109,7 +122,7 @@ __global__ void im2col_kernel(conv_geom g, const float *x, float *col)
         float v = 0.0f;
         if (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w)
             v = x[(((size_t)j * g.cin + ci) * g.h + iy) * g.w + ix];
-        col[e] = v;
+        col[e] = col_value(v, col);
     }
 }
 
@@ -161,22 +174,94 @@ __global__ void chunk_to_nchw_kernel(conv_geom g, const float *tmp, const float 
     }
 }
 
-/* tmp[co][j*ohw + q] = dy[j][co][q]; one thread per tmp element (coalesced writes). */
-__global__ void nchw_to_chunk_kernel(conv_geom g, const float *dy, float *tmp)
+/* tmp[co][j*ohw + q] = dy[j][co][q]; one thread per tmp element (coalesced
+ * writes).  T as for im2col_kernel. */
+template <typename T>
+__global__ void nchw_to_chunk_kernel(conv_geom g, const float *dy, T *tmp)
 {
     size_t ohw = (size_t)g.oh * g.ow, total = (size_t)g.nb * g.cout * ohw;
     GRID_STRIDE_LOOP(e, total)
     {
         size_t q = e % ohw, cj = e / ohw;
         int j = (int)(cj % g.nb), co = (int)(cj / g.nb);
-        tmp[e] = dy[((size_t)j * g.cout + co) * ohw + q];
+        tmp[e] = col_value(dy[((size_t)j * g.cout + co) * ohw + q], tmp);
     }
 }
 
-static void im2col(dl_device *d, const conv_geom &g, const float *x, float *col)
+template <typename T>
+static void im2col(dl_device *d, const conv_geom &g, const float *x, T *col)
 {
     size_t total = (size_t)g.cin * g.k * g.k * g.nb * g.oh * g.ow;
-    CUDA_LAUNCH(d, im2col_kernel, cuda_grid(total), CUDA_THREADS, 0, g, x, col);
+    CUDA_LAUNCH(d, im2col_kernel<T>, cuda_grid(total), CUDA_THREADS, 0, g, x, col);
+}
+
+static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
+
+/* ---- bf16: operands written in bf16 where they are made -------------------------
+ * Under --precision bf16 the GEMM operands are rounded where they are
+ * produced, not by cuda_gemm's conversion passes: im2col writes the column
+ * buffer in bf16 (into the fp32 workspace's column region, half of it), the
+ * permute of dy writes bf16, and the weights are rounded once per call, not
+ * per chunk and GEMM.  The bf16 scratch (sized at start-up,
+ * cuda_conv1x1.cu bf16_need) holds [W: align8(cout*kdim)][dy chunk:
+ * cout*cols].  The values rounded are the same, so the products are those
+ * of the conversion-pass formulation. */
+
+static void conv_forward_bf16(dl_device *d, const dl_conv_desc *c, const float *x,
+                              const float *w, const float *bias, float *y, float *ws)
+{
+    int nb_max = conv_chunk(d, c), ohw = c->oh * c->ow, kdim = c->cin * c->k * c->k;
+    size_t in_size = (size_t)c->cin * c->h * c->w, out_size = (size_t)c->cout * ohw;
+    __nv_bfloat16 *w16 = cuda_bf16_scratch(d, align8((size_t)c->cout * kdim));
+    cuda_to_bf16(d, w, w16, (size_t)c->cout * kdim);
+    for (int i0 = 0; i0 < c->n; i0 += nb_max) {
+        int nb = DL_MIN(nb_max, c->n - i0);
+        conv_geom g = geom_of(c, nb);
+        __nv_bfloat16 *col16 = (__nv_bfloat16 *)ws;
+        float *tmp = ws + (size_t)kdim * nb * ohw, *yi = y + i0 * out_size;
+        im2col(d, g, x + i0 * in_size, col16);
+        float *out = nb == 1 ? yi : tmp; /* one image: the GEMM result is already NCHW */
+        cuda_gemm_bf16(d, 0, 0, c->cout, nb * ohw, kdim, 1.0f, w16, kdim, col16, nb * ohw, 0.0f,
+                       out, nb * ohw);
+        if (nb == 1 && bias)
+            cuda_bias_add(d, yi, bias, 1, c->cout, ohw);
+        else if (nb > 1)
+            CUDA_LAUNCH(d, chunk_to_nchw_kernel, cuda_grid((size_t)nb * out_size), CUDA_THREADS,
+                        0, g, tmp, bias, yi);
+    }
+}
+
+static void conv_backward_bf16(dl_device *d, const dl_conv_desc *c, const float *x,
+                               const float *w, const float *dy, float *dx, int acc, float *dw,
+                               float *ws)
+{
+    int nb_max = conv_chunk(d, c), ohw = c->oh * c->ow, kdim = c->cin * c->k * c->k;
+    size_t in_size = (size_t)c->cin * c->h * c->w, out_size = (size_t)c->cout * ohw;
+    size_t w_room = align8((size_t)c->cout * kdim);
+    __nv_bfloat16 *w16 = cuda_bf16_scratch(d, w_room + out_size * nb_max), *gy16 = w16 + w_room;
+    if (dx)
+        cuda_to_bf16(d, w, w16, (size_t)c->cout * kdim);
+    for (int i0 = 0; i0 < c->n; i0 += nb_max) {
+        int nb = DL_MIN(nb_max, c->n - i0);
+        conv_geom g = geom_of(c, nb);
+        __nv_bfloat16 *col16 = (__nv_bfloat16 *)ws;
+        float *dcol = ws; /* after the dW GEMM has read col16 (stream order) */
+        if (nb > 1)
+            CUDA_LAUNCH(d, nchw_to_chunk_kernel<__nv_bfloat16>,
+                        cuda_grid((size_t)nb * out_size), CUDA_THREADS, 0, g, dy + i0 * out_size,
+                        gy16);
+        else
+            cuda_to_bf16(d, dy + i0 * out_size, gy16, out_size);
+        im2col(d, g, x + i0 * in_size, col16);
+        cuda_gemm_bf16(d, 0, 1, c->cout, kdim, nb * ohw, 1.0f, gy16, nb * ohw, col16, nb * ohw,
+                       1.0f, dw, kdim);
+        if (!dx)
+            continue;
+        cuda_gemm_bf16(d, 1, 0, kdim, nb * ohw, c->cout, 1.0f, w16, kdim, gy16, nb * ohw, 0.0f,
+                       dcol, nb * ohw);
+        CUDA_LAUNCH(d, col2im_kernel, cuda_grid((size_t)nb * in_size), CUDA_THREADS, 0, g, dcol,
+                    dx + i0 * in_size, acc);
+    }
 }
 
 void cuda_conv_forward(dl_device *d, const dl_conv_desc *c, const float *x, const float *w,
@@ -186,6 +271,10 @@ void cuda_conv_forward(dl_device *d, const dl_conv_desc *c, const float *x, cons
     size_t in_size = (size_t)c->cin * c->h * c->w, out_size = (size_t)c->cout * ohw;
     if (c->n < 1 || ohw < 1)
         return;
+    if (cuda_of(d)->bf16) {
+        conv_forward_bf16(d, c, x, w, bias, y, ws);
+        return;
+    }
     for (int i0 = 0; i0 < c->n; i0 += nb_max) {
         int nb = DL_MIN(nb_max, c->n - i0);
         conv_geom g = geom_of(c, nb);
@@ -214,14 +303,18 @@ void cuda_conv_backward(dl_device *d, const dl_conv_desc *c, const float *x, con
         return;
     if (db)
         cuda_bias_grad(d, dy, db, c->n, c->cout, ohw);
+    if (cuda_of(d)->bf16) {
+        conv_backward_bf16(d, c, x, w, dy, dx, acc, dw, ws);
+        return;
+    }
     for (int i0 = 0; i0 < c->n; i0 += nb_max) {
         int nb = DL_MIN(nb_max, c->n - i0);
         conv_geom g = geom_of(c, nb);
         float *col = ws, *tmp = ws + (size_t)kdim * nb * ohw;
         const float *gy = dy + i0 * out_size;
         if (nb > 1) {
-            CUDA_LAUNCH(d, nchw_to_chunk_kernel, cuda_grid((size_t)nb * out_size), CUDA_THREADS,
-                        0, g, gy, tmp);
+            CUDA_LAUNCH(d, nchw_to_chunk_kernel<float>, cuda_grid((size_t)nb * out_size),
+                        CUDA_THREADS, 0, g, gy, tmp);
             gy = tmp;
         }
         im2col(d, g, x + i0 * in_size, col);

@@ -2,7 +2,9 @@
  * (device_cuda.h dl_device_cuda_set_precision): strict fp32, TF32 tensor
  * cores, or bf16 operands rounded into a scratch buffer; the table's gemm
  * (fully connected layers), the convolutions' GEMMs and the batched GEMM of
- * the 1x1 convolutions.  Semantics: runtime/device.h. */
+ * the 1x1 convolutions, and the bf16 GEMM on operands already rounded (the
+ * im2col convolutions write their column buffer in bf16 themselves).
+ * Semantics: runtime/device.h. */
 #include "cuda_internal.cuh"
 
 /* ---- GEMM -------------------------------------------------------------------
@@ -44,6 +46,32 @@ static __nv_bfloat16 *bf16_room(cuda_impl *g, size_t n)
 }
 
 void cuda_bf16_reserve(dl_device *d, size_t elements) { (void)bf16_room(cuda_of(d), elements); }
+
+__nv_bfloat16 *cuda_bf16_scratch(dl_device *d, size_t elements)
+{
+    return bf16_room(cuda_of(d), elements);
+}
+
+void cuda_to_bf16(dl_device *d, const float *x, __nv_bfloat16 *y, size_t n)
+{
+    if (n)
+        CUDA_LAUNCH(d, to_bf16_kernel, cuda_grid(n), CUDA_THREADS, 0, x, y, n);
+}
+
+void cuda_gemm_bf16(dl_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                    const __nv_bfloat16 *a, int lda, const __nv_bfloat16 *b, int ldb, float beta,
+                    float *c, int ldc)
+{
+    if (m <= 0 || n <= 0)
+        return;
+    cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    CUBLAS_CHECK(cublasGemmEx(cuda_of(d)->blas, op_b, op_a, n, m, k, &alpha, b, CUDA_R_16BF, ldb,
+                              a, CUDA_R_16BF, lda, &beta, c, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT));
+    if (cuda_of(d)->sync_each_launch)
+        CUDA_CHECK(cudaStreamSynchronize(cuda_stream(d)));
+}
 
 static void gemm_bf16(dl_device *d, cublasOperation_t op_b, cublasOperation_t op_a, int m, int n,
                       int k, float alpha, const float *a, int lda, size_t span_a, const float *b,

@@ -60,6 +60,10 @@ typedef struct cuda_impl {
     cudaEvent_t copied[2];    /* the copy into buffer b is done */
     void *pinned[2];          /* staging for buffer b, sized by reserve_batch at start-up */
     size_t pinned_cap[2];
+    /* small reads (read_start/finish): DL_DEVICE_READ_SLOTS slots of
+     * DL_DEVICE_READ_BYTES pinned bytes, each with the event of its copy */
+    void *read_host;
+    cudaEvent_t read_done[DL_DEVICE_READ_SLOTS];
 } cuda_impl;
 
 static inline cuda_impl *cuda_of(dl_device *d) { return (cuda_impl *)d->impl; }
@@ -137,6 +141,17 @@ void cuda_gemm_table(dl_device *d, int trans_a, int trans_b, int m, int n, int k
                      int ldc);
 /* Grows the bf16 GEMM operand scratch to `elements` now (start-up). */
 void cuda_bf16_reserve(dl_device *d, size_t elements);
+/* The bf16 scratch, at least `elements` long (sized at start-up by the
+ * convolutions' workspace queries; cuda_gemm's bf16 path uses it too, so it
+ * holds a caller's operands only until its next cuda_gemm call). */
+__nv_bfloat16 *cuda_bf16_scratch(dl_device *d, size_t elements);
+/* y[0..n) = x rounded to bf16 (to nearest even). */
+void cuda_to_bf16(dl_device *d, const float *x, __nv_bfloat16 *y, size_t n);
+/* cuda_gemm's bf16 GEMM on operands already in bf16 (fp32 accumulation and
+ * output), whatever the device's precision. */
+void cuda_gemm_bf16(dl_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                    const __nv_bfloat16 *a, int lda, const __nv_bfloat16 *b, int ldb, float beta,
+                    float *c, int ldc);
 /* cuda_gemm on `batch` operands at base + j * stride (stride 0: shared) */
 void cuda_gemm_batched(dl_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
                        const float *a, int lda, long long stride_a, const float *b, int ldb,
@@ -169,6 +184,13 @@ void cuda_maxpool_backward(dl_device *d, const dl_pool_desc *p, const float *dy,
 void cuda_avgpool_forward(dl_device *d, const dl_pool_desc *p, const float *x, float *y);
 void cuda_avgpool_backward(dl_device *d, const dl_pool_desc *p, const float *dy, float *dx,
                            int acc);
+
+void cuda_xent_forward(dl_device *d, const float *logits, const int32_t *labels, float *probs,
+                       float *loss, int n, int classes);
+void cuda_xent_backward(dl_device *d, const float *probs, const int32_t *labels, float *dlogits,
+                        int n, int classes);
+void cuda_xent_stats(dl_device *d, const float *probs, const float *loss, const int32_t *labels,
+                     int n, int classes, double *out);
 
 void cuda_bn_forward_train(dl_device *d, const dl_bn_desc *b, const float *x, const float *gamma,
                            const float *beta, float *y, float *mean, float *invstd,

@@ -48,6 +48,8 @@ typedef struct dl_host_part {
 } dl_host_part;
 
 #define DL_DEVICE_MARKS 1024
+#define DL_DEVICE_READ_SLOTS 4
+#define DL_DEVICE_READ_BYTES 64
 
 typedef struct dl_device dl_device;
 struct dl_device {
@@ -61,6 +63,16 @@ struct dl_device {
     void (*upload)(dl_device *d, void *dst, const void *src, size_t bytes);
     void (*download)(dl_device *d, void *dst, const void *src, size_t bytes);
     void (*sync)(dl_device *d);
+    /* Small results read without waiting where they are produced (the loss
+     * statistics, one step late: docs/gpu.md).  read_start queues a copy of
+     * `bytes` (at most DL_DEVICE_READ_BYTES) of device memory src into the
+     * device's host slot `slot` (0 .. DL_DEVICE_READ_SLOTS-1) behind the
+     * work queued so far, and returns at once; read_finish waits for that
+     * copy and hands its bytes to dst.  src must keep its value until then
+     * (on the CPU, read_finish reads it: the CPU's ops are done when they
+     * return, so its copy waits for nothing and reads the same bytes). */
+    void (*read_start)(dl_device *d, int slot, const void *src, size_t bytes);
+    void (*read_finish)(dl_device *d, int slot, void *dst, const void *src, size_t bytes);
     /* Timing on the device's own clock (NULL on the CPU, whose ops finish
      * before they return: the host clock is the device's).  mark(slot)
      * records when the device reaches this point of the queued work (a CUDA

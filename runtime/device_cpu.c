@@ -94,6 +94,19 @@ static void cpu_upload_batch(dl_device *d, int buf, void *dst, const dl_host_par
         memcpy((char *)dst + parts[i].dst_off, parts[i].src, parts[i].bytes);
 }
 
+/* The CPU's ops are done when they return, so there is nothing to wait for:
+ * the read happens in read_finish, from the device memory itself. */
+static void cpu_read_start(dl_device *d, int slot, const void *src, size_t bytes)
+{
+    (void)d, (void)slot, (void)src, (void)bytes;
+}
+
+static void cpu_read_finish(dl_device *d, int slot, void *dst, const void *src, size_t bytes)
+{
+    (void)d, (void)slot;
+    memcpy(dst, src, bytes);
+}
+
 dl_device *dl_device_cpu(int threads)
 {
     static dl_device cpu = {
@@ -103,6 +116,8 @@ dl_device *dl_device_cpu(int threads)
         .upload = cpu_memcpy,
         .download = cpu_memcpy,
         .sync = cpu_sync,
+        .read_start = cpu_read_start,
+        .read_finish = cpu_read_finish,
         .upload_batch = cpu_upload_batch,
         .fill = cpu_fill,
         .copy = cpu_copy,

@@ -4,9 +4,10 @@
  * cuda_conv.cu (cuda_conv1x1.cu, cuda_cudnn.cu), cuda_pool.cu and
  * cuda_norm.cu.  Semantics: runtime/device.h; reference: device_cpu.c.
  *
- * Everything runs in order on the device's one stream.  upload and download
- * return when the copy is complete, so host buffers may be reused at once
- * (an asynchronous, pinned-buffer upload is a later optimisation). */
+ * Every op runs in order on the compute stream.  upload and download return
+ * when the copy is complete, so host buffers may be reused at once; the
+ * batch upload (a copy stream) and the small reads (read_start/finish) are
+ * asynchronous through pinned memory.  Softmax cross-entropy: cuda_loss.cu. */
 #include "cuda_internal.cuh"
 
 #include <stdarg.h>
@@ -87,6 +88,29 @@ static void cu_download(dl_device *d, void *dst, const void *src, size_t bytes)
 }
 
 static void cu_sync(dl_device *d) { CUDA_CHECK(cudaStreamSynchronize(cuda_stream(d))); }
+
+/* Small reads (device.h): a copy on the compute stream into pinned slot
+ * memory, an event behind it; finishing waits for that event only, not for
+ * the work queued after it. */
+static void cu_read_start(dl_device *d, int slot, const void *src, size_t bytes)
+{
+    cuda_impl *g = cuda_of(d);
+    if (slot < 0 || slot >= DL_DEVICE_READ_SLOTS || bytes > DL_DEVICE_READ_BYTES)
+        cuda_fatal(__FILE__, __LINE__, "read_start", "bad slot or size", "an internal error");
+    char *at = (char *)g->read_host + (size_t)slot * DL_DEVICE_READ_BYTES;
+    CUDA_CHECK(cudaMemcpyAsync(at, src, bytes, cudaMemcpyDeviceToHost, g->stream));
+    CUDA_CHECK(cudaEventRecord(g->read_done[slot], g->stream));
+}
+
+static void cu_read_finish(dl_device *d, int slot, void *dst, const void *src, size_t bytes)
+{
+    cuda_impl *g = cuda_of(d);
+    (void)src; /* copied by read_start */
+    if (slot < 0 || slot >= DL_DEVICE_READ_SLOTS || bytes > DL_DEVICE_READ_BYTES)
+        cuda_fatal(__FILE__, __LINE__, "read_finish", "bad slot or size", "an internal error");
+    CUDA_CHECK(cudaEventSynchronize(g->read_done[slot]));
+    memcpy(dst, (char *)g->read_host + (size_t)slot * DL_DEVICE_READ_BYTES, bytes);
+}
 
 static void cu_mark(dl_device *d, int slot)
 {
@@ -246,99 +270,6 @@ static void cu_add_forward(dl_device *d, const float *a, const float *b, float *
         CUDA_LAUNCH(d, add_kernel, cuda_grid(n), CUDA_THREADS, 0, a, b, y, n);
 }
 
-/* ---- softmax cross-entropy ----------------------------------------------------
- * One block per sample (classes is 10 .. 1000).  Like the CPU reference, the
- * sum of exponentials and the logarithms are taken in double. */
-#define XENT_THREADS 128
-
-__global__ void xent_forward_kernel(const float *logits, const int32_t *labels, float *probs,
-                                    float *loss, int classes)
-{
-    __shared__ double sh[XENT_THREADS];
-    __shared__ float shmax[XENT_THREADS];
-    int i = blockIdx.x, t = threadIdx.x;
-    const float *z = logits + (size_t)i * classes;
-    float *p = probs + (size_t)i * classes;
-
-    float m = z[0];
-    for (int k = t; k < classes; k += XENT_THREADS)
-        m = z[k] > m ? z[k] : m;
-    shmax[t] = m;
-    __syncthreads();
-    for (int s = XENT_THREADS / 2; s > 0; s >>= 1) {
-        if (t < s && shmax[t + s] > shmax[t])
-            shmax[t] = shmax[t + s];
-        __syncthreads();
-    }
-    float zmax = shmax[0];
-
-    double part = 0.0;
-    for (int k = t; k < classes; k += XENT_THREADS)
-        part += exp((double)(z[k] - zmax));
-    double logsum = log(block_sum<XENT_THREADS>(part, sh));
-    for (int k = t; k < classes; k += XENT_THREADS)
-        p[k] = (float)exp((double)(z[k] - zmax) - logsum);
-    if (t == 0)
-        loss[i] = (float)(logsum - (double)(z[labels[i]] - zmax));
-}
-
-__global__ void xent_backward_kernel(const float *probs, const int32_t *labels, float *dlogits,
-                                     int n, int classes)
-{
-    float inv_n = 1.0f / (float)n;
-    size_t total = (size_t)n * classes;
-    GRID_STRIDE_LOOP(at, total)
-    {
-        int i = (int)(at / classes), k = (int)(at % classes);
-        dlogits[at] = (probs[at] - (k == labels[i] ? 1.0f : 0.0f)) * inv_n;
-    }
-}
-
-/* One block: sample i by thread i % XENT_THREADS, the sums in fixed trees
- * (deterministic).  The argmax takes the first maximum, as the CPU. */
-__global__ void xent_stats_kernel(const float *probs, const float *loss, const int32_t *labels,
-                                  int n, int classes, double *out)
-{
-    __shared__ double sh[XENT_THREADS];
-    double sum = 0.0, right = 0.0;
-    for (int i = threadIdx.x; i < n; i += XENT_THREADS) {
-        const float *p = probs + (size_t)i * classes;
-        int best = 0;
-        for (int j = 1; j < classes; j++)
-            if (p[j] > p[best])
-                best = j;
-        sum += loss[i];
-        right += best == labels[i] ? 1.0 : 0.0;
-    }
-    sum = block_sum<XENT_THREADS>(sum, sh);
-    right = block_sum<XENT_THREADS>(right, sh);
-    if (threadIdx.x == 0)
-        out[0] = sum, out[1] = right;
-}
-
-static void cu_xent_stats(dl_device *d, const float *probs, const float *loss,
-                          const int32_t *labels, int n, int classes, double *out)
-{
-    CUDA_LAUNCH(d, xent_stats_kernel, 1, XENT_THREADS, 0, probs, loss, labels, n, classes, out);
-}
-
-static void cu_xent_forward(dl_device *d, const float *logits, const int32_t *labels,
-                            float *probs, float *loss, int n, int classes)
-{
-    if (n > 0)
-        CUDA_LAUNCH(d, xent_forward_kernel, n, XENT_THREADS, 0, logits, labels, probs, loss,
-                    classes);
-}
-
-static void cu_xent_backward(dl_device *d, const float *probs, const int32_t *labels,
-                             float *dlogits, int n, int classes)
-{
-    size_t total = (size_t)n * classes;
-    if (total)
-        CUDA_LAUNCH(d, xent_backward_kernel, cuda_grid(total), CUDA_THREADS, 0, probs, labels,
-                    dlogits, n, classes);
-}
-
 /* ---- SGD (PyTorch semantics, as cpu_sgd_update) -------------------------------- */
 
 __global__ void sgd_kernel(dl_sgd_args a, float *params, const float *grads, float *velocity,
@@ -383,6 +314,11 @@ static void impl_release(cuda_impl *g)
         cudaFree(g->bn_partials);
     if (g->bf16_scratch)
         cudaFree(g->bf16_scratch);
+    for (int i = 0; i < DL_DEVICE_READ_SLOTS; i++)
+        if (g->read_done[i])
+            cudaEventDestroy(g->read_done[i]);
+    if (g->read_host)
+        cudaFreeHost(g->read_host);
     for (int b = 0; b < 2; b++) {
         if (g->pinned[b])
             cudaFreeHost(g->pinned[b]);
@@ -495,6 +431,14 @@ extern "C" dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size)
         (e = cudaEventCreateWithFlags(&g->copied[0], cudaEventDisableTiming)) != cudaSuccess ||
         (e = cudaEventCreateWithFlags(&g->copied[1], cudaEventDisableTiming)) != cudaSuccess)
         goto cuda_failed;
+    for (int i = 0; i < DL_DEVICE_READ_SLOTS; i++)
+        if ((e = cudaEventCreateWithFlags(&g->read_done[i], cudaEventDisableTiming)) !=
+            cudaSuccess)
+            goto cuda_failed;
+    step = "cudaMallocHost (read slots)";
+    if ((e = cudaMallocHost(&g->read_host, DL_DEVICE_READ_SLOTS * DL_DEVICE_READ_BYTES)) !=
+        cudaSuccess)
+        goto cuda_failed;
     if ((s = cublasCreate(&g->blas)) != CUBLAS_STATUS_SUCCESS ||
         (s = cublasSetStream(g->blas, g->stream)) != CUBLAS_STATUS_SUCCESS ||
         (s = cublasSetMathMode(g->blas, CUBLAS_DEFAULT_MATH)) != CUBLAS_STATUS_SUCCESS) {
@@ -514,6 +458,8 @@ extern "C" dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size)
     d->upload = cu_upload;
     d->download = cu_download;
     d->sync = cu_sync;
+    d->read_start = cu_read_start;
+    d->read_finish = cu_read_finish;
     d->mark = cu_mark;
     d->mark_ms = cu_mark_ms;
     d->upload_batch = cu_upload_batch;
@@ -537,9 +483,9 @@ extern "C" dl_device *dl_device_cuda(int gpu_index, char *why, size_t why_size)
     d->bn_forward_train = cuda_bn_forward_train;
     d->bn_forward_eval = cuda_bn_forward_eval;
     d->bn_backward = cuda_bn_backward;
-    d->xent_forward = cu_xent_forward;
-    d->xent_backward = cu_xent_backward;
-    d->xent_stats = cu_xent_stats;
+    d->xent_forward = cuda_xent_forward;
+    d->xent_backward = cuda_xent_backward;
+    d->xent_stats = cuda_xent_stats;
     d->sgd_update = cu_sgd_update;
     return d;
 

@@ -137,17 +137,78 @@ int dl_net_add(dl_net *net, int a, int b)
 
 /* ---- layout and allocation ----------------------------------------------- */
 
-/* Offsets in reverse layer order: backward finishes the last layer first. */
+static size_t align_params(size_t off)
+{
+    return (off + DL_NET_PARAM_ALIGN - 1) / DL_NET_PARAM_ALIGN * DL_NET_PARAM_ALIGN;
+}
+
+/* Offsets in reverse layer order: backward finishes the last layer first.
+ * Each layer with parameters starts on DL_NET_PARAM_ALIGN floats. */
 static void layout_params(dl_net *net)
 {
-    net->n_params = net->n_buffers = 0;
+    net->n_params = net->n_trainable = net->n_buffers = 0;
     for (int i = net->n_layers - 1; i >= 0; i--) {
         dl_layer *l = &net->layers[i];
+        if (l->n_params)
+            net->n_params = align_params(net->n_params);
         l->param_off = net->n_params;
         net->n_params += l->n_params;
+        net->n_trainable += l->n_params;
         l->buffer_off = net->n_buffers;
         net->n_buffers += l->n_buffers;
     }
+}
+
+/* Calls fn on each gap [lo, hi) of padding, in buffer order. */
+static void for_each_gap(const dl_net *net, void (*fn)(void *user, size_t lo, size_t hi),
+                         void *user)
+{
+    size_t end = 0;
+    for (int i = net->n_layers - 1; i >= 0; i--) {
+        const dl_layer *l = &net->layers[i];
+        if (!l->n_params)
+            continue;
+        if (l->param_off > end)
+            fn(user, end, l->param_off);
+        end = l->param_off + l->n_params;
+    }
+}
+
+typedef struct gap_fill {
+    dl_net *net;
+    float *flat;
+} gap_fill;
+
+static void fill_gap(void *user, size_t lo, size_t hi)
+{
+    gap_fill *g = user;
+    g->net->dev->fill(g->net->dev, g->flat + lo, hi - lo, 0.0f);
+}
+
+void dl_net_zero_padding(dl_net *net, float *flat)
+{
+    gap_fill g = {net, flat};
+    for_each_gap(net, fill_gap, &g);
+}
+
+typedef struct gap_check {
+    const float *flat;
+    long long first;
+} gap_check;
+
+static void check_gap(void *user, size_t lo, size_t hi)
+{
+    gap_check *g = user;
+    for (size_t i = lo; i < hi && g->first < 0; i++)
+        if (g->flat[i] != 0.0f)
+            g->first = (long long)i;
+}
+
+long long dl_net_padding_nonzero(const dl_net *net, const float *flat)
+{
+    gap_check g = {flat, -1};
+    for_each_gap(net, check_gap, &g);
+    return g.first;
 }
 
 /* The first reader of a tensor in backward order overwrites its gradient;
@@ -251,7 +312,7 @@ dl_status dl_net_finalize(dl_net *net, dl_device *dev, int max_batch, uint64_t s
                                         "input batch (reduce --batch)");
     if (dev->reserve_batch && net->batch_bufs[0] && net->batch_bufs[1])
         dev->reserve_batch(dev, net->labels_off + sizeof(int32_t) * (size_t)max_batch);
-    net->stats = dev->alloc(dev, 2 * sizeof(double), "loss statistics");
+    net->stats = dev->alloc(dev, 2 * DL_NET_LOSS_SLOTS * sizeof(double), "loss statistics");
     if (!net->params || !net->grads || !net->buffers || !net->arena || !net->stats ||
         !net->batch_bufs[0] || !net->batch_bufs[1]) {
         dl_net_free(net);
@@ -329,15 +390,29 @@ void dl_net_forward(dl_net *net, int training)
                            net->loss, net->batch, net->classes);
 }
 
-/* Reduced on the device (xent_stats): 16 bytes come back, not the batch's
- * losses, probabilities and labels. */
-void dl_net_loss(dl_net *net, double *loss_sum, int *correct)
+/* Reduced on the device (xent_stats) into the slot's own 2 doubles, so the
+ * next step's statistics cannot overwrite them before they are read, and
+ * copied back asynchronously: 16 bytes, not the batch's losses,
+ * probabilities and labels. */
+void dl_net_loss_start(dl_net *net, int slot)
+{
+    double *stats = net->stats + 2 * (slot & 1);
+    net->dev->xent_stats(net->dev, net->probs, net->loss, net->labels, net->batch, net->classes,
+                         stats);
+    net->dev->read_start(net->dev, slot & 1, stats, 2 * sizeof(double));
+}
+
+void dl_net_loss_finish(dl_net *net, int slot, double *loss_sum, int *correct)
 {
     double stats[2];
-    net->dev->xent_stats(net->dev, net->probs, net->loss, net->labels, net->batch, net->classes,
-                         net->stats);
-    net->dev->download(net->dev, stats, net->stats, sizeof stats);
+    net->dev->read_finish(net->dev, slot & 1, stats, net->stats + 2 * (slot & 1), sizeof stats);
     *loss_sum = stats[0], *correct = (int)stats[1];
+}
+
+void dl_net_loss(dl_net *net, double *loss_sum, int *correct)
+{
+    dl_net_loss_start(net, 0);
+    dl_net_loss_finish(net, 0, loss_sum, correct);
 }
 
 void dl_net_backward(dl_net *net)
@@ -378,6 +453,6 @@ void dl_net_print(const dl_net *net, void *stream)
         snprintf(shape, sizeof shape, "%dx%dx%d", y->c, y->h, y->w);
         fprintf(f, "  %-28s %-16s %12zu\n", l->name, shape, l->n_params);
     }
-    fprintf(f, "  total %zu parameters (%.2f MB), %.1f MMAC forward per sample\n", net->n_params,
-            4e-6 * (double)net->n_params, 1e-6 * dl_net_macs_per_sample(net));
+    fprintf(f, "  total %zu parameters (%.2f MB), %.1f MMAC forward per sample\n",
+            net->n_trainable, 4e-6 * (double)net->n_trainable, 1e-6 * dl_net_macs_per_sample(net));
 }

@@ -17,6 +17,12 @@
 #include "trace.h"
 
 #define DL_NET_MAX_LAYERS 256
+#define DL_NET_LOSS_SLOTS 2 /* loss reads in flight at once (dl_net_loss_start) */
+/* Every layer's parameters start on a multiple of this many floats (256
+ * bytes) in the flat buffers, so each layer's weights are as aligned as
+ * NCCL and tensor-core GEMMs like; the floats between layers are padding,
+ * always zero in parameters, gradients and momentum. */
+#define DL_NET_PARAM_ALIGN 64
 
 /* Called during backward: grads[0, ready) are final and will not change. */
 typedef void (*dl_grads_ready_fn)(void *user, size_t ready);
@@ -33,7 +39,11 @@ struct dl_net {
     dl_status build_status;
     char scope[40]; /* name prefix for layers being added */
 
-    size_t n_params, n_buffers;
+    /* n_params: the length of the flat parameter, gradient and momentum
+     * buffers in floats, padding included (what buckets, checkpoints,
+     * replica checks and compression see); n_trainable: the parameters the
+     * layers have (the sum of their n_params: what "parameters" prints). */
+    size_t n_params, n_trainable, n_buffers;
     float *params;  /* [n_params]  device */
     float *grads;   /* [n_params]  device, same layout */
     float *buffers; /* [n_buffers] device, running statistics */
@@ -51,7 +61,7 @@ struct dl_net {
     int batch_cur;
     float *probs;    /* [max_batch, classes] device */
     float *loss;     /* [max_batch] device, per-sample loss */
-    double *stats;   /* [2] device: loss sum and correct count of the last forward */
+    double *stats;   /* [DL_NET_LOSS_SLOTS][2] device: loss sum and correct count per read slot */
 
     dl_grads_ready_fn on_grads_ready;
     void *on_grads_ready_user;
@@ -86,10 +96,26 @@ void dl_net_set_batch(dl_net *net, const float *images, const int32_t *labels, i
 void dl_net_forward(dl_net *net, int training);
 /* The loss summed over the batch and the number of correct predictions
  * (sums, so ranks can add them up), reduced on the device (xent_stats) and
- * read back: a synchronising read of 16 bytes. */
+ * read back in two halves, so the host need not wait for the device where
+ * forward ends: loss_start queues the reduction and an asynchronous copy
+ * into read slot `slot` (0 .. DL_NET_LOSS_SLOTS-1) and returns at once;
+ * loss_finish waits for that copy only (a GPU may be further on by then)
+ * and returns the figures of the forward the slot was started after.  A
+ * slot holds one read: finish it before starting it again.  dl_net_loss
+ * does both at once (slot 0): a synchronising read of 16 bytes. */
+void dl_net_loss_start(dl_net *net, int slot);
+void dl_net_loss_finish(dl_net *net, int slot, double *loss_sum, int *correct);
 void dl_net_loss(dl_net *net, double *loss_sum, int *correct);
 /* Zeroes the gradients and runs backward, calling on_grads_ready as layers finish. */
 void dl_net_backward(dl_net *net);
+
+/* Zeroes the padding between layers in a flat device buffer of n_params
+ * floats (gradients after a compressed average, which need not keep zeros
+ * zero: docs/engine.md). */
+void dl_net_zero_padding(dl_net *net, float *flat);
+/* The first padding float of a host copy of a flat buffer that is not
+ * zero, or -1 when all are (checkpoints check parameters and momentum). */
+long long dl_net_padding_nonzero(const dl_net *net, const float *flat);
 
 /* Forward multiply-adds per sample (training costs about 3x this). */
 double dl_net_macs_per_sample(const dl_net *net);

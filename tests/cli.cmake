@@ -12,6 +12,12 @@ set_tests_properties(bad_input PROPERTIES LABELS "cpu;cli;sanitize" TIMEOUT 600)
 add_test(NAME hostile_input COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_hostile_input.py ${DLTRAIN_BIN})
 set_tests_properties(hostile_input PROPERTIES LABELS "cpu;cli;sanitize" TIMEOUT 900)
 
+# Each step's loss read one step late reports what a read right after
+# forward does (--sync-loss): the same JSON lines in order, checkpoints, NaN stop.
+add_test(NAME loss_read_late
+         COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_loss_read.py ${DLTRAIN_BIN})
+set_tests_properties(loss_read_late PROPERTIES LABELS "cpu;cli" TIMEOUT 600)
+
 add_test(NAME resume_bit_identical
          COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_resume.py ${DLTRAIN_BIN})
 set_tests_properties(resume_bit_identical PROPERTIES LABELS "cpu;cli" TIMEOUT 900)

@@ -86,6 +86,12 @@ if(DLTRAIN_HAVE_CUDA)
       set_tests_properties(gpu_cuda_ops_chunk${chunk}_${family} PROPERTIES LABELS "gpu"
                            SKIP_RETURN_CODE 77 TIMEOUT 600)
     endforeach()
+    # bf16 writes the column buffer in bf16 per chunk and rounds the weights
+    # once per call (runtime/cuda_conv.cu conv_forward_bf16): in several chunks too
+    add_test(NAME gpu_cuda_ops_bf16_chunk${chunk}_conv
+             COMMAND test_cuda_ops -p bf16 -s 1000 -k ${chunk} conv)
+    set_tests_properties(gpu_cuda_ops_bf16_chunk${chunk}_conv PROPERTIES LABELS "gpu"
+                         SKIP_RETURN_CODE 77 TIMEOUT 600)
   endforeach()
 endif()
 # Whole training runs on the GPU against the CPU, NCCL with one rank, tf32 and

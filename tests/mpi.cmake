@@ -11,6 +11,12 @@ foreach(case equivalence ranks faults bad_input fashion slow_checkpoint)
   set_tests_properties(mpi_${case} PROPERTIES LABELS "cpu;mpi" TIMEOUT 1200 RUN_SERIAL ON)
 endforeach()
 
+# The late loss read on 2 ranks: every rank votes on the step before's loss.
+add_test(NAME mpi_loss_read_late
+         COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_loss_read.py ${DLTRAIN_BIN}
+                 ${MPIEXEC_EXECUTABLE})
+set_tests_properties(mpi_loss_read_late PROPERTIES LABELS "cpu;mpi" TIMEOUT 600 RUN_SERIAL ON)
+
 # The compressed gradient average (comm/compress.h) over MPI on 2 and 4 ranks:
 # equal to the mean of the ranks' decompressed values, the same on every rank.
 add_executable(test_compress_mpi ${CMAKE_CURRENT_SOURCE_DIR}/test_compress_mpi.c)

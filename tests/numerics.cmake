@@ -39,6 +39,13 @@ target_link_libraries(test_bucket PRIVATE dlcomm)
 add_test(NAME bucket_alignment COMMAND test_bucket)
 set_tests_properties(bucket_alignment PROPERTIES LABELS "cpu" TIMEOUT 60)
 
+# every model's layers start on 256 bytes in the flat buffers; the padding
+# stays zero through SGD steps with momentum and weight decay (runtime/net.c)
+add_executable(test_param_layout ${CMAKE_CURRENT_SOURCE_DIR}/test_param_layout.c)
+target_link_libraries(test_param_layout PRIVATE dlmodels dlruntime m)
+add_test(NAME param_layout COMMAND test_param_layout)
+set_tests_properties(param_layout PROPERTIES LABELS "cpu;sanitize" TIMEOUT 300)
+
 add_executable(test_gradcheck ${CMAKE_CURRENT_SOURCE_DIR}/test_gradcheck.c)
 target_link_libraries(test_gradcheck PRIVATE dlruntime m)
 add_test(NAME numerics_gradcheck COMMAND test_gradcheck)

@@ -144,7 +144,8 @@ static void write_manifest(const dl_net *net, const oracle_case *oc, const char 
     fprintf(f, "model %s\n", oc->model ? oc->model : "-");
     fprintf(f, "input %d %d %d\n", net->in_c, net->in_h, net->in_w);
     fprintf(f, "classes %d\nbatch %d\n", net->classes, net->batch);
-    fprintf(f, "n_params %zu\nn_buffers %zu\n", net->n_params, net->n_buffers);
+    fprintf(f, "n_params %zu\nn_trainable %zu\nn_buffers %zu\n", net->n_params, net->n_trainable,
+            net->n_buffers);
     fprintf(f, "sgd %.9g %.9g %.9g %d\n", (double)SGD_LR, (double)SGD_MOMENTUM, (double)SGD_WD,
             SGD_NESTEROV);
     fprintf(f, "loss1 %.17g\nloss_eval %.17g\nloss2 %.17g\n", loss1, loss_eval, loss2);

@@ -203,6 +203,17 @@ def forged_checkpoint_cases(tmp, good):
     flipped = bytearray(blob)
     flipped[-3] ^= 0x10
     resume("payload-flip.bin", bytes(flipped), "checksum")
+    # the unpadded layout of dltrain before parameters were 256-byte aligned
+    resume("version-1.bin", forge(blob, version=1), "older dltrain", "version 1",
+           "without --resume")
+    resume("version-2.bin", forge(blob, version=2), "older dltrain", "version 2")
+    # lenet's last layer (fc 256 -> 4 classes, 1028 floats) comes first; its
+    # padding runs to float 1088, where the next layer starts
+    pad_at = 4 * 1030
+    assert blob[HEADER.size + pad_at:HEADER.size + pad_at + 4] == bytes(4), \
+        "float 1030 of lenet's parameters is not padding: the layout changed"
+    resume("padding.bin", forge(blob, payload_edit=lambda p: p.__setitem__(
+        slice(pad_at, pad_at + 4), struct.pack("<f", 0.5))), "padding", "corrupt")
 
 
 def leftover_cases(tmp, good):

@@ -97,7 +97,7 @@ class Manifest:
                     self.input = tuple(int(v) for v in w[1:4])
                 elif key == "sgd":
                     self.sgd = (float(w[1]), float(w[2]), float(w[3]), int(w[4]))
-                elif key in ("classes", "batch", "n_params", "n_buffers"):
+                elif key in ("classes", "batch", "n_params", "n_trainable", "n_buffers"):
                     setattr(self, key, int(w[1]))
                 elif key in ("loss1", "loss_eval", "loss2"):
                     setattr(self, key, float(w[1]))
@@ -191,8 +191,12 @@ def mapping(man, model):
                                  f"match torch {m}")
         pairs.append((L, m))
     covered = sum(L["n_params"] for L in c_layers)
-    if covered != man.n_params:
-        raise AssertionError(f"mapped {covered} of {man.n_params} parameters")
+    if covered != man.n_trainable:
+        raise AssertionError(f"mapped {covered} of {man.n_trainable} parameters")
+    for L in c_layers:  # each layer's slice on 256 bytes (runtime/net.h DL_NET_PARAM_ALIGN)
+        if L["n_params"] and L["param_off"] % 64:
+            raise AssertionError(f"C layer {L['name']} starts at float {L['param_off']}, "
+                                 "not on 64 floats")
     return pairs
 
 
@@ -216,8 +220,10 @@ def load_state(pairs, params, buffers):
 
 
 def gather(pairs, n, what):
-    """A flat array in dltrain's layout from per-module tensors."""
-    flat = np.full(n, np.nan)
+    """A flat array in dltrain's layout from per-module tensors; the padding
+    between layers is zero, as dltrain must keep it in parameters, gradients
+    and momentum (so the comparisons check that too)."""
+    flat = np.zeros(n)
     for L, m in pairs:
         for t, off in param_slices(L, m):
             v = what(t)

@@ -4,9 +4,11 @@
  * Input: a flags byte, then the file.  With bit 0 set the harness recomputes
  * both CRC-32s first (dl_checkpoint_reseal), so the fuzzer reaches every
  * check behind the checksums, as a forger would.  The network is tiny (conv,
- * batch norm, pooling, fc: 33 parameters, 4 buffers) so whole files stay
- * small.  A load that succeeds must have put only finite values in the
- * network and progress that satisfies the documented limits.
+ * batch norm, pooling, fc: 33 parameters in 148 floats, as each layer
+ * starts on 64; 4 buffers) so whole files stay small.  A load
+ * that succeeds must have put only finite values in the network, zeros in
+ * the padding between layers, and progress that satisfies the documented
+ * limits.
  *
  * Built with -DFUZZ_SEED_MAIN it is instead a program that writes a valid
  * seed (flags byte 1 + a real checkpoint) to the path it is given. */
@@ -52,6 +54,9 @@ static void check_loaded(const dl_progress *p)
     for (size_t i = 0; i < n; i++)
         if (!isfinite(host[i]))
             abort(); /* the loader let a NaN or Inf through */
+    if (dl_net_padding_nonzero(&net, host) >= 0 ||
+        dl_net_padding_nonzero(&net, host + net.n_params) >= 0)
+        abort(); /* the loader let a value into the padding between layers */
     free(host);
     if (p->epoch < 0 || p->epoch > DL_CKPT_MAX_EPOCH || p->step > p->samples_seen ||
         p->epoch_pos > p->samples_seen || p->epoch_pos > TINY_TRAIN_SAMPLES)
