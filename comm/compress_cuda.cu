@@ -18,16 +18,9 @@
 extern "C" {
 #include "compress_cuda.h"
 }
+#include "compress_cuda_try.cuh"
 
 #define BLOCK DL_COMPRESS_BLOCK
-
-#define CUDA_TRY(call)                                                                      \
-    do {                                                                                    \
-        cudaError_t e_ = (call);                                                            \
-        if (e_ != cudaSuccess)                                                              \
-            return dl_fail(DL_ERR_DEVICE, "%s:%d: %s: %s: %s", __FILE__, __LINE__, #call,   \
-                           cudaGetErrorName(e_), cudaGetErrorString(e_));                   \
-    } while (0)
 
 __host__ __device__ static size_t n_blocks(size_t n) { return (n + BLOCK - 1) / BLOCK; }
 static unsigned grid_of(size_t n, unsigned threads)

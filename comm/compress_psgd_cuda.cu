@@ -16,17 +16,10 @@
 extern "C" {
 #include "compress_cuda.h"
 }
+#include "compress_cuda_try.cuh"
 
 #define MAX_R DL_POWERSGD_MAX_RANK
 #define THREADS 256
-
-#define CUDA_TRY(call)                                                                      \
-    do {                                                                                    \
-        cudaError_t e_ = (call);                                                            \
-        if (e_ != cudaSuccess)                                                              \
-            return dl_fail(DL_ERR_DEVICE, "%s:%d: %s: %s: %s", __FILE__, __LINE__, #call,   \
-                           cudaGetErrorName(e_), cudaGetErrorString(e_));                   \
-    } while (0)
 
 static unsigned grid_of(size_t n)
 {

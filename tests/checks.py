@@ -6,6 +6,8 @@ metrics, and its MPI ranks as /proc sees them.
 """
 import json
 import os
+import subprocess
+import sys
 
 FAILURES = []
 
@@ -73,3 +75,24 @@ def running(pid):
             return f.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+def require_gpu(dltrain):
+    """Exits 77 (CTest's skip) with the reason where there is no CUDA GPU or
+    dltrain is built without CUDA, unless DLTRAIN_REQUIRE_GPU is set (then
+    1); exits 1 where a GPU is there but unusable (a driver too old)."""
+    p = subprocess.run([dltrain, "bench", "train", "--device", "cuda", "--steps", "1",
+                        "--warmup", "0", "--repeats", "1", "--batch", "4"],
+                       capture_output=True, text=True, timeout=300)
+    if p.returncode == 0:
+        return
+    why = p.stderr.strip() or p.stdout.strip()
+    req = os.environ.get("DLTRAIN_REQUIRE_GPU", "")
+    if "no CUDA GPU" in why or "built without CUDA" in why:
+        if req and req != "0":
+            print("FAIL: DLTRAIN_REQUIRE_GPU is set but:", why)
+            sys.exit(1)
+        print("SKIPPED:", why.splitlines()[-1])
+        sys.exit(77)
+    print("FAIL: the GPU is there but unusable:", why)
+    sys.exit(1)

@@ -31,6 +31,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import require_gpu  # noqa: E402
+
 DLTRAIN = sys.argv[1]
 MPIEXEC = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None
 STEPS = 8
@@ -72,24 +75,7 @@ def compare(what, got, want, rel):
         failures.append(f"{what}: {got} vs {want}")
 
 
-def gpu_usable():
-    p = subprocess.run([DLTRAIN, "bench", "train", "--device", "cuda", "--steps", "1",
-                        "--warmup", "0", "--repeats", "1", "--batch", "4"],
-                       capture_output=True, text=True, timeout=300)
-    return p.returncode == 0, (p.stderr.strip() or p.stdout.strip())
-
-
-ok, why = gpu_usable()
-if not ok:
-    req = os.environ.get("DLTRAIN_REQUIRE_GPU", "")
-    if "no CUDA GPU" in why or "built without CUDA" in why:
-        if req and req != "0":
-            print("FAIL: DLTRAIN_REQUIRE_GPU is set but:", why)
-            sys.exit(1)
-        print("SKIPPED:", why.splitlines()[-1])
-        sys.exit(77)
-    print("FAIL: the GPU is there but unusable:", why)
-    sys.exit(1)
+require_gpu(DLTRAIN)
 
 for model, data in CASES:
     cpu, e1 = train(f"{model}-cpu", model, data, ["--device", "cpu", "--threads", "2"])
