@@ -127,6 +127,24 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        self.kill_step_daemons()
+
+    def kill_step_daemons(self):
+        """A job step's slurmstepd can outlive slurmd (seen once in many
+        runs); ours are those whose environment names this cluster's
+        configuration."""
+        conf = f"SLURM_CONF={self.d}/slurm.conf".encode()
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().strip() != "slurmstepd":
+                        continue
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    if conf not in f.read().split(b"\0"):
+                        continue
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
 
 
 def run_train(cluster, tmp, data):
