@@ -1,5 +1,6 @@
 /* compress_cost.c: what compression costs one rank's CPU per step, timed
- * with the C codecs (see dl_compress_cpu_ms in compress.h).
+ * by running the host table's own steps (compress_host.c; see
+ * dl_compress_cpu_ms in compress.h).
  *
  * `predict --compress` and `scale`'s predicted column need this: on a slow
  * link compression saves wire time, but the rank pays for it in compute,
@@ -9,6 +10,7 @@
  * P Q^T, whatever the rank count), so one timed bucket per compressor,
  * scaled, gives every world size and model without timing each. */
 #include "compress.h"
+#include "compress_ops.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +26,8 @@
 typedef struct {
     int timed;
     size_t floats;       /* bucket size timed */
-    double start_ms;     /* per bucket: residual, encode, decode, new residual */
-    double per_rank_ms;  /* per bucket and rank: decode and add */
+    double start_ms;     /* per bucket: error feedback and encoding (PowerSGD: all of it) */
+    double per_rank_ms;  /* per bucket and rank: decoding and adding a shard */
 } codec_cost;
 
 static void fill_gradients(float *x, size_t n)
@@ -48,52 +50,59 @@ static void fill_gradients(float *x, size_t n)
         (out) = 1e3 * t_ / reps_;                                                           \
     } while (0)
 
-static void time_codec(dl_compress_kind kind, size_t n, codec_cost *c)
+/* Shards averaged per timing of the host table's mean: enough that its
+ * zeroing and scaling passes weigh little against the per-shard decode. */
+#define TIMED_SHARDS 4
+
+/* Times the host table's own steps (compress_host.c), the code a CPU rank
+ * runs: error feedback with encoding, and the rank-ordered mean of shards. */
+static void time_codec(dl_compress_kind kind, size_t n, codec_cost *cost)
 {
+    const dl_compress_ops *ops = dl_compress_host_ops();
+    size_t bytes = dl_codec_bytes(kind, n);
+    dl_compressor c = {.spec = {.kind = kind, .rank = 0}, .ops = ops};
     float *x = malloc(n * sizeof *x), *residual = calloc(n, sizeof *residual);
-    float *decoded = malloc(n * sizeof *decoded), *sum = calloc(n, sizeof *sum);
-    void *enc = malloc(dl_codec_bytes(kind, n));
-    if (!x || !residual || !decoded || !sum || !enc)
+    unsigned char *shards = malloc(bytes * TIMED_SHARDS);
+    c.scratch = malloc(n * sizeof *c.scratch);
+    if (!x || !residual || !shards || !c.scratch)
         goto out;
     fill_gradients(x, n);
-    TIME_MS(c->start_ms, {
-        for (size_t j = 0; j < n; j++)
-            x[j] += residual[j];
-        dl_codec_encode(kind, x, n, enc);
-        dl_codec_decode(kind, enc, n, decoded);
-        for (size_t j = 0; j < n; j++)
-            residual[j] = x[j] - decoded[j];
-    });
-    TIME_MS(c->per_rank_ms, {
-        dl_codec_decode(kind, enc, n, decoded);
-        for (size_t j = 0; j < n; j++)
-            sum[j] += decoded[j];
-    });
-    c->floats = n, c->timed = 1;
+    TIME_MS(cost->start_ms, ops->feedback(&c, x, residual, n, shards));
+    for (int r = 1; r < TIMED_SHARDS; r++)
+        memcpy(shards + (size_t)r * bytes, shards, bytes);
+    double mean_ms;
+    TIME_MS(mean_ms, ops->mean(&c, shards, n, TIMED_SHARDS, x));
+    cost->per_rank_ms = mean_ms / TIMED_SHARDS;
+    cost->floats = n, cost->timed = 1;
 out:
-    free(x), free(residual), free(decoded), free(sum), free(enc);
+    free(x), free(residual), free(shards), free(c.scratch);
 }
 
-static void time_powersgd(int rank, size_t n, codec_cost *c)
+/* PowerSGD's three host steps for one bucket: M Q, Gram-Schmidt and M^T P,
+ * P Q^T with the new residual; the same whatever the rank count. */
+static void time_powersgd(int rank, size_t n, codec_cost *cost)
 {
+    const dl_compress_ops *ops = dl_compress_host_ops();
     size_t m, k;
     dl_powersgd_shape(n, &m, &k);
+    dl_compressor c = {.spec = {.kind = DL_COMPRESS_POWERSGD, .rank = rank}, .ops = ops};
+    float *x = malloc(n * sizeof *x), *residual = calloc(n, sizeof *residual);
     float *mat = malloc(m * k * sizeof *mat), *p = malloc(m * (size_t)rank * sizeof *p);
-    float *q = malloc(k * (size_t)rank * sizeof *q), *approx = malloc(m * k * sizeof *approx);
-    if (!mat || !p || !q || !approx)
+    float *q = malloc(k * (size_t)rank * sizeof *q);
+    c.scratch = malloc(m * k * sizeof *c.scratch);
+    if (!x || !residual || !mat || !p || !q || !c.scratch)
         goto out;
-    fill_gradients(mat, m * k);
+    fill_gradients(x, n);
     fill_gradients(q, k * (size_t)rank);
-    TIME_MS(c->start_ms, {
-        dl_powersgd_mul(mat, q, p, m, k, rank);
-        dl_powersgd_orthonormalize(p, m, rank);
-        dl_powersgd_mul_t(mat, p, q, m, k, rank);
-        dl_powersgd_outer(p, q, approx, m, k, rank);
+    TIME_MS(cost->start_ms, {
+        ops->psgd_project(&c, x, residual, n, mat, q, p, m, k, rank);
+        ops->psgd_back(&c, mat, p, q, m, k, rank);
+        ops->psgd_apply(&c, mat, p, q, x, residual, n, m, k, rank);
     });
-    c->per_rank_ms = 0.0;
-    c->floats = n, c->timed = 1;
+    cost->per_rank_ms = 0.0;
+    cost->floats = n, cost->timed = 1;
 out:
-    free(mat), free(p), free(q), free(approx);
+    free(x), free(residual), free(mat), free(p), free(q), free(c.scratch);
 }
 
 /* A bucket of TIMED_FLOATS, timed on first use. */
