@@ -42,6 +42,20 @@ def final(path):
         return [r for r in map(json.loads, f) if r["type"] == "final"][-1]
 
 
+def run_for_losses(cmd, js, timeout=600):
+    """Runs a dltrain command that writes --json js: (the step losses in step
+    order, its stdout), or (None, why it failed: exit status and stderr's
+    end, or a timeout)."""
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, f"timed out after {timeout} s (hang?)"
+    if p.returncode != 0:
+        return None, f"exit {p.returncode}: {p.stderr.strip()[-600:]}"
+    losses = steps(js)
+    return [losses[s] for s in sorted(losses)], p.stdout
+
+
 def rel_diff(a, b):
     """The largest relative difference of two {step: loss}; inf unless they
     hold the same steps."""

@@ -24,7 +24,6 @@ Without a usable GPU it prints "SKIPPED: ..." and exits 77 (reported as
 skipped); DLTRAIN_REQUIRE_GPU=1 makes that a failure.
 
 usage: test_gpu_train.py DLTRAIN [MPIEXEC]"""
-import json
 import math
 import os
 import subprocess
@@ -32,7 +31,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import require_gpu  # noqa: E402
+from checks import require_gpu, run_for_losses  # noqa: E402
 
 DLTRAIN = sys.argv[1]
 MPIEXEC = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None
@@ -48,19 +47,7 @@ def train(name, model, data, extra, launcher=None, timeout=600):
     cmd = (launcher or []) + [DLTRAIN, "train", "--model", model, "--data", data, "--batch", "16",
                               "--epochs", "1", "--max-steps", str(STEPS), "--log-every", "1",
                               "--json", js, "--out", out, "--no-progress", "--seed", "7", "--lr", "0.005"] + extra
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return None, f"timed out after {timeout} s (hang?)"
-    if p.returncode != 0:
-        return None, f"exit {p.returncode}: {p.stderr.strip()[-600:]}"
-    losses = []
-    with open(js) as f:
-        for line in f:
-            r = json.loads(line)
-            if r.get("type") == "step":
-                losses.append(r["loss"])
-    return losses, p.stdout
+    return run_for_losses(cmd, js, timeout)
 
 
 def compare(what, got, want, rel):

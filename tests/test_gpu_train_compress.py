@@ -25,7 +25,6 @@ DLTRAIN_REQUIRE_GPU=1 makes that a failure.
 
 usage: test_gpu_train_compress.py DLTRAIN [MPIEXEC]"""
 import hashlib
-import json
 import math
 import os
 import subprocess
@@ -33,7 +32,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import require_gpu  # noqa: E402
+from checks import require_gpu, run_for_losses  # noqa: E402
 
 DLTRAIN = sys.argv[1]
 MPIEXEC = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None
@@ -51,19 +50,7 @@ def train(name, extra, steps=8, launcher=None, resume=None, timeout=600):
                               "--lr", "0.005"] + extra
     if resume:
         cmd += ["--resume", resume]
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return None, f"timed out after {timeout} s (hang?)"
-    if p.returncode != 0:
-        return None, f"exit {p.returncode}: {p.stderr.strip()[-600:]}"
-    losses = {}
-    with open(js) as f:
-        for line in f:
-            r = json.loads(line)
-            if r.get("type") == "step":
-                losses[r["step"]] = r["loss"]
-    return [losses[s] for s in sorted(losses)], p.stdout
+    return run_for_losses(cmd, js, timeout)
 
 
 def check(ok, what, detail=""):
