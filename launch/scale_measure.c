@@ -128,6 +128,7 @@ static dl_status measure_group(scale_run *r, dl_comm *g, scale_point *p)
     dl_stepper s = {.net = &r->net, .buckets = n > 1 ? &buckets : NULL, .overlap = !o->no_overlap};
     dl_phase_times tm = {0}, gpu = {0};
     st = run_steps(r, &s, o->warmup, &tm);
+    dev->sync(dev); /* the warm-up still queued on a GPU is no part of the first repeat */
     memset(&tm, 0, sizeof tm);
     int marks = dev->mark && o->steps * DL_STEP_MARKS + 1 <= DL_DEVICE_MARKS, next = 0;
     for (int k = 0; st == DL_OK && k < reps; k++) {

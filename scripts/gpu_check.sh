@@ -5,6 +5,7 @@
 #
 #   scripts/gpu_check.sh                 # everything, results in ./gpu-check-out
 #   OUT=/tmp/x BUDGET=300 scripts/gpu_check.sh
+#   DRY_RUN=1 BUILD=build scripts/gpu_check.sh   # the script's own flow, no GPU needed
 #
 # Writes ONE summary file, $OUT/summary.txt, appended after every step with
 # what the step measured or why it failed, so a run cut short (the machine
@@ -15,7 +16,15 @@
 # ran; 1 otherwise (a GPU present but no GPU test run is a failure, never a
 # pass: a driver too old, or a configure that did not find CUDA).
 #
-# Environment: OUT (./gpu-check-out), BUDGET (570 s for all steps), BUILD
+# DRY_RUN=1 checks the script itself where there is no GPU: it takes the
+# CUDA build already in $BUILD (no configure, no build), runs every step to
+# the end although each fails for want of a GPU, and fails only where a
+# step's command line is wrong (exit status 2, or a usage message in its
+# log: a bad option of dltrain, test_cuda_ops or the comparison scripts),
+# where `ctest -L gpu` would select no test, or where a step is missing from
+# the summary (tests/cli.cmake gpu_check_dry_run).
+#
+# Environment: OUT (./gpu-check-out), BUDGET (540 s for all steps), BUILD
 # ($ROOT/build-gpu), ARCHS (90), DATA (Fashion-MNIST IDX files:
 # $ROOT/.devdata/fashion-mnist, else /usr/share/datasets/fashion-mnist;
 # fill .devdata with `mkdir -p .devdata && cp -r /usr/share/datasets/fashion-mnist
@@ -24,7 +33,9 @@
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$PWD/gpu-check-out}
-BUDGET=${BUDGET:-570}
+BUDGET=${BUDGET:-540}
+ACC_GAP=${ACC_GAP:-2}
+DRY_RUN=${DRY_RUN:-0}
 BUILD=${BUILD:-$ROOT/build-gpu}
 ARCHS=${ARCHS:-90}
 PYTHON=${PYTHON:-$(command -v python3 || echo python3)}
@@ -45,10 +56,18 @@ indent() { sed 's/^/    /' | tee -a "$SUMMARY"; }
 elapsed() { echo $(( $(date +%s) - START )); }
 left() { echo $(( BUDGET - $(elapsed) )); }
 
+# What a command line that is wrong leaves in a log (dltrain's option parser,
+# test_cuda_ops, argparse, ctest), as opposed to a step failing for want of
+# a GPU: DRY_RUN fails a step on these.
+USAGE_ERRORS="unknown option|^usage:|unrecognized arguments|invalid choice|: error: |Unknown argument|No tests were found"
+
 # step NAME LIMIT_S LOG CMD...: runs CMD under min(LIMIT, time left) with its
-# output in $OUT/LOG; appends PASS/FAIL/TIMEOUT/SKIP to the summary.
+# output in $OUT/LOG; appends PASS/FAIL/TIMEOUT/SKIP to the summary.  With
+# OPTIONAL=1 in front (OPTIONAL=1 step ...), a step cut short because the
+# budget ran out is reported as CUT and fails nothing (the best-effort last
+# step); a step that hits its own limit is a failure whatever.
 step() {
-    local name=$1 limit=$2 log=$OUT/$3 t0 rc budget
+    local name=$1 limit=$2 log=$OUT/$3 t0 rc budget trimmed=0
     shift 3
     budget=$(left)
     if [ "$budget" -lt 20 ]; then
@@ -56,13 +75,19 @@ step() {
         echo "skipped: out of time" >"$log"
         return 2
     fi
-    [ "$limit" -gt $((budget - 5)) ] && limit=$((budget - 5))
+    [ "$limit" -gt $((budget - 5)) ] && limit=$((budget - 5)) && trimmed=1
     t0=$(date +%s)
     timeout --kill-after=5 "$limit" "$@" >"$log" 2>&1
     rc=$?
     local took=$(( $(date +%s) - t0 ))
+    if [ "$DRY_RUN" = 1 ]; then
+        dry_verdict "$name" "$log" $rc "$took"
+        return $rc
+    fi
     if [ $rc -eq 0 ]; then
         note "PASS $name (${took} s)"
+    elif { [ $rc -eq 124 ] || [ $rc -eq 137 ]; } && [ $trimmed = 1 ] && [ "${OPTIONAL:-0}" = 1 ]; then
+        note "CUT $name: the budget ran out after ${took} s (see $(basename "$log"); not counted as a failure)"
     elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
         note "FAIL $name: TIMEOUT after ${limit} s (see $(basename "$log"))"
         failed=1
@@ -73,6 +98,21 @@ step() {
     fi
     return $rc
 }
+
+# DRY_RUN: a step is expected to fail without a GPU; only a wrong command
+# line (exit 2 or a usage message) counts.
+dry_verdict() {
+    local name=$1 log=$2 rc=$3 took=$4
+    dry_steps=$((dry_steps + 1))
+    if [ "$rc" -eq 2 ] || grep -qE "$USAGE_ERRORS" "$log"; then
+        note "FAIL $name: bad command line (exit $rc; see $(basename "$log")):"
+        grep -m2 -E "$USAGE_ERRORS" "$log" | indent >/dev/null
+        failed=1
+    else
+        note "RAN $name: exit $rc after ${took} s (dry run: no GPU expected)"
+    fi
+}
+dry_steps=0
 
 # shellcheck disable=SC2317  # called by the trap
 finish() {
@@ -140,56 +180,87 @@ if [ -n "$MISSING" ]; then
     failed=1
     exit 1
 fi
-step configure 90 configure.log cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
-    -DDLTRAIN_CUDA_ARCHS="$ARCHS" -DDLTRAIN_WERROR=ON ${CMAKE_EXTRA[@]+"${CMAKE_EXTRA[@]}"} ||
-    { note "cannot configure: stopping"; exit 1; }
-grep -E "^-- +(CUDA|NCCL|cuDNN|MPI) " "$OUT/configure.log" | sed 's/^-- *//' | indent >/dev/null
-if ! grep -qE "^-- +CUDA +: ON" "$OUT/configure.log"; then
-    note "FAIL configure did not find CUDA: no GPU test can run (see configure.log): stopping"
-    failed=1
-    exit 1
-fi
-step "build (sm_$ARCHS, $JOBS jobs)" 300 build.log cmake --build "$BUILD" -j"$JOBS" ||
-    { note "build failed: stopping"; exit 1; }
 DLTRAIN=$BUILD/launch/dltrain
 OPS=$BUILD/tests/test_cuda_ops
+if [ "$DRY_RUN" = 1 ]; then # the build already there: configuring it would change its cache
+    if [ ! -x "$DLTRAIN" ] || [ ! -x "$OPS" ]; then
+        note "FAIL dry run: no CUDA build in $BUILD (dltrain and tests/test_cuda_ops): stopping"
+        failed=1
+        exit 1
+    fi
+    note "DRY RUN on the build in $BUILD: every step runs and fails for want of a GPU;" \
+         "only wrong command lines count"
+else
+    step configure 90 configure.log cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
+        -DDLTRAIN_CUDA_ARCHS="$ARCHS" -DDLTRAIN_WERROR=ON ${CMAKE_EXTRA[@]+"${CMAKE_EXTRA[@]}"} ||
+        { note "cannot configure: stopping"; exit 1; }
+    grep -E "^-- +(CUDA|NCCL|cuDNN|MPI) " "$OUT/configure.log" | sed 's/^-- *//' | indent >/dev/null
+    if ! grep -qE "^-- +CUDA +: ON" "$OUT/configure.log"; then
+        note "FAIL configure did not find CUDA: no GPU test can run (see configure.log): stopping"
+        failed=1
+        exit 1
+    fi
+    step "build (sm_$ARCHS, $JOBS jobs)" 300 build.log cmake --build "$BUILD" -j"$JOBS" ||
+        { note "build failed: stopping"; exit 1; }
+fi
 
 # ---- correctness: every CUDA op and a whole step against the CPU reference ---
 # DLTRAIN_REQUIRE_GPU=1 turns "no GPU" into a failure; the count below turns
 # "no GPU test found" (a configure without CUDA) into one as well.
 # Without a GPU the tests run anyway (they say why they skip), then the check stops.
-step "ctest -L gpu (ops, chunked convolution, whole-network steps vs CPU)" 180 ctest-gpu.log \
-    env DLTRAIN_REQUIRE_GPU=$HAVE_GPU ctest --test-dir "$BUILD" -L gpu -E gpu_train -j 4 \
-    --output-on-failure --timeout 170
+CTEST_GPU=(ctest --test-dir "$BUILD" -L gpu -E gpu_train)
+if [ "$DRY_RUN" = 1 ]; then # list only: every test's own command line is CI's (each would exit 2)
+    step "ctest -L gpu (the selection, listed)" 30 ctest-gpu.log "${CTEST_GPU[@]}" -N
+    listed=$(grep -cE "Test +#[0-9]+: gpu_" "$OUT/ctest-gpu.log")
+    note "    ctest -L gpu -E gpu_train selects $listed test(s)"
+    [ "$listed" -gt 0 ] || { note "FAIL dry run: ctest -L gpu selects no test"; failed=1; }
+else
+    step "ctest -L gpu (ops, chunked convolution, whole-network steps vs CPU)" 180 ctest-gpu.log \
+        env DLTRAIN_REQUIRE_GPU=$HAVE_GPU "${CTEST_GPU[@]}" -j 4 --output-on-failure --timeout 170
+fi
 grep -E "tests passed|Skipped|Failed|\*\*\*" "$OUT/ctest-gpu.log" | indent >/dev/null
 # tests that did not skip (a failure counts: it ran, and fails the check anyway)
-gpu_tests_ran=$(grep -E "Test +#[0-9]+: gpu_" "$OUT/ctest-gpu.log" | grep -cv "Skipped")
+[ "$DRY_RUN" = 1 ] ||
+    gpu_tests_ran=$(grep -E "Test +#[0-9]+: gpu_" "$OUT/ctest-gpu.log" | grep -cv "Skipped")
 grep -hE "^device under test|checks, [0-9]+ failed; worst" "$OUT/ctest-gpu.log" 2>/dev/null |
     sort -u | head -4 | indent >/dev/null
-if [ "$gpu_tests_ran" -eq 0 ]; then
+if [ "$gpu_tests_ran" -eq 0 ] && [ "$DRY_RUN" != 1 ]; then
     note "FAIL no GPU test ran (every one skipped, or none found); the op test says:" \
          "$(timeout 30 "$OPS" sgd 2>&1 | head -1)"
     failed=1
 fi
-if [ "$HAVE_GPU" = 0 ]; then
+if [ "$HAVE_GPU" = 0 ] && [ "$DRY_RUN" != 1 ]; then
     note "FAIL no GPU on this machine (nvidia-smi lists none): the other steps need one; stopping"
     failed=1
     exit 1
 fi
 
 # ---- lenet on Fashion-MNIST, one epoch, GPU then CPU (same seed) ------------
+# A dry run trains the CPU reference for a few steps only: the command line is what it checks.
+LENET_DRY=()
+[ "$DRY_RUN" = 1 ] && LENET_DRY=(--max-steps 3)
+DRY_STEPS_EXPECTED=9
 if [ -f "$DATA/train-images-idx3-ubyte.gz" ] || [ -f "$DATA/train-images-idx3-ubyte" ]; then
-    step "lenet Fashion-MNIST 1 epoch on cuda" 120 lenet-cuda.log \
-        "$DLTRAIN" train --device cuda --model lenet --data "$DATA" --epochs 1 \
-        --out "$OUT/lenet-cuda" --no-progress --json "$OUT/lenet-cuda.jsonl"
-    grep -E "^  device|per step|final test accuracy" "$OUT/lenet-cuda.log" | indent >/dev/null
+    DRY_STEPS_EXPECTED=11
+    # The GPU run takes the defaults a user gets (--precision auto: TF32
+    # convolutions, by cuDNN where it loads); the log's device and conv lines say which.
+    step "lenet Fashion-MNIST 1 epoch on cuda (default precision and convolutions)" 120 \
+        lenet-cuda.log "$DLTRAIN" train --device cuda --model lenet --data "$DATA" --epochs 1 \
+        --out "$OUT/lenet-cuda" --no-progress --json "$OUT/lenet-cuda.jsonl" ${LENET_DRY[@]+"${LENET_DRY[@]}"}
+    grep -E "^  (device|conv)|per step|final test accuracy" "$OUT/lenet-cuda.log" | indent >/dev/null
     step "lenet Fashion-MNIST 1 epoch on cpu (the reference)" 120 lenet-cpu.log \
         "$DLTRAIN" train --device cpu --model lenet --data "$DATA" --epochs 1 \
-        --out "$OUT/lenet-cpu" --no-progress --json "$OUT/lenet-cpu.jsonl"
+        --out "$OUT/lenet-cpu" --no-progress --json "$OUT/lenet-cpu.jsonl" ${LENET_DRY[@]+"${LENET_DRY[@]}"}
     grep -E "final test accuracy" "$OUT/lenet-cpu.log" | indent >/dev/null
     acc() { grep -oE "final test accuracy [0-9.]+" "$OUT/$1" | grep -oE "[0-9.]+$"; }
-    note "lenet 1 epoch, same seed: cuda $(acc lenet-cuda.log || echo '?')%," \
-         "cpu $(acc lenet-cpu.log || echo '?')% (fp32 both; rounding differs, so close, not equal)"
+    acc_cuda=$(acc lenet-cuda.log) acc_cpu=$(acc lenet-cpu.log)
+    note "lenet 1 epoch, same seed: cuda ${acc_cuda:-?}% (precision auto), cpu ${acc_cpu:-?}%" \
+         "(fp32); rounding differs, so close, not equal: more than $ACC_GAP points apart fails"
+    if [ -n "$acc_cuda" ] && [ -n "$acc_cpu" ] &&
+        ! awk -v a="$acc_cuda" -v b="$acc_cpu" -v g="$ACC_GAP" 'BEGIN { d = a - b; exit !(d <= g && -d <= g) }'; then
+        note "FAIL lenet: the GPU's accuracy is more than $ACC_GAP points from the CPU's"
+        failed=1
+    fi
 else
     note "FAIL lenet Fashion-MNIST: no data in $DATA (fill .devdata as the header says)"
     failed=1
@@ -215,15 +286,21 @@ grep -iE "nccl|transport|^ +[0-9]+ " "$OUT/allreduce-nccl.log" | tail -4 | inden
 # ---- compute-sanitizer memcheck on the op tests (family by family) -----------
 # (a loop in its own shell: `timeout` runs programs, not functions)
 # shellcheck disable=SC2016  # expanded by the inner shell
+# Usage: bash -c "$MEMCHECK_LOOP" memcheck OPS RUNNER...: each family run as
+# RUNNER... OPS -k 65536 FAMILY (several convolution chunks, as full-size models).
 MEMCHECK_LOOP='rc=0
+ops=$1
+shift
 for fam in elementwise bias gemm conv maxpool avgpool bn xent sgd; do
     echo "== $fam"
-    "$0" --tool memcheck --error-exitcode 3 --leak-check full "$1" -c 65536 "$fam" || rc=1
+    "$@" "$ops" -k 65536 "$fam" || rc=1
 done
 exit $rc'
-if [ -n "$SANITIZER" ]; then
+MEMCHECK=("$SANITIZER" --tool memcheck --error-exitcode 3 --leak-check full)
+[ -z "$SANITIZER" ] && [ "$DRY_RUN" = 1 ] && MEMCHECK=(env) # the op test's command lines alone
+if [ -n "$SANITIZER" ] || [ "$DRY_RUN" = 1 ]; then
     step "compute-sanitizer memcheck, op tests" 150 memcheck.log \
-        bash -c "$MEMCHECK_LOOP" "$SANITIZER" "$OPS"
+        bash -c "$MEMCHECK_LOOP" memcheck "$OPS" "${MEMCHECK[@]}"
     grep -E "ERROR SUMMARY|^== " "$OUT/memcheck.log" | paste -sd ' ' | indent >/dev/null
 else
     note "SKIP compute-sanitizer memcheck: compute-sanitizer not found"
@@ -247,7 +324,18 @@ step "scale --device cuda, one rank (GPU phase times from events)" 60 scale.log 
 grep -E "images/s|ms" "$OUT/scale.log" | head -6 | indent >/dev/null
 
 # ---- whatever time is left: whole training runs vs the CPU (tests/test_gpu_train.py)
-step "ctest gpu_train, gpu_train_compress (training runs vs CPU, nccl, tf32, bf16, --compress)" \
+if [ "$DRY_RUN" = 1 ]; then
+    step "ctest gpu_train, gpu_train_compress (the selection, listed)" 30 ctest-gpu-train.log \
+        ctest --test-dir "$BUILD" -R '^gpu_train(_compress)?$' -N
+    [ "$(grep -cE 'Test +#[0-9]+: gpu_train' "$OUT/ctest-gpu-train.log")" = 2 ] ||
+        { note "FAIL dry run: -R '^gpu_train(_compress)?$' does not select the 2 tests"; failed=1; }
+    # every step above must have left its line (a step lost to a flow bug is not checked)
+    [ "$dry_steps" -ge "$DRY_STEPS_EXPECTED" ] ||
+        { note "FAIL dry run: $dry_steps steps ran, $DRY_STEPS_EXPECTED expected"; failed=1; }
+    exit $failed
+fi
+OPTIONAL=1 step \
+    "ctest gpu_train, gpu_train_compress (training runs vs CPU, nccl, tf32, bf16, --compress)" \
     400 ctest-gpu-train.log env DLTRAIN_REQUIRE_GPU=1 ctest --test-dir "$BUILD" \
     -R '^gpu_train(_compress)?$' --output-on-failure
 grep -E "^(ok|FAIL)|tests passed" "$OUT/ctest-gpu-train.log" | indent >/dev/null

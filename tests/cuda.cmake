@@ -115,3 +115,13 @@ if(DLTRAIN_HAVE_CUDA)
   set_tests_properties(gpu_train_compress PROPERTIES LABELS "gpu" SKIP_RETURN_CODE 77
                        TIMEOUT 1800 RUN_SERIAL ON)
 endif()
+# scripts/gpu_check.sh, the one GPU run, checked where there is no GPU: every
+# step's command line (dltrain, test_cuda_ops, the comparison scripts), the
+# ctest selections and the flow to its end, on this build (DRY_RUN=1: no
+# configure, no build; the CPU reference trains 3 steps).
+if(DLTRAIN_HAVE_CUDA)
+  add_test(NAME gpu_check_dry_run
+           COMMAND env DRY_RUN=1 BUILD=${CMAKE_BINARY_DIR} OUT=${CMAKE_CURRENT_BINARY_DIR}/gpu-check-dry
+                   PYTHON=${DLTRAIN_PYTHON} bash ${CMAKE_SOURCE_DIR}/scripts/gpu_check.sh)
+  set_tests_properties(gpu_check_dry_run PROPERTIES LABELS "cpu;cli" TIMEOUT 300)
+endif()

@@ -247,6 +247,43 @@ static void net_case(op_ctx *c, dl_device *gpu, dl_device *cpu, const char *mode
 
 /* ---- main ------------------------------------------------------------------------ */
 
+static int usage(const char *what, const char *arg)
+{
+    fprintf(stderr, "test_cuda_ops: %s '%s'\nusage: test_cuda_ops [-v] [-g GPU] [-s TOL_SCALE] "
+                    "[-p fp32|tf32|bf16|auto] [-c gemm|cudnn] [-k FLOATS] [FAMILY | net]\n"
+                    "  FAMILY (or part of its name):", what, arg);
+    for (const op_family *f = op_families; f->name; f++)
+        fprintf(stderr, " %s", f->name);
+    fputc('\n', stderr);
+    return 2;
+}
+
+/* Whether the filter selects anything: "net", or part of a family's name
+ * (op_run_all's match); one that selects nothing would pass with no check. */
+static int filter_selects(const char *filter)
+{
+    if (strcmp(filter, "net") == 0)
+        return 1;
+    for (const op_family *f = op_families; f->name; f++)
+        if (*filter && strstr(f->name, filter))
+            return 1;
+    return 0;
+}
+
+/* Whether `name` is one of the space-separated words of `list`. */
+static int name_in(const char *name, const char *list)
+{
+    size_t len = strlen(name);
+    for (const char *p = list; *p;) {
+        size_t word = strcspn(p, " ");
+        if (len && word == len && strncmp(p, name, len) == 0)
+            return 1;
+        p += word;
+        p += *p == ' ';
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     op_ctx c = {.tol_scale = TOL_SCALE, .seed = 20240611};
@@ -264,15 +301,26 @@ int main(int argc, char **argv)
             precision = argv[++i];
         else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
             conv = argv[++i];
-        else if (strcmp(argv[i], "-k") == 0 && i + 1 < argc)
-            chunk_floats = (size_t)strtoull(argv[++i], NULL, 10);
-        else if (argv[i][0] == '-') {
-            fprintf(stderr, "usage: test_cuda_ops [-v] [-g GPU] [-s TOL_SCALE] [-p fp32|tf32|bf16|auto] "
-                            "[-c gemm|cudnn] [-k FLOATS] [FAMILY | net]\n");
-            return 2;
-        } else
+        else if (strcmp(argv[i], "-k") == 0 && i + 1 < argc) {
+            char *end;
+            chunk_floats = (size_t)strtoull(argv[++i], &end, 10);
+            if (end == argv[i] || *end)
+                return usage("-k takes a number of floats, not", argv[i]);
+        }
+        else if (argv[i][0] == '-')
+            return usage("unknown option", argv[i]);
+        else
             filter = argv[i];
     }
+    /* Checked before the device is opened, so that a wrong command line
+     * fails (exit 2) on a machine without a GPU too, where every GPU test
+     * would otherwise skip and hide it (scripts/gpu_check.sh DRY_RUN=1). */
+    if (!name_in(precision, "fp32 tf32 bf16 auto"))
+        return usage("unknown precision", precision);
+    if (!name_in(conv, "gemm cudnn"))
+        return usage("unknown convolution path", conv);
+    if (filter && !filter_selects(filter))
+        return usage("no op family or net matches", filter);
 
     char why[512] = "";
     dl_device *gpu = dl_device_cuda(gpu_index, why, sizeof why);
@@ -292,15 +340,13 @@ int main(int argc, char **argv)
                              : strcmp(precision, "bf16") == 0 ? DL_CUDA_BF16
                              : strcmp(precision, "auto") == 0 ? DL_CUDA_TF32_CONV
                                                               : DL_CUDA_FP32;
-    if ((prec == DL_CUDA_FP32 && strcmp(precision, "fp32") != 0) ||
-        dl_device_cuda_set_precision(gpu, prec) != DL_OK) {
+    if (dl_device_cuda_set_precision(gpu, prec) != DL_OK) {
         printf("FAIL: precision '%s': %s\n", precision, dl_error_message());
         dl_device_cuda_destroy(gpu);
         return 1;
     }
     dl_cuda_conv conv_kind = strcmp(conv, "cudnn") == 0 ? DL_CUDA_CONV_CUDNN : DL_CUDA_CONV_GEMM;
-    if ((conv_kind == DL_CUDA_CONV_GEMM && strcmp(conv, "gemm") != 0) ||
-        dl_device_cuda_set_conv(gpu, conv_kind) != DL_OK) {
+    if (dl_device_cuda_set_conv(gpu, conv_kind) != DL_OK) {
         printf("FAIL: convolutions by '%s': %s\n", conv, dl_error_message());
         dl_device_cuda_destroy(gpu);
         return 1;
