@@ -13,7 +13,6 @@
 
 #include <float.h>
 #include <stdint.h>
-#include <stdio.h>
 
 extern "C" {
 #include "compress_cuda.h"
@@ -280,15 +279,4 @@ extern "C" dl_status dl_codec_mean_cuda(dl_compress_kind kind, const void *shard
                                                    1.0f / (float)world, x);
     CUDA_TRY(cudaGetLastError());
     return DL_OK;
-}
-
-extern "C" int dl_codec_cuda_usable(char *why, size_t size)
-{
-    int count = 0;
-    cudaError_t e = cudaGetDeviceCount(&count);
-    if (e != cudaSuccess || count == 0) {
-        snprintf(why, size, "%s", e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA devices");
-        return 0;
-    }
-    return 1;
 }

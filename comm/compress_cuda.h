@@ -45,7 +45,4 @@ dl_status dl_powersgd_apply_cuda(const float *mat, const float *p, const float *
                                  float *residual, size_t n, size_t m, size_t k, int r,
                                  void *stream);
 
-/* Whether a CUDA GPU can run the kernels; writes why not into why. */
-int dl_codec_cuda_usable(char *why, size_t size);
-
 #endif

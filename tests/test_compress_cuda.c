@@ -5,8 +5,9 @@
  * the rank-ordered mean of several ranks' shards bit for bit; PowerSGD's
  * three GPU steps (project, orthonormalize + back, apply) against the C
  * products to float rounding.
- * Without a usable GPU it prints "SKIPPED: ..." and exits 77
- * (DLTRAIN_REQUIRE_GPU=1 makes that a failure). */
+ * Without a GPU it prints "SKIPPED: ..." and exits 77 (DLTRAIN_REQUIRE_GPU=1
+ * makes that a failure); a GPU it cannot use (a driver too old) fails it
+ * (gpu_skip.h). */
 #include <cuda_runtime_api.h>
 #include <float.h>
 #include <math.h>
@@ -15,6 +16,8 @@
 #include <string.h>
 
 #include "compress_cuda.h"
+#include "device_cuda.h"
+#include "gpu_skip.h"
 #include "rng.h"
 
 static int failures;
@@ -217,11 +220,8 @@ static void check_powersgd(int r)
 int main(void)
 {
     char why[256];
-    if (!dl_codec_cuda_usable(why, sizeof why)) {
-        const char *req = getenv("DLTRAIN_REQUIRE_GPU");
-        printf("SKIPPED: no CUDA GPU (%s)\n", why);
-        return req && strcmp(req, "1") == 0 ? 1 : 77;
-    }
+    if (dl_device_cuda_count(why, sizeof why) < 1)
+        return dl_test_no_gpu(why);
     dl_compress_kind kinds[] = {DL_COMPRESS_FP16, DL_COMPRESS_BF16, DL_COMPRESS_INT8,
                                 DL_COMPRESS_ONEBIT};
     for (int k = 0; k < 4; k++)

@@ -26,6 +26,7 @@
 
 #include "compress.h"
 #include "device_cuda.h"
+#include "gpu_skip.h"
 #include "rng.h"
 
 static int failures;
@@ -218,9 +219,7 @@ static int gpu_missing(void)
     char why[256];
     if (dl_device_cuda_count(why, sizeof why) > 0)
         return 0;
-    const char *req = getenv("DLTRAIN_REQUIRE_GPU");
-    printf("SKIPPED: %s\n", why); /* "no CUDA GPU: <CUDA's reason>" */
-    return req && strcmp(req, "1") == 0 ? 1 : 77;
+    return dl_test_no_gpu(why);
 }
 
 int main(int argc, char **argv)

@@ -66,6 +66,7 @@
 
 #include "../models/models.h"
 #include "device_cuda.h"
+#include "gpu_skip.h"
 #include "op_cases.h"
 #include "optim.h"
 #include "rng.h"
@@ -74,7 +75,6 @@
 #define NET_TOL 1e-3
 #define NET_TOL_LOSS 1e-4
 #define NET_SEED 20240611u
-#define SKIP_CODE 77
 
 static void *xmalloc(size_t bytes)
 {
@@ -324,18 +324,8 @@ int main(int argc, char **argv)
 
     char why[512] = "";
     dl_device *gpu = dl_device_cuda(gpu_index, why, sizeof why);
-    if (!gpu) {
-        const char *prefix = "no CUDA GPU: ";
-        int no_gpu = strncmp(why, prefix, strlen(prefix)) == 0;
-        const char *reason = no_gpu ? why + strlen(prefix) : why;
-        const char *req = getenv("DLTRAIN_REQUIRE_GPU");
-        if (no_gpu && !(req && *req && strcmp(req, "0") != 0)) {
-            printf("SKIPPED: no CUDA GPU (%s)\n", reason);
-            return SKIP_CODE;
-        }
-        printf("FAIL: cannot open CUDA GPU %d: %s\n", gpu_index, why);
-        return 1;
-    }
+    if (!gpu)
+        return dl_test_no_gpu(why);
     dl_cuda_precision prec = strcmp(precision, "tf32") == 0   ? DL_CUDA_TF32
                              : strcmp(precision, "bf16") == 0 ? DL_CUDA_BF16
                              : strcmp(precision, "auto") == 0 ? DL_CUDA_TF32_CONV
