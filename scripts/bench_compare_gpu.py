@@ -13,9 +13,10 @@ forward multiply-adds: forward, input gradient, weight gradient), applied to
 both tools.  The two bf16 modes differ: dltrain --precision bf16 rounds the
 GEMM inputs to bf16 (tensor cores, fp32 accumulation) but keeps activations
 in fp32, while PyTorch's autocast also stores activations in bf16 (half the
-memory traffic).  Should a dltrain build refuse a precision, the row shows the
-refusal and dltrain's tf32 figure beside it, marked with *, never passed off
-as the precision asked for.  --json FILE keeps every figure.
+memory traffic).  Should a dltrain build refuse bf16 (exit status 2), the row
+shows the refusal and dltrain's tf32 figure beside it, marked with *, never
+passed off as the precision asked for; a bf16 run that fails otherwise is a
+failure of the row.  --json FILE keeps every figure.
 Needs no MPI and no network."""
 import argparse
 import json
@@ -83,7 +84,8 @@ def dltrain_case(a, model, shape, classes, batch, precision):
     ips = re.search(r"([\d.]+) images/s", out)
     gf = re.search(r"([\d.]+) GFLOP/s", out)
     if rc != 0 or not ips:
-        return {"ok": False, "output": out.strip().splitlines()[-1:] if out.strip() else [],
+        return {"ok": False, "rc": rc,
+                "output": out.strip().splitlines()[-1:] if out.strip() else [],
                 "cmd": " ".join(cmd)}
     return {"ok": True, "images_per_s": float(ips.group(1)),
             "gflop_per_image": float(gf.group(1)) / float(ips.group(1)) if gf else None,
@@ -137,7 +139,9 @@ def main():
             continue
         d = dltrain_case(a, model, shape, classes, batch, precision)
         dl_prec = precision
-        if not d["ok"] and precision == "bf16":
+        # Only a refusal (bad usage, exit 2: a build without bf16) falls back
+        # to tf32; a bf16 run that fails otherwise (a CUDA error) is a failure.
+        if not d["ok"] and precision == "bf16" and d.get("rc") == 2:
             d["refused"] = d["output"]
             d = dict(dltrain_case(a, model, shape, classes, batch, "tf32"), refused=d["output"])
             dl_prec = "tf32"

@@ -125,3 +125,8 @@ if(DLTRAIN_HAVE_CUDA)
                    PYTHON=${DLTRAIN_PYTHON} bash ${CMAKE_SOURCE_DIR}/scripts/gpu_check.sh)
   set_tests_properties(gpu_check_dry_run PROPERTIES LABELS "cpu;cli" TIMEOUT 300)
 endif()
+# scripts/bench_compare_gpu.py's verdicts (fake tools, no GPU needed): a
+# failing bf16 run fails the comparison instead of showing the tf32 figure.
+add_test(NAME bench_compare_gpu_verdicts
+         COMMAND ${DLTRAIN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_bench_compare_gpu.py)
+set_tests_properties(bench_compare_gpu_verdicts PROPERTIES LABELS "cpu;cli" TIMEOUT 120)
