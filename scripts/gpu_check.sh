@@ -22,7 +22,7 @@
 # step's command line is wrong (exit status 2, or a usage message in its
 # log: a bad option of dltrain, test_cuda_ops or the comparison scripts),
 # where `ctest -L gpu` would select no test, or where a step is missing from
-# the summary (tests/cli.cmake gpu_check_dry_run).
+# the summary (ctest -R gpu_check_dry_run, tests/cuda.cmake).
 #
 # Environment: OUT (./gpu-check-out), BUDGET (540 s for all steps), BUILD
 # ($ROOT/build-gpu), ARCHS (90), DATA (Fashion-MNIST IDX files:
