@@ -9,8 +9,10 @@
 #
 # Writes ONE summary file, $OUT/summary.txt, appended after every step with
 # what the step measured or why it failed, so a run cut short (the machine
-# taken back) loses nothing already done.  Each step's full output is in
-# $OUT/<step>.log beside it.  Steps run in order of value, each under its own
+# taken back) loses nothing already done.  Each step's full output, and
+# every JSON result, is in $OUT/logs.tar.gz beside it, packed again after
+# every step; nothing else goes to $OUT (two files: a machine that returns
+# only a few files from OUT returns both).  The steps work in WORK.  Steps run in order of value, each under its own
 # time limit, and are skipped (and said so) once the budget is spent.
 # Exit status: 0 when every step that ran passed and at least one GPU test
 # ran; 1 otherwise (a GPU present but no GPU test run is a failure, never a
@@ -24,7 +26,8 @@
 # where `ctest -L gpu` would select no test, or where a step is missing from
 # the summary (ctest -R gpu_check_dry_run, tests/cuda.cmake).
 #
-# Environment: OUT (./gpu-check-out), BUDGET (540 s for all steps), BUILD
+# Environment: OUT (./gpu-check-out), WORK (a new directory under /tmp),
+# BUDGET (540 s for all steps), BUILD
 # ($ROOT/build-gpu), ARCHS (90), DATA (Fashion-MNIST IDX files:
 # $ROOT/.devdata/fashion-mnist, else /usr/share/datasets/fashion-mnist;
 # fill .devdata with `mkdir -p .devdata && cp -r /usr/share/datasets/fashion-mnist
@@ -46,6 +49,10 @@ if [ -z "${DATA:-}" ]; then
 fi
 START=$(date +%s)
 mkdir -p "$OUT"
+OWN_WORK=0
+[ -z "${WORK:-}" ] && OWN_WORK=1
+WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")}
+mkdir -p "$WORK"
 SUMMARY=$OUT/summary.txt
 : >"$SUMMARY"
 failed=0
@@ -54,6 +61,11 @@ gpu_tests_ran=0
 note() { echo "$*" | tee -a "$SUMMARY"; }
 indent() { sed 's/^/    /' | tee -a "$SUMMARY"; }
 elapsed() { echo $(( $(date +%s) - START )); }
+# $WORK's logs and results (not the checkpoints) into $OUT/logs.tar.gz, replaced whole
+pack() {
+    tar -czf "$OUT/logs.tar.gz.part" -C "$WORK" --exclude='*.bin' . 2>/dev/null &&
+        mv -f "$OUT/logs.tar.gz.part" "$OUT/logs.tar.gz"
+}
 left() { echo $(( BUDGET - $(elapsed) )); }
 
 # What a command line that is wrong leaves in a log (dltrain's option parser,
@@ -62,12 +74,12 @@ left() { echo $(( BUDGET - $(elapsed) )); }
 USAGE_ERRORS="unknown option|^usage:|unrecognized arguments|invalid choice|: error: |Unknown argument|No tests were found"
 
 # step NAME LIMIT_S LOG CMD...: runs CMD under min(LIMIT, time left) with its
-# output in $OUT/LOG; appends PASS/FAIL/TIMEOUT/SKIP to the summary.  With
+# output in $WORK/LOG; appends PASS/FAIL/TIMEOUT/SKIP to the summary.  With
 # OPTIONAL=1 in front (OPTIONAL=1 step ...), a step cut short because the
 # budget ran out is reported as CUT and fails nothing (the best-effort last
 # step); a step that hits its own limit is a failure whatever.
 step() {
-    local name=$1 limit=$2 log=$OUT/$3 t0 rc budget trimmed=0
+    local name=$1 limit=$2 log=$WORK/$3 t0 rc budget trimmed=0
     shift 3
     budget=$(left)
     if [ "$budget" -lt 20 ]; then
@@ -80,6 +92,7 @@ step() {
     timeout --kill-after=5 "$limit" "$@" >"$log" 2>&1
     rc=$?
     local took=$(( $(date +%s) - t0 ))
+    pack
     if [ "$DRY_RUN" = 1 ]; then
         dry_verdict "$name" "$log" $rc "$took"
         return $rc
@@ -116,6 +129,8 @@ dry_steps=0
 
 # shellcheck disable=SC2317  # called by the trap
 finish() {
+    pack
+    [ "$OWN_WORK" = 1 ] && rm -rf "$WORK" # all of it is in logs.tar.gz but the checkpoints
     note "---- done in $(elapsed) s of ${BUDGET} s; GPU tests run: $gpu_tests_ran; " \
          "$( [ "$failed" = 0 ] && echo 'no step failed' || echo 'SOME STEPS FAILED')"
 }
@@ -171,8 +186,8 @@ note "toolkit: $CUDA_HOME ($(nvcc --version 2>/dev/null | grep -o 'release [0-9.
     "$PYTHON" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'
     command -v mpiexec || echo "no mpiexec (fine: these checks need no MPI)"
     env | grep -E '^(CUDA|NCCL|LD_LIBRARY_PATH)' | sort
-} >"$OUT/env.log" 2>&1
-note "PyTorch: $(grep -m1 '^torch' "$OUT/env.log" || echo 'not importable (the comparison rows will say so)')"
+} >"$WORK/env.log" 2>&1
+note "PyTorch: $(grep -m1 '^torch' "$WORK/env.log" || echo 'not importable (the comparison rows will say so)')"
 
 # ---- build ---------------------------------------------------------------------
 if [ -n "$MISSING" ]; then
@@ -194,8 +209,8 @@ else
     step configure 90 configure.log cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release \
         -DDLTRAIN_CUDA_ARCHS="$ARCHS" -DDLTRAIN_WERROR=ON ${CMAKE_EXTRA[@]+"${CMAKE_EXTRA[@]}"} ||
         { note "cannot configure: stopping"; exit 1; }
-    grep -E "^-- +(CUDA|NCCL|cuDNN|MPI) " "$OUT/configure.log" | sed 's/^-- *//' | indent >/dev/null
-    if ! grep -qE "^-- +CUDA +: ON" "$OUT/configure.log"; then
+    grep -E "^-- +(CUDA|NCCL|cuDNN|MPI) " "$WORK/configure.log" | sed 's/^-- *//' | indent >/dev/null
+    if ! grep -qE "^-- +CUDA +: ON" "$WORK/configure.log"; then
         note "FAIL configure did not find CUDA: no GPU test can run (see configure.log): stopping"
         failed=1
         exit 1
@@ -205,7 +220,7 @@ else
     # failure stands (the warnings are in build.log), and the build goes on
     # without -Werror so the GPU is still checked.
     if ! step "build (sm_$ARCHS, $JOBS jobs)" 300 build.log cmake --build "$BUILD" -j"$JOBS"; then
-        grep -m3 -E "warning|error" "$OUT/build.log" | indent >/dev/null
+        grep -m3 -E "warning|error" "$WORK/build.log" | indent >/dev/null
         note "retrying without -Werror (the failure above stands)"
         if ! step "configure without -Werror" 60 configure-nowerror.log cmake "$BUILD" \
                 -DDLTRAIN_WERROR=OFF ||
@@ -223,18 +238,18 @@ fi
 CTEST_GPU=(ctest --test-dir "$BUILD" -L gpu -E gpu_train)
 if [ "$DRY_RUN" = 1 ]; then # list only: every test's own command line is CI's (each would exit 2)
     step "ctest -L gpu (the selection, listed)" 30 ctest-gpu.log "${CTEST_GPU[@]}" -N
-    listed=$(grep -cE "Test +#[0-9]+: gpu_" "$OUT/ctest-gpu.log")
+    listed=$(grep -cE "Test +#[0-9]+: gpu_" "$WORK/ctest-gpu.log")
     note "    ctest -L gpu -E gpu_train selects $listed test(s)"
     [ "$listed" -gt 0 ] || { note "FAIL dry run: ctest -L gpu selects no test"; failed=1; }
 else
     step "ctest -L gpu (ops, chunked convolution, whole-network steps vs CPU)" 180 ctest-gpu.log \
         env DLTRAIN_REQUIRE_GPU=$HAVE_GPU "${CTEST_GPU[@]}" -j 4 --output-on-failure --timeout 170
 fi
-grep -E "tests passed|Skipped|Failed|\*\*\*" "$OUT/ctest-gpu.log" | indent >/dev/null
+grep -E "tests passed|Skipped|Failed|\*\*\*" "$WORK/ctest-gpu.log" | indent >/dev/null
 # tests that did not skip (a failure counts: it ran, and fails the check anyway)
 [ "$DRY_RUN" = 1 ] ||
-    gpu_tests_ran=$(grep -E "Test +#[0-9]+: gpu_" "$OUT/ctest-gpu.log" | grep -cv "Skipped")
-grep -hE "^device under test|checks, [0-9]+ failed; worst" "$OUT/ctest-gpu.log" 2>/dev/null |
+    gpu_tests_ran=$(grep -E "Test +#[0-9]+: gpu_" "$WORK/ctest-gpu.log" | grep -cv "Skipped")
+grep -hE "^device under test|checks, [0-9]+ failed; worst" "$WORK/ctest-gpu.log" 2>/dev/null |
     sort -u | head -4 | indent >/dev/null
 if [ "$gpu_tests_ran" -eq 0 ] && [ "$DRY_RUN" != 1 ]; then
     note "FAIL no GPU test ran (every one skipped, or none found); the op test says:" \
@@ -258,13 +273,13 @@ if [ -f "$DATA/train-images-idx3-ubyte.gz" ] || [ -f "$DATA/train-images-idx3-ub
     # convolutions, by cuDNN where it loads); the log's device and conv lines say which.
     step "lenet Fashion-MNIST 1 epoch on cuda (default precision and convolutions)" 120 \
         lenet-cuda.log "$DLTRAIN" train --device cuda --model lenet --data "$DATA" --epochs 1 \
-        --out "$OUT/lenet-cuda" --no-progress --json "$OUT/lenet-cuda.jsonl" ${LENET_DRY[@]+"${LENET_DRY[@]}"}
-    grep -E "^  (device|conv)|per step|final test accuracy" "$OUT/lenet-cuda.log" | indent >/dev/null
+        --out "$WORK/lenet-cuda" --no-progress --json "$WORK/lenet-cuda.jsonl" ${LENET_DRY[@]+"${LENET_DRY[@]}"}
+    grep -E "^  (device|conv)|per step|final test accuracy" "$WORK/lenet-cuda.log" | indent >/dev/null
     step "lenet Fashion-MNIST 1 epoch on cpu (the reference)" 120 lenet-cpu.log \
         "$DLTRAIN" train --device cpu --model lenet --data "$DATA" --epochs 1 \
-        --out "$OUT/lenet-cpu" --no-progress --json "$OUT/lenet-cpu.jsonl" ${LENET_DRY[@]+"${LENET_DRY[@]}"}
-    grep -E "final test accuracy" "$OUT/lenet-cpu.log" | indent >/dev/null
-    acc() { grep -oE "final test accuracy [0-9.]+" "$OUT/$1" | grep -oE "[0-9.]+$"; }
+        --out "$WORK/lenet-cpu" --no-progress --json "$WORK/lenet-cpu.jsonl" ${LENET_DRY[@]+"${LENET_DRY[@]}"}
+    grep -E "final test accuracy" "$WORK/lenet-cpu.log" | indent >/dev/null
+    acc() { grep -oE "final test accuracy [0-9.]+" "$WORK/$1" | grep -oE "[0-9.]+$"; }
     acc_cuda=$(acc lenet-cuda.log) acc_cpu=$(acc lenet-cpu.log)
     note "lenet 1 epoch, same seed: cuda ${acc_cuda:-?}% (precision auto), cpu ${acc_cpu:-?}%" \
          "(fp32); rounding differs, so close, not equal: more than $ACC_GAP points apart fails"
@@ -281,19 +296,19 @@ fi
 # ---- dltrain beside PyTorch on this GPU -------------------------------------
 step "bench train beside PyTorch (resnet50 224 b128 bf16 + tf32, resnet20 + lenet 28x28)" 240 \
     bench.log "$PYTHON" "$ROOT/scripts/bench_compare_gpu.py" --dltrain "$DLTRAIN" \
-    --python "$PYTHON" --json "$OUT/bench.json" --steps 10 --warmup 3 --repeats 1 --timeout 100 \
+    --python "$PYTHON" --json "$WORK/bench.json" --steps 10 --warmup 3 --repeats 1 --timeout 100 \
     --cases resnet50:128:bf16,resnet50:128:tf32,resnet20:128:fp32,lenet:128:fp32
-indent <"$OUT/bench.log" >/dev/null
+indent <"$WORK/bench.log" >/dev/null
 
 # ---- NCCL with one rank: communicator, streams, events, watchdog, log ------
 step "train --comm nccl, one rank (resnet20, 30 steps)" 60 nccl-one-rank.log \
     "$DLTRAIN" train --device cuda --comm nccl --model resnet20 --data synthetic:3x32x32:10 \
-    --epochs 1 --max-steps 30 --out "$OUT/nccl-run" --no-progress
-grep -E "comm|NCCL|final" "$OUT/nccl-one-rank.log" | head -6 | indent >/dev/null
+    --epochs 1 --max-steps 30 --out "$WORK/nccl-run" --no-progress
+grep -E "comm|NCCL|final" "$WORK/nccl-one-rank.log" | head -6 | indent >/dev/null
 step "bench allreduce --backend nccl, one rank" 45 allreduce-nccl.log \
     "$DLTRAIN" bench allreduce --device cuda --backend nccl --max-bytes 67108864 \
-    --json "$OUT/allreduce-nccl.json"
-grep -iE "nccl|transport|^ +[0-9]+ " "$OUT/allreduce-nccl.log" | tail -4 | indent >/dev/null
+    --json "$WORK/allreduce-nccl.json"
+grep -iE "nccl|transport|^ +[0-9]+ " "$WORK/allreduce-nccl.log" | tail -4 | indent >/dev/null
 
 # ---- compute-sanitizer memcheck on the op tests (family by family) -----------
 # (a loop in its own shell: `timeout` runs programs, not functions)
@@ -313,33 +328,33 @@ MEMCHECK=("$SANITIZER" --tool memcheck --error-exitcode 3 --leak-check full)
 if [ -n "$SANITIZER" ] || [ "$DRY_RUN" = 1 ]; then
     step "compute-sanitizer memcheck, op tests" 150 memcheck.log \
         bash -c "$MEMCHECK_LOOP" memcheck "$OPS" "${MEMCHECK[@]}"
-    grep -E "ERROR SUMMARY|^== " "$OUT/memcheck.log" | paste -sd ' ' | indent >/dev/null
+    grep -E "ERROR SUMMARY|^== " "$WORK/memcheck.log" | paste -sd ' ' | indent >/dev/null
 else
     note "SKIP compute-sanitizer memcheck: compute-sanitizer not found"
 fi
 
 # ---- copies, topology, scale --------------------------------------------------
-step "bench copy" 40 copy.log "$DLTRAIN" bench copy --json "$OUT/copy.json"
-indent <"$OUT/copy.log" >/dev/null
+step "bench copy" 40 copy.log "$DLTRAIN" bench copy --json "$WORK/copy.json"
+indent <"$WORK/copy.log" >/dev/null
 step "topo" 30 topo.log "$DLTRAIN" topo
-indent <"$OUT/topo.log" >/dev/null
+indent <"$WORK/topo.log" >/dev/null
 {
     echo "== nvidia-smi topo -m"; nvidia-smi topo -m
     echo "== lspci -vv link lines of NVIDIA devices"
     lspci -vv -d 10de: 2>&1 | grep -E "^[0-9a-f]|LnkCap:|LnkSta:"
-} >"$OUT/topo-peers.log" 2>&1
+} >"$WORK/topo-peers.log" 2>&1
 note "beside it (topo-peers.log):"
-indent <"$OUT/topo-peers.log" >/dev/null
+indent <"$WORK/topo-peers.log" >/dev/null
 step "scale --device cuda, one rank (GPU phase times from events)" 60 scale.log \
     "$DLTRAIN" scale --device cuda --model resnet20 --data synthetic:3x32x32:10 --batch 128 \
-    --steps 10 --repeats 2 --json "$OUT/scale.json"
-grep -E "images/s|ms" "$OUT/scale.log" | head -6 | indent >/dev/null
+    --steps 10 --repeats 2 --json "$WORK/scale.json"
+grep -E "images/s|ms" "$WORK/scale.log" | head -6 | indent >/dev/null
 
 # ---- whatever time is left: whole training runs vs the CPU (tests/test_gpu_train.py)
 if [ "$DRY_RUN" = 1 ]; then
     step "ctest gpu_train, gpu_train_compress (the selection, listed)" 30 ctest-gpu-train.log \
         ctest --test-dir "$BUILD" -R '^gpu_train(_compress)?$' -N
-    [ "$(grep -cE 'Test +#[0-9]+: gpu_train' "$OUT/ctest-gpu-train.log")" = 2 ] ||
+    [ "$(grep -cE 'Test +#[0-9]+: gpu_train' "$WORK/ctest-gpu-train.log")" = 2 ] ||
         { note "FAIL dry run: -R '^gpu_train(_compress)?$' does not select the 2 tests"; failed=1; }
     # every step above must have left its line (a step lost to a flow bug is not checked)
     [ "$dry_steps" -ge "$DRY_STEPS_EXPECTED" ] ||
@@ -350,6 +365,6 @@ OPTIONAL=1 step \
     "ctest gpu_train, gpu_train_compress (training runs vs CPU, nccl, tf32, bf16, --compress)" \
     400 ctest-gpu-train.log env DLTRAIN_REQUIRE_GPU=1 ctest --test-dir "$BUILD" \
     -R '^gpu_train(_compress)?$' --output-on-failure
-grep -E "^(ok|FAIL)|tests passed" "$OUT/ctest-gpu-train.log" | indent >/dev/null
+grep -E "^(ok|FAIL)|tests passed" "$WORK/ctest-gpu-train.log" | indent >/dev/null
 [ "$gpu_tests_ran" -gt 0 ] || failed=1
 exit $failed

@@ -118,11 +118,14 @@ endif()
 # scripts/gpu_check.sh, the one GPU run, checked where there is no GPU: every
 # step's command line (dltrain, test_cuda_ops, the comparison scripts), the
 # ctest selections and the flow to its end, on this build (DRY_RUN=1: no
-# configure, no build; the CPU reference trains 3 steps).
+# configure, no build; the CPU reference trains 3 steps); and that OUT holds
+# its two files only, the summary and the packed logs.
 if(DLTRAIN_HAVE_CUDA)
+  set(dltrain_dry_out ${CMAKE_CURRENT_BINARY_DIR}/gpu-check-dry)
   add_test(NAME gpu_check_dry_run
-           COMMAND env DRY_RUN=1 BUILD=${CMAKE_BINARY_DIR} OUT=${CMAKE_CURRENT_BINARY_DIR}/gpu-check-dry
-                   PYTHON=${DLTRAIN_PYTHON} bash ${CMAKE_SOURCE_DIR}/scripts/gpu_check.sh)
+           COMMAND bash -c "rm -rf \"$0\" && DRY_RUN=1 BUILD=\"$1\" OUT=\"$0\" PYTHON=\"$2\" bash \"$3\" && test \"$(ls \"$0\" | tr '\\n' ' ')\" = 'logs.tar.gz summary.txt '"
+                   ${dltrain_dry_out} ${CMAKE_BINARY_DIR} ${DLTRAIN_PYTHON}
+                   ${CMAKE_SOURCE_DIR}/scripts/gpu_check.sh)
   set_tests_properties(gpu_check_dry_run PROPERTIES LABELS "cpu;cli" TIMEOUT 300)
 endif()
 # scripts/bench_compare_gpu.py's verdicts (fake tools, no GPU needed): a
