@@ -294,10 +294,14 @@ else
 fi
 
 # ---- dltrain beside PyTorch on this GPU -------------------------------------
+BENCH_CASES=resnet50:128:bf16,resnet50:128:tf32,resnet20:128:fp32,lenet:128:fp32
+# the dry run checks the command lines with one case: each case starts
+# PyTorch (seconds to import on a loaded 2-core CI machine) only to fail
+[ "$DRY_RUN" = 1 ] && BENCH_CASES=lenet:128:fp32
 step "bench train beside PyTorch (resnet50 224 b128 bf16 + tf32, resnet20 + lenet 28x28)" 240 \
     bench.log "$PYTHON" "$ROOT/scripts/bench_compare_gpu.py" --dltrain "$DLTRAIN" \
     --python "$PYTHON" --json "$WORK/bench.json" --steps 10 --warmup 3 --repeats 1 --timeout 100 \
-    --cases resnet50:128:bf16,resnet50:128:tf32,resnet20:128:fp32,lenet:128:fp32
+    --cases "$BENCH_CASES"
 indent <"$WORK/bench.log" >/dev/null
 
 # ---- NCCL with one rank: communicator, streams, events, watchdog, log ------

@@ -126,7 +126,7 @@ if(DLTRAIN_HAVE_CUDA)
            COMMAND bash -c "rm -rf \"$0\" && DRY_RUN=1 BUILD=\"$1\" OUT=\"$0\" PYTHON=\"$2\" bash \"$3\" && test \"$(ls \"$0\" | tr '\\n' ' ')\" = 'logs.tar.gz summary.txt '"
                    ${dltrain_dry_out} ${CMAKE_BINARY_DIR} ${DLTRAIN_PYTHON}
                    ${CMAKE_SOURCE_DIR}/scripts/gpu_check.sh)
-  set_tests_properties(gpu_check_dry_run PROPERTIES LABELS "cpu;cli" TIMEOUT 300)
+  set_tests_properties(gpu_check_dry_run PROPERTIES LABELS "cpu;cli" TIMEOUT 600)
 endif()
 # scripts/bench_compare_gpu.py's verdicts (fake tools, no GPU needed): a
 # failing bf16 run fails the comparison instead of showing the tf32 figure.
