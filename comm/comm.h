@@ -36,6 +36,12 @@ struct dl_comm {
      * a backend has none yet. */
     dl_status (*allgather_start)(dl_comm *c, const void *send, void *recv, size_t bytes,
                                  int slot);
+    /* Optional (NULL: nothing to make ahead): makes now, at start-up, what
+     * `slot` will need for an all-reduce of `bytes` (gather 0) or an
+     * all-gather of `bytes` per rank (gather 1), so the first step allocates
+     * nothing (the staged backend's pinned host buffers).  Call it for each
+     * use a slot will have; it keeps the largest. */
+    dl_status (*reserve)(dl_comm *c, int slot, size_t bytes, int gather);
     dl_status (*barrier)(dl_comm *c);
     /* ends the whole job from one rank, after printing why (a rank-local failure) */
     void (*abort)(dl_comm *c, int code);

@@ -125,6 +125,16 @@ static dl_status staged_avg_start(dl_comm *c, float *x, size_t n, int slot)
     return stage_out(m, s, x, n * sizeof(float));
 }
 
+/* dl_comm.reserve: the slot's pinned buffer (and events) made at start-up,
+ * at the size its all-reduce or all-gather will ask slot_prepare for. */
+static dl_status staged_reserve(dl_comm *c, int slot, size_t bytes, int gather)
+{
+    staged_impl *m = c->impl;
+    if (slot < 0 || slot >= DL_COMM_SLOTS)
+        return dl_fail(DL_ERR_ARG, "slot %d out of range", slot);
+    return slot_prepare(&m->slots[slot], gather ? bytes + bytes * (size_t)c->world : bytes);
+}
+
 /* pinned: this rank's bytes, then every rank's (MPI_Iallgather cannot work
  * in place from the front of its own receive buffer without MPI_IN_PLACE). */
 static dl_status staged_allgather_start(dl_comm *c, const void *send, void *recv, size_t bytes,
@@ -252,7 +262,7 @@ dl_comm *dl_comm_staged(dl_comm *host, dl_device *dev)
                    .device_memory = 1, .impl = m,
                    .broadcast = staged_broadcast, .allreduce_sum_f64 = staged_sum_f64,
                    .allreduce_avg_start = staged_avg_start, .allreduce_wait = staged_wait,
-                   .allgather_start = staged_allgather_start,
+                   .allgather_start = staged_allgather_start, .reserve = staged_reserve,
                    .barrier = staged_barrier, .abort = staged_abort,
                    .set_patience = staged_set_patience, .split = NULL,
                    .free = staged_free};
