@@ -154,10 +154,14 @@ static int resolve_links(const predict_opts *o, prediction *p)
 {
     const dl_link *named = NULL;
     int r;
-    if (o->machine[0] && (o->allreduce_json[0] || strcmp(o->link, "pcie3x16") != 0 ||
-                          o->link_share > 1)) {
-        fprintf(stderr, "dltrain predict: --machine models the links itself; drop --link, "
-                "--link-share and --allreduce-json (or drop --machine)\n");
+    if (o->machine[0] && (strcmp(o->link, "pcie3x16") != 0 || o->link_share > 1)) {
+        fprintf(stderr, "dltrain predict: --machine models the links itself; drop --link and "
+                "--link-share (or drop --machine)\n");
+        return DL_EXIT_USAGE;
+    }
+    if (o->measured[0] && o->allreduce_json[0]) {
+        fprintf(stderr, "dltrain predict: --measured and --allreduce-json both calibrate the "
+                "machine's links; give one\n");
         return DL_EXIT_USAGE;
     }
     if (o->measured[0] && !o->machine[0]) {
@@ -484,6 +488,8 @@ int dl_cmd_predict(int argc, char **argv)
         if ((r = predict_load_machine(&o, &machine)))
             return r;
         p.machine = &machine;
+        if (o.allreduce_json[0] && (r = predict_fit_sweep(&p, &p.link)))
+            return r;
         if (strcmp(o.link, "this") != 0) /* the JSON's link: GPU 0's own, for input copies */
             machine_link(&machine, &p.link);
     }

@@ -246,7 +246,10 @@ static void read_pairs(const jparser *j, const jnode *pairs, dl_topo *t)
 
 static int fill_topo(const jparser *j, const jnode *root, dl_topo *t, char *err, size_t cap)
 {
-    const char *vendor = str(get(j, get(j, get(j, root, "cpu"), "vendor"), "value"));
+    const jnode *cpu_vendor = get(j, get(j, root, "cpu"), "vendor");
+    const char *vendor = str(get(j, cpu_vendor, "value"));
+    /* the model number decides NCCL's socket link class (topo_machine_topo.c) */
+    snprintf(t->cpu_modalias, sizeof t->cpu_modalias, "%s", str(get(j, cpu_vendor, "modalias")));
     t->cpu_vendor = strcmp(vendor, "amd") == 0 ? DL_TOPO_CPU_AMD
                     : strcmp(vendor, "arm") == 0 ? DL_TOPO_CPU_ARM : DL_TOPO_CPU_INTEL;
     const jnode *ports = get(j, root, "ports"), *sws = get(j, root, "switches"),
@@ -259,6 +262,9 @@ static int fill_topo(const jparser *j, const jnode *root, dl_topo *t, char *err,
         const jnode *pt = at(j, ports, k);
         int sw = inum(get(j, pt, "switch"), -1);
         t->ports[k].sw = sw >= 0 && sw < t->n_switches ? sw : -1;
+        int parent = inum(get(j, pt, "parent"), -1);
+        t->ports[k].parent = parent >= 0 && parent < t->n_ports ? parent : -1;
+        snprintf(t->ports[k].bdf, sizeof t->ports[k].bdf, "%s", str(get(j, pt, "bdf")));
         read_link(j, get(j, pt, "link"), &t->ports[k].link);
     }
     for (int k = 0; k < t->n_switches; k++) {

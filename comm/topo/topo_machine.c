@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 const dl_machine_preset dl_machine_presets[] = {
     {"consumer-x8x8", "2x pcie4x8, no-p2p, intel",
@@ -167,7 +168,7 @@ static int clause(dl_machine *m, clauses *c, char *w, int first, char *err, size
         return 0;
     double mem = 0;
     n = 0;
-    if (sscanf(w, "mem %lf%n", &mem, &n) == 1 && !w[n] && mem > 0)
+    if (sscanf(w, "mem %lf%n", &mem, &n) == 1 && !w[n] && mem > 0 && mem <= 1e6)
         return c->mem = mem, 0;
     int ma = 0, mi = 0, pa = 0;
     n = 0;
@@ -215,6 +216,7 @@ static void build(dl_machine *m, const clauses *c)
             m->sw[g->sw].gen = c->up_gen ? c->up_gen : c->gen;
             m->sw[g->sw].lanes = c->up_gen ? c->up_lanes : 16;
             m->sw[g->sw].socket = g->socket;
+            m->sw[g->sw].parent = -1; /* one level: each switch on a root port */
         }
     }
     if (c->shape) {
@@ -242,7 +244,7 @@ int dl_machine_parse(const char *text, dl_machine *m, char *err, size_t cap)
 {
     defaults(m);
     for (const dl_machine_preset *p = dl_machine_presets; p->name; p++)
-        if (strcmp(text, p->name) == 0) {
+        if (strcasecmp(text, p->name) == 0) {
             int rc = dl_machine_parse(p->desc, m, err, cap);
             snprintf(m->desc, sizeof m->desc, "%s (%s)", p->name, p->desc);
             return rc;

@@ -134,6 +134,29 @@ static void test_p2p_rule(void)
     CHECK(dl_machine_p2p(&m, 2, DL_TOPO_NCCL_NVL), "NVLink is always P2P");
 }
 
+/* NCCL charges 6/5 on the PCIe links of P2P through an Intel root complex
+ * (PHB) only: not across sockets, not through a shared switch. */
+static void test_intel_overhead(void)
+{
+    dl_machine m;
+    dl_ring_cost r;
+    machine("2x pcie3x8, skylake, nccl 2.7", &m); /* 2.7: P2P up to PHB on Skylake */
+    ring(&m, 2, &r);
+    CHECK(r.count[DL_HOP_P2P] == 2, "PHB pair: P2P");
+    near(r.gbps, 6 / 1.2, "PHB: x8 gen3 (6 GB/s) charged 6/5");
+    CHECK(strstr(r.bottleneck, "crossed once upward, each charged 6/5"), "words: %s", r.bottleneck);
+    machine("2x pcie3x8, 2 sockets, skylake, nccl 2.6", &m); /* 2.6: P2P up to SYS */
+    ring(&m, 2, &r);
+    CHECK(r.count[DL_HOP_P2P] == 2, "SYS pair: P2P under NCCL 2.6");
+    near(r.gbps, 6, "SYS: the x8 links at full charge (socket link 10)");
+    machine("2x pcie3x8, 2 per switch, skylake", &m);
+    ring(&m, 2, &r);
+    near(r.gbps, 6, "PIX: no overhead");
+    machine("2x pcie3x8, amd, nccl 2.7", &m);
+    ring(&m, 2, &r);
+    near(r.gbps, 6, "AMD root complex: no overhead");
+}
+
 static void test_presets(void)
 {
     int n = 0;
@@ -202,6 +225,22 @@ static void fixture(const char *dir, const char *work, const char *name, dl_mach
     dl_topo t;
     CHECK(dl_topo_discover(tree, &t) == DL_OK, "discover %s", name);
     CHECK(dl_machine_from_topo(&t, m, err, sizeof err) == 0, "machine from %s: %s", name, err);
+    /* the same machine from its saved `dltrain topo --json` */
+    char json[600];
+    snprintf(json, sizeof json, "%s/cost_%s.json", work, name);
+    FILE *f = fopen(json, "w");
+    CHECK(f != NULL, "write %s", json);
+    if (f) {
+        dl_topo_json(f, &t);
+        fclose(f);
+        static dl_machine from_json;
+        CHECK(dl_machine_from_topo_json(json, &from_json, err, sizeof err) == 0, "%s: %s", json, err);
+        /* all but the description ("N GPUs read under PATH") */
+        memcpy(from_json.desc, m->desc, sizeof m->desc);
+        CHECK(memcmp(&from_json, m, sizeof *m) == 0, "%s: its topo --json gives the same machine",
+              name);
+        remove(json);
+    }
     dl_topo_free(&t);
     topo_fixture_remove(tree);
 }
@@ -221,7 +260,29 @@ static void test_fixtures(const char *dir, const char *work)
     CHECK(dl_machine_p2p(&m, 4, DL_TOPO_NCCL_PXB), "PXB is P2P by default");
     ring(&m, 4, &r);
     CHECK(r.count[DL_HOP_P2P] == 4, "workstation: all P2P: %d", r.count[DL_HOP_P2P]);
+    /* nested switches: GPUs 0-1 on x8 ports of the top switch, 2-3 below a
+     * second switch on its x16 port; the gen4 cards run at the switches'
+     * gen3.  Hop 1->2 (PXB) turns in the top switch, so no hop crosses its
+     * uplink to the CPU: the ring runs at the x8 links, 8 x 60 / 80 = 6 GB/s,
+     * not at the uplink the old one-level model charged twice with 6/5 */
+    CHECK(m.n_switches == 2 && m.gpu[0].sw == m.gpu[1].sw && m.gpu[2].sw == m.gpu[3].sw &&
+          m.gpu[0].sw != m.gpu[2].sw && m.sw[m.gpu[2].sw].parent == m.gpu[0].sw &&
+          m.sw[m.gpu[0].sw].parent == -1, "workstation: the lower switch hangs off the top one");
+    CHECK(strcmp(m.sw[m.gpu[0].sw].name, "0000:01:00.0") == 0 &&
+          strcmp(m.sw[m.gpu[2].sw].name, "0000:05:00.0") == 0, "switches named by upstream port: %s %s",
+          m.sw[m.gpu[0].sw].name, m.sw[m.gpu[2].sw].name);
+    CHECK(m.gpu[0].gen == 3 && m.gpu[0].lanes == 8 && m.gpu[2].gen == 3 && m.gpu[2].lanes == 16,
+          "links as trained: gen%d x%d, gen%d x%d", m.gpu[0].gen, m.gpu[0].lanes, m.gpu[2].gen,
+          m.gpu[2].lanes);
+    CHECK(dl_machine_common_switch(&m, 1, 2) == m.gpu[0].sw, "1 and 2 meet in the top switch");
+    near(r.gbps, 6, "workstation ring: the x8 GPU links");
+    CHECK(strstr(r.bottleneck, "PCIe 3.0 x8 link of GPU 0") && !strstr(r.bottleneck, "6/5"),
+          "workstation bottleneck: %s", r.bottleneck);
+    /* NCCL's class from the model number: Core i7 model 0x9E is >= 0x8F */
+    CHECK(strcmp(m.cpu_name, "sapphire-rapids") == 0, "i7 model 0x9E: %s", m.cpu_name);
     fixture(dir, work, "dualsocket_server", &m);
+    CHECK(strcmp(m.cpu_name, "skylake") == 0 && m.socket_gbps == 10,
+          "Xeon Gold 6248 (model 0x55): %s, %g GB/s", m.cpu_name, m.socket_gbps);
     CHECK(m.sockets == 2 && dl_machine_path(&m, 2, 3) == DL_TOPO_NCCL_PIX &&
           dl_machine_path(&m, 1, 2) == DL_TOPO_NCCL_SYS, "dual socket: PIX and SYS (%d sockets)",
           m.sockets);
@@ -241,6 +302,7 @@ int main(int argc, char **argv)
     test_grammar_refusals();
     test_two_switches_two_sockets();
     test_p2p_rule();
+    test_intel_overhead();
     test_presets();
     test_network();
     test_fixtures(argv[1], argv[2]);
