@@ -52,16 +52,22 @@ dl_topo_nccl_level dl_machine_path(const dl_machine *m, int a, int b)
 }
 
 /* NCCL's default P2P level by version (src/graph/paths.cc, ncclTopoCheckP2p,
- * at each release tag):
+ * from 2.6; src/transport/p2p.cc, p2pCanConnect, before), at each release tag:
  *   2.23.4 on      PXB; SYS on AMD CPUs with at most two GPUs
  *   2.9 - 2.23.3   SYS; PXB on Intel, ARM (and Zhaoxin) CPUs
  *   2.7 - 2.8      SYS; PXB on Broadwell and ARM, PHB on later Intel CPUs
- *   before 2.7     SYS; PXB on Broadwell and ARM */
+ *   2.6            SYS; PXB on Broadwell and ARM
+ *   2.5            PXB with one CPU, PHB with more (not across sockets)
+ *   before 2.5     PHB */
 static dl_topo_nccl_level nccl_p2p_level(const dl_machine *m, int n)
 {
     int v = m->nccl_version, broadwell = m->cpu_name && strcmp(m->cpu_name, "broadwell") == 0;
     if (v >= 22304)
         return m->cpu == DL_MCPU_AMD && n <= 2 ? DL_TOPO_NCCL_SYS : DL_TOPO_NCCL_PXB;
+    if (v < 20500)
+        return DL_TOPO_NCCL_PHB;
+    if (v < 20600)
+        return m->sockets == 1 ? DL_TOPO_NCCL_PXB : DL_TOPO_NCCL_PHB;
     if (m->cpu == DL_MCPU_ARM || (m->cpu == DL_MCPU_INTEL && (v >= 20900 || broadwell)))
         return DL_TOPO_NCCL_PXB;
     if (m->cpu == DL_MCPU_INTEL && v >= 20700)

@@ -123,8 +123,19 @@ static void test_p2p_rule(void)
     CHECK(dl_machine_p2p(&m, 8, DL_TOPO_NCCL_SYS), "NCCL 2.6 on Skylake: P2P up to SYS");
     machine("8x pcie3x16, 2 sockets, broadwell, nccl 2.7", &m);
     CHECK(!dl_machine_p2p(&m, 8, DL_TOPO_NCCL_PHB), "NCCL 2.7 on Broadwell: PXB");
+    machine("8x pcie3x16, 2 sockets, broadwell, nccl 2.6", &m);
+    CHECK(!dl_machine_p2p(&m, 8, DL_TOPO_NCCL_PHB), "NCCL 2.6 on Broadwell: PXB");
+    /* 2.5 (src/transport/p2p.cc at v2.5.6-1): PXB on one CPU, PHB on more,
+     * whatever the CPU; before 2.5, PHB */
     machine("8x pcie3x16, 2 sockets, broadwell, nccl 2.5", &m);
-    CHECK(!dl_machine_p2p(&m, 8, DL_TOPO_NCCL_PHB), "NCCL 2.5 on Broadwell: PXB");
+    CHECK(dl_machine_p2p(&m, 8, DL_TOPO_NCCL_PHB) && !dl_machine_p2p(&m, 8, DL_TOPO_NCCL_SYS),
+          "NCCL 2.5, two sockets: P2P through one CPU, not across");
+    machine("8x pcie3x16, amd, nccl 2.5", &m);
+    CHECK(!dl_machine_p2p(&m, 8, DL_TOPO_NCCL_PHB) && dl_machine_p2p(&m, 8, DL_TOPO_NCCL_PXB),
+          "NCCL 2.5, one socket: PXB, even on AMD");
+    machine("8x pcie3x16, 2 sockets, amd, nccl 2.4", &m);
+    CHECK(dl_machine_p2p(&m, 8, DL_TOPO_NCCL_PHB) && !dl_machine_p2p(&m, 8, DL_TOPO_NCCL_SYS),
+          "NCCL 2.4: PHB");
     machine("8x pcie3x16, 2 sockets, skylake, nccl 2.9", &m);
     CHECK(!dl_machine_p2p(&m, 8, DL_TOPO_NCCL_PHB), "NCCL 2.9 on Skylake: PXB");
     machine("8x pcie3x16, arm, nccl 2.7", &m);
