@@ -256,6 +256,23 @@ static void fixture(const char *dir, const char *work, const char *name, dl_mach
     topo_fixture_remove(tree);
 }
 
+/* A fixture the model cannot use: refused with one line naming why. */
+static void fixture_refused(const char *dir, const char *work, const char *name, const char *why)
+{
+    char spec[512], tree[512], err[512] = "";
+    snprintf(spec, sizeof spec, "%s/%s.topo", dir, name);
+    snprintf(tree, sizeof tree, "%s/cost_%s", work, name);
+    CHECK(topo_fixture_build(spec, tree, err, sizeof err) == 0, "fixture %s: %s", name, err);
+    dl_topo t;
+    static dl_machine m;
+    err[0] = 0;
+    CHECK(dl_topo_discover(tree, &t) == DL_OK, "discover %s", name);
+    CHECK(dl_machine_from_topo(&t, &m, err, sizeof err) != 0 && strstr(err, why) &&
+          !strchr(err, '\n'), "%s refused: '%s'", name, err);
+    dl_topo_free(&t);
+    topo_fixture_remove(tree);
+}
+
 static void test_fixtures(const char *dir, const char *work)
 {
     dl_machine m;
@@ -301,6 +318,20 @@ static void test_fixtures(const char *dir, const char *work)
     CHECK(r.count[DL_HOP_P2P] == 1 && r.count[DL_HOP_SHM] == 3, "dual socket: 1 P2P + 3 SHM: %d %d",
           r.count[DL_HOP_P2P], r.count[DL_HOP_SHM]);
     CHECK(strstr(r.bottleneck, "socket link"), "dual socket bottleneck: %s", r.bottleneck);
+    /* Ryzen, two GPUs: one idle at 2.5 GT/s in the CPU's slot, one in a
+     * chipset slot wired x4 (running gen3 of the gen4 both ends can do).
+     * AMD with two GPUs: P2P through the CPU (PHB), NCCL's exception */
+    fixture(dir, work, "degraded_link", &m);
+    CHECK(m.n_gpus == 2 && m.cpu == DL_MCPU_AMD && dl_machine_path(&m, 0, 1) == DL_TOPO_NCCL_PHB &&
+          dl_machine_p2p(&m, 2, DL_TOPO_NCCL_PHB), "degraded: AMD pair, PHB, P2P");
+    CHECK(m.gpu[0].gen == 4 && m.gpu[0].lanes == 4 && m.gpu[1].gen == 4 && m.gpu[1].lanes == 16,
+          "links at their best common speed, current width: gen%d x%d, gen%d x%d", m.gpu[0].gen,
+          m.gpu[0].lanes, m.gpu[1].gen, m.gpu[1].lanes);
+    ring(&m, 2, &r);
+    near(r.gbps, 6, "degraded: the x4 gen4 link (4 x 120 / 80)");
+    CHECK(r.count[DL_HOP_P2P] == 2 && strstr(r.bottleneck, "x4"), "degraded: %s", r.bottleneck);
+    fixture_refused(dir, work, "robustness", "PCIe link of GPU");
+    fixture_refused(dir, work, "no_gpu", "no GPU");
 }
 
 int main(int argc, char **argv)
