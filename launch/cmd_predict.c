@@ -210,6 +210,11 @@ static int resolve_model(const predict_opts *o, prediction *p, int shape[4], int
         return DL_EXIT_USAGE;
     }
     p->grad_elem_bytes = o->grad_dtype[0] && strcmp(o->grad_dtype, "fp32") ? 2 : 4;
+    if (p->grad_elem_bytes != 4 && o->grad_mb > 0) {
+        fprintf(stderr, "dltrain predict: --grad-dtype %s goes with --model (it sets the bytes per "
+                "parameter); --grad-mb gives the bytes on the wire directly\n", o->grad_dtype);
+        return DL_EXIT_USAGE;
+    }
     if (!o->model[0]) {
         if (o->input[0]) {
             fprintf(stderr, "dltrain predict: --input goes with --model\n");

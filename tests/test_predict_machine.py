@@ -201,6 +201,11 @@ def bad_input():
     refused(["--step-ms", 100, "--measured", "1:100,2:190"], ["--machine"], "--measured alone")
     refused(["--step-ms", 100, "--machine", "epyc-8gpu", "--grad-dtype", "fp8"], ["fp16"],
             "unknown gradient type")
+    p = run("predict", "--grad-mb", 97.5, "--step-ms", 100, "--machine", "epyc-8gpu",
+            "--grad-dtype", "fp16")
+    check("--grad-dtype fp16 with --grad-mb refused, not ignored", p.returncode == 2 and
+          "goes with --model" in p.stderr and len(p.stderr.strip().splitlines()) == 1,
+          f"exit {p.returncode}: {p.stderr.strip()}")
     refused(["--step-ms", 100, "--machine", "epyc-8gpu", "--gpus", 16], ["machine has 8"],
             "more GPUs than the machine")
     refused(["--step-ms", 100, "--machine", "epyc-8gpu", "--nodes", 2, "--net", "2gbit"],
