@@ -143,8 +143,9 @@ static void charge_hop(const dl_machine *m, link_uses *u, dl_hop *h, int n)
     }
     h->transport = dl_machine_p2p(m, n, h->path) ? DL_HOP_P2P : DL_HOP_SHM;
     int common = dl_machine_common_switch(m, a, b);
-    if (h->transport == DL_HOP_P2P && common >= 0) {
-        /* P2P under a shared switch turns there: the links above it stay idle */
+    if (h->transport == DL_HOP_P2P && common >= 0 && !m->acs_redirect[a][b]) {
+        /* P2P under a shared switch turns there: the links above it stay
+         * idle, unless ACS sends it up to the root complex and back */
         charge_pcie(m, u, a, 0, 1, common);
         charge_pcie(m, u, b, 1, 1, common);
         return;

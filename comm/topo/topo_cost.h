@@ -57,6 +57,9 @@ typedef struct {
     /* path types dltrain topo worked out (level + 1; 0: derive from the above),
      * so nested switches (PXB) keep their class */
     unsigned char path_of[DL_MACHINE_MAX_GPUS][DL_MACHINE_MAX_GPUS];
+    /* ACS on a bridge between them redirects their P2P up to the root
+     * complex (dltrain topo's ACS reading; never from a description) */
+    unsigned char acs_redirect[DL_MACHINE_MAX_GPUS][DL_MACHINE_MAX_GPUS];
 } dl_machine;
 
 /* PCIe GB/s per direction as NCCL counts it: lanes x (15, 30, 60, 120, 240,

@@ -229,6 +229,8 @@ static dl_topo_nccl_level level_named(const char *name)
 
 static void read_pairs(const jparser *j, const jnode *pairs, dl_topo *t)
 {
+    for (int k = 0; k < t->n_gpus * t->n_gpus; k++)
+        t->pairs[k].acs_port = -1; /* pairs the file leaves out: no ACS known */
     for (int k = 0; k < count(j, pairs); k++) {
         const jnode *pr = at(j, pairs, k);
         int a = inum(get(j, pr, "a"), -1), b = inum(get(j, pr, "b"), -1);
@@ -240,6 +242,7 @@ static void read_pairs(const jparser *j, const jnode *pairs, dl_topo *t)
         p->nccl_path = level_named(str(get(j, get(j, pr, "nccl"), "path")));
         const jnode *v = get(j, get(j, pr, "nvml_p2p"), "value");
         p->nvml_p2p = v && v->type == J_BOOL ? (int)v->num : -1;
+        p->acs_port = inum(get(j, get(j, pr, "acs"), "redirecting_port"), -1);
         t->pairs[b * t->n_gpus + a] = *p;
     }
 }

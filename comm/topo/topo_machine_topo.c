@@ -172,6 +172,8 @@ int dl_machine_from_topo(const dl_topo *t, dl_machine *m, char *err, size_t cap)
                 m->p2p = 0;
             if (p && p->rel != DL_TOPO_REL_UNKNOWN)
                 m->path_of[a][b] = m->path_of[b][a] = (unsigned char)(p->nccl_path + 1);
+            if (p && p->acs_port >= 0)
+                m->acs_redirect[a][b] = m->acs_redirect[b][a] = 1;
         }
     snprintf(m->desc, sizeof m->desc, "%d GPU%s read under %.200s", m->n_gpus,
              m->n_gpus == 1 ? "" : "s", t->root);
