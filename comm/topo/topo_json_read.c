@@ -229,8 +229,8 @@ static dl_topo_nccl_level level_named(const char *name)
 
 static void read_pairs(const jparser *j, const jnode *pairs, dl_topo *t)
 {
-    for (int k = 0; k < t->n_gpus * t->n_gpus; k++)
-        t->pairs[k].acs_port = -1; /* pairs the file leaves out: no ACS known */
+    for (int k = 0; k < t->n_gpus * t->n_gpus; k++) /* pairs the file leaves out: unknown */
+        t->pairs[k].acs_port = -1, t->pairs[k].nvml_p2p = -1;
     for (int k = 0; k < count(j, pairs); k++) {
         const jnode *pr = at(j, pairs, k);
         int a = inum(get(j, pr, "a"), -1), b = inum(get(j, pr, "b"), -1);
