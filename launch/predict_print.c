@@ -153,8 +153,9 @@ void predict_print_tables(FILE *f, const prediction *p)
                 p->transfer_bytes / MIB, p->transfer_src);
         if (!p->have_step || strcmp(p->link.name, "measured") != 0)
             fprintf(f, "  over %s: %.3f ms at %.3f GB/s (the ceiling: real copies reach 75-90%% "
-                    "of it)\n", p->link.name, dl_transfer_ms(p->transfer_bytes, p->link.link_gbps),
-                    p->link.link_gbps);
+                    "of it)\n", strcmp(p->link.name, "machine") ? p->link.name
+                                                             : "GPU 0's PCIe link (NCCL's figure)",
+                    dl_transfer_ms(p->transfer_bytes, p->link.link_gbps), p->link.link_gbps);
     }
 }
 
