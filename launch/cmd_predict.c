@@ -64,7 +64,8 @@ static const dl_option predict_options[] = {
     {"alpha-us", DL_OPT_DOUBLE, O(alpha_us), 0, "US", 0, 1e9,
      "latency per ring step (default: the link's, see docs/scaling.md)"},
     {"allreduce-json", DL_OPT_STRING, O(allreduce_json), S(allreduce_json), "FILE", 0, 0,
-     "take bandwidth and latency from 'dltrain bench allreduce --json FILE' instead of --link"},
+     "take bandwidth and latency from 'dltrain bench allreduce --json FILE' instead of --link "
+     "(with --machine: scale the machine's links to match it)"},
     {"images", DL_OPT_INT, O(images), 0, "N", 1, 1 << 24,
      "input transfer: N images per batch (of --image, or the model's input shape)"},
     {"image", DL_OPT_STRING, O(image), S(image), "CxHxW", 0, 0,
