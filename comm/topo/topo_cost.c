@@ -199,16 +199,26 @@ static const char *gen_name(int gen)
     return gen >= 1 && gen <= 6 ? names[gen] : "?";
 }
 
-/* "crossed 4 times upward", and why a crossing costs more than one use */
+/* "crossed 4 times upward", and which crossings NCCL charges 6/5 */
 static void crossed_words(double uses, int crossings, const char *way, char *buf, size_t len)
 {
     if (crossings <= 0) /* links charged per use only: the socket link, NVLink, the network */
         crossings = (int)lround(uses);
-    int n = snprintf(buf, len, "crossed %s%.0d%s%s%s", crossings == 1 ? "once" : "",
-                     crossings == 1 ? 0 : crossings, crossings == 1 ? "" : " times",
-                     way[0] ? " " : "", way);
-    if (fabs(uses - crossings) > 1e-9 && n > 0 && (size_t)n < len)
-        snprintf(buf + n, len - (size_t)n, ", each charged 6/5 (P2P through an Intel root complex)");
+    char times[24];
+    if (crossings == 1)
+        snprintf(times, sizeof times, "once");
+    else
+        snprintf(times, sizeof times, "%d times", crossings);
+    int heavy = (int)lround((uses - crossings) / 0.2); /* crossings charged 1.2 */
+    int n = snprintf(buf, len, "crossed %s%s%s", times, way[0] ? " " : "", way);
+    if (heavy <= 0 || n < 0 || (size_t)n >= len)
+        return;
+    if (heavy == crossings)
+        snprintf(buf + n, len - (size_t)n, ", %scharged 6/5 (P2P through an Intel root complex)",
+                 crossings == 1 ? "" : "each ");
+    else
+        snprintf(buf + n, len - (size_t)n, ", %d of them charged 6/5 (P2P through an Intel root "
+                 "complex)", heavy);
 }
 
 static void describe(const dl_machine *m, const link_uses *u, int kind, int i, double cap,
