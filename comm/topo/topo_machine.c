@@ -153,15 +153,19 @@ static int clause(dl_machine *m, clauses *c, char *w, int first, char *err, size
     }
     n = 0;
     if (sscanf(w, "%d %63[a-z]%n", &v, word, &n) == 2 && !w[n]) {
-        if ((strcmp(word, "sockets") == 0 || strcmp(word, "socket") == 0) && v >= 1 &&
-            v <= DL_MACHINE_MAX_SOCKETS)
+        int sockets = strcmp(word, "sockets") == 0 || strcmp(word, "socket") == 0;
+        if (sockets && v >= 1 && v <= DL_MACHINE_MAX_SOCKETS)
             return c->sockets = v, 0;
         if (strcmp(word, "links") == 0 && v >= 1 && v <= 18)
             return c->links = v, 0;
+        if (sockets || strcmp(word, "links") == 0)
+            return snprintf(err, cap, "'%s': %s from 1 to %d", w, word,
+                            sockets ? DL_MACHINE_MAX_SOCKETS : 18), -1;
     }
     n = 0;
-    if (sscanf(w, "%d per switch%n", &v, &n) == 1 && !w[n] && v >= 1)
-        return c->per_switch = v, 0;
+    if (sscanf(w, "%d per switch%n", &v, &n) == 1 && !w[n])
+        return v >= 1 ? (c->per_switch = v, 0)
+                      : (snprintf(err, cap, "'%s': at least 1 GPU per switch", w), -1);
     n = 0;
     if (sscanf(w, "uplink %63s%n", word, &n) == 1 && !w[n] &&
         parse_pcie(word, &c->up_gen, &c->up_lanes) == 0)

@@ -54,7 +54,8 @@ static void test_grammar_refusals(void)
 {
     static const char *bad[] = {"", "8 gpus", "8x pcie9x16", "8x pcie4x12", "8x pcie4x16, 2 sokets",
                                 "8x pcie4x16, warp-drive", "3x pcie3x16, 4 sockets",
-                                "8x pcie4x16, 4 links", "0x pcie3x16", NULL};
+                                "8x pcie4x16, 4 links", "0x pcie3x16", "8x pcie4x16, 9 sockets",
+                                "8x pcie4x16, 0 per switch", "8x pcie4x16, mem 1e999", NULL};
     for (int i = 0; bad[i]; i++) {
         dl_machine m;
         char err[512] = "";
@@ -66,6 +67,12 @@ static void test_grammar_refusals(void)
     dl_machine_parse("8x pcie4x16, warp-drive", &m, err, sizeof err);
     CHECK(strstr(err, "'warp-drive'") && strstr(err, "no-p2p") && strstr(err, "per switch"),
           "the refusal names the word and lists the valid ones: %s", err);
+    dl_machine_parse("8x pcie4x16, 9 sockets", &m, err, sizeof err);
+    CHECK(strstr(err, "'9 sockets'") && strstr(err, "from 1 to 8"), "sockets' range: %s", err);
+    dl_machine_parse("8x pcie4x16, 0 per switch", &m, err, sizeof err);
+    CHECK(strstr(err, "at least 1"), "per switch: %s", err);
+    dl_machine_parse("8x pcie4x16, nvswitch, 19 links", &m, err, sizeof err);
+    CHECK(strstr(err, "from 1 to 18"), "links' range: %s", err);
 }
 
 /* The ring through two switches on each of two sockets, all shared memory:
