@@ -64,7 +64,8 @@ static const dl_option predict_options[] = {
     {"alpha-us", DL_OPT_DOUBLE, O(alpha_us), 0, "US", 0, 1e9,
      "latency per ring step (default: the link's, see docs/scaling.md)"},
     {"allreduce-json", DL_OPT_STRING, O(allreduce_json), S(allreduce_json), "FILE", 0, 0,
-     "take bandwidth and latency from 'dltrain bench allreduce --json FILE' instead of --link"},
+     "take bandwidth and latency from 'dltrain bench allreduce --json FILE' instead of --link "
+     "(with --machine: scale the machine's links to match it)"},
     {"images", DL_OPT_INT, O(images), 0, "N", 1, 1 << 24,
      "input transfer: N images per batch (of --image, or the model's input shape)"},
     {"image", DL_OPT_STRING, O(image), S(image), "CxHxW", 0, 0,
@@ -154,10 +155,14 @@ static int resolve_links(const predict_opts *o, prediction *p)
 {
     const dl_link *named = NULL;
     int r;
-    if (o->machine[0] && (o->allreduce_json[0] || strcmp(o->link, "pcie3x16") != 0 ||
-                          o->link_share > 1)) {
-        fprintf(stderr, "dltrain predict: --machine models the links itself; drop --link, "
-                "--link-share and --allreduce-json (or drop --machine)\n");
+    if (o->machine[0] && (strcmp(o->link, "pcie3x16") != 0 || o->link_share > 1)) {
+        fprintf(stderr, "dltrain predict: --machine models the links itself; drop --link and "
+                "--link-share (or drop --machine)\n");
+        return DL_EXIT_USAGE;
+    }
+    if (o->measured[0] && o->allreduce_json[0]) {
+        fprintf(stderr, "dltrain predict: --measured and --allreduce-json both calibrate the "
+                "machine's links; give one\n");
         return DL_EXIT_USAGE;
     }
     if (o->measured[0] && !o->machine[0]) {
@@ -206,6 +211,11 @@ static int resolve_model(const predict_opts *o, prediction *p, int shape[4], int
         return DL_EXIT_USAGE;
     }
     p->grad_elem_bytes = o->grad_dtype[0] && strcmp(o->grad_dtype, "fp32") ? 2 : 4;
+    if (p->grad_elem_bytes != 4 && o->grad_mb > 0) {
+        fprintf(stderr, "dltrain predict: --grad-dtype %s goes with --model (it sets the bytes per "
+                "parameter); --grad-mb gives the bytes on the wire directly\n", o->grad_dtype);
+        return DL_EXIT_USAGE;
+    }
     if (!o->model[0]) {
         if (o->input[0]) {
             fprintf(stderr, "dltrain predict: --input goes with --model\n");
@@ -484,6 +494,8 @@ int dl_cmd_predict(int argc, char **argv)
         if ((r = predict_load_machine(&o, &machine)))
             return r;
         p.machine = &machine;
+        if (o.allreduce_json[0] && (r = predict_fit_sweep(&p, &p.link)))
+            return r;
         if (strcmp(o.link, "this") != 0) /* the JSON's link: GPU 0's own, for input copies */
             machine_link(&machine, &p.link);
     }

@@ -38,6 +38,7 @@ typedef struct {
     double gbps;         /* per GPU, after --link-share */
     double alpha_us;
     int this_gpus;       /* --link this: GPUs found */
+    int ranks;           /* --allreduce-json: ranks the sweep ran over */
 } ring_link;
 
 typedef struct {
@@ -50,7 +51,7 @@ typedef struct {
     double wire_factor, compress_ms;
     /* with --machine: how the ring runs and what limits it */
     int hops[4];                 /* per DL_HOP_* */
-    char bottleneck[200];
+    char bottleneck[256];
 } predict_row;
 
 /* The quantities --measured fits (1 = the model as it stands). */
@@ -62,6 +63,8 @@ typedef struct {
     int gpus[MAX_MEASURED];
     double images_per_s[MAX_MEASURED];
     int fitted;                  /* how many of the three were fitted (0..3) */
+    int sweep_ranks;             /* --allreduce-json: the sweep's ranks set the factors (0: no) */
+    double sweep_gbps, model_gbps; /* its bus bandwidth, and the machine's ring at as many GPUs */
     const char *quantity;        /* what was fitted, in words ("backward share", ...) */
     double rms_log_error;
 } predict_fit;
@@ -114,6 +117,9 @@ void predict_one(const prediction *p, const dl_step_inputs *base, const dl_machi
                  predict_row *row);
 /* Fits p->fit's free quantities to its measured points (base: the step inputs). */
 int predict_fit_measured(prediction *p, const dl_step_inputs *base);
+/* --machine with --allreduce-json: bandwidth and latency factors that make
+ * the machine's ring at the sweep's rank count match the sweep. */
+int predict_fit_sweep(prediction *p, const ring_link *sweep);
 void predict_whatifs(prediction *p, const dl_step_inputs *base, int n);
 
 /* predict_compress.c: --compress applied to one row's step inputs at n GPUs */

@@ -81,49 +81,61 @@ int predict_link_this(const predict_opts *o, ring_link *r)
 #endif
 }
 
+/* The value after "key": in text from p on (spaces allowed around the
+ * colon, as any JSON writer may put them), or NULL. */
+static const char *json_value(const char *p, const char *key)
+{
+    char quoted[40];
+    snprintf(quoted, sizeof quoted, "\"%s\"", key);
+    for (const char *k = p ? strstr(p, quoted) : NULL; k; k = strstr(k + 1, quoted)) {
+        const char *v = k + strlen(quoted);
+        v += strspn(v, " \t\r\n");
+        if (*v == ':')
+            return v + 1 + strspn(v + 1, " \t\r\n");
+    }
+    return NULL;
+}
+
 /* Reads bytes/time_us pairs and world from a `bench allreduce --json` file. */
 int predict_calibrate_sweep(const char *path, ring_link *r)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
         fprintf(stderr, "dltrain predict: cannot read --allreduce-json %s\n", path);
-        return DL_EXIT_ERROR;
+        return DL_EXIT_USAGE;
     }
     static char text[1 << 20];
     size_t len = fread(text, 1, sizeof text - 1, f);
     fclose(f);
     text[len] = 0;
     double bytes[256], time_us[256];
-    int n = 0, world = 0;
-    const char *p = strstr(text, "\"world\"");
-    if (p)
-        p = strchr(p, ':');
-    if (p)
-        world = atoi(p + 1);
-    const char *res = strstr(text, "\"results\"");
-    for (p = res; p && n < 256;) {
-        const char *b = strstr(p, "\"bytes\":"), *t = b ? strstr(b, "\"time_us\":") : NULL;
+    int n = 0;
+    const char *w = json_value(text, "world"), *bench = json_value(text, "bench");
+    int world = w ? atoi(w) : 0;
+    const char *res = json_value(text, "results");
+    for (const char *p = res; p && n < 256;) {
+        const char *b = json_value(p, "bytes"), *t = b ? json_value(b, "time_us") : NULL;
         if (!t)
             break;
-        bytes[n] = strtod(b + 8, NULL), time_us[n] = strtod(t + 10, NULL);
+        bytes[n] = strtod(b, NULL), time_us[n] = strtod(t, NULL);
         n++;
-        p = t + 10;
+        p = t;
     }
-    if (!strstr(text, "\"bench\":\"allreduce\"") || !res || n == 0) {
+    if (!bench || strncmp(bench, "\"allreduce\"", 11) != 0 || !res || n == 0) {
         fprintf(stderr, "dltrain predict: %s is not the JSON of 'dltrain bench allreduce --json'\n",
                 path);
-        return DL_EXIT_ERROR;
+        return DL_EXIT_USAGE;
     }
     double gbps, alpha;
     if (dl_link_calibrate(world, bytes, time_us, n, &gbps, &alpha) != 0) {
         fprintf(stderr, "dltrain predict: %s: cannot calibrate from a run over %d rank%s (needs 2 "
                 "or more, and measured times)\n", path, world, world == 1 ? "" : "s");
-        return DL_EXIT_ERROR;
+        return DL_EXIT_USAGE;
     }
     snprintf(r->name, sizeof r->name, "measured");
     snprintf(r->what, sizeof r->what, "bench allreduce over %d ranks (%s): best bus bandwidth, "
              "latency from the smallest message", world, path);
-    r->link_gbps = gbps, r->alpha_us = alpha;
+    r->link_gbps = gbps, r->alpha_us = alpha, r->ranks = world;
     return 0;
 }
 

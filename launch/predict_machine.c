@@ -41,6 +41,12 @@ int predict_load_machine(const predict_opts *o, dl_machine *m)
     struct stat st;
     if (strcmp(spec, "this") == 0)
         return machine_from_tree(o->sysfs_root[0] ? o->sysfs_root : "/sys", !o->sysfs_root[0], m);
+    int path_like = !strchr(spec, ',') && (strchr(spec, '/') || strstr(spec, ".json"));
+    if (path_like && stat(spec, &st) != 0) {
+        fprintf(stderr, "dltrain predict: --machine %s: %s (a sysfs tree or a 'dltrain topo "
+                "--json' file was expected)\n", spec, strerror(errno));
+        return DL_EXIT_USAGE;
+    }
     if (!strchr(spec, ',') && stat(spec, &st) == 0) {
         if (S_ISDIR(st.st_mode))
             return machine_from_tree(spec, 0, m);
@@ -253,6 +259,24 @@ int predict_fit_measured(prediction *p, const dl_step_inputs *base)
             fit_one(p, base, &fit->alpha_factor, 0.1, 100.0, 1);
     }
     fit->rms_log_error = sqrt(fit_error(p, base));
+    return 0;
+}
+
+int predict_fit_sweep(prediction *p, const ring_link *sweep)
+{
+    dl_ring_cost rc;
+    predict_fit *fit = &p->fit;
+    if (dl_machine_ring(p->machine, sweep->ranks, 1, NULL, &rc) != 0) {
+        fprintf(stderr, "dltrain predict: --allreduce-json ran over %d ranks, but the machine "
+                "has %d GPUs\n", sweep->ranks, p->machine->n_gpus);
+        return DL_EXIT_USAGE;
+    }
+    /* the same calibration as scale's predicted column (scale_model.c) */
+    fit->bw_factor = sweep->link_gbps / rc.gbps;
+    fit->alpha_factor = rc.alpha_us > 0 ? sweep->alpha_us / rc.alpha_us : 1;
+    fit->sweep_ranks = sweep->ranks, fit->sweep_gbps = sweep->link_gbps;
+    fit->model_gbps = rc.gbps;
+    fit->quantity = "bandwidth and latency, from the all-reduce sweep";
     return 0;
 }
 

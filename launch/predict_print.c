@@ -18,12 +18,18 @@ static void print_machine(FILE *f, const prediction *p)
     fprintf(f, "  machine: %s\n    %d GPU%s, %d socket%s (%s%s%s, socket link %.3g GB/s, host "
             "memory %.4g GB/s each), %d PCIe switch%s, %s%s%s\n", m->desc, m->n_gpus,
             m->n_gpus == 1 ? "" : "s", m->sockets, m->sockets == 1 ? "" : "s",
-            cpu_vendor(m->cpu), m->cpu != DL_MCPU_INTEL ? "" : " ",
-            m->cpu != DL_MCPU_INTEL ? "" : m->cpu_name, m->socket_gbps, m->mem_gbps, m->n_switches,
+            cpu_vendor(m->cpu), m->cpu != DL_MCPU_INTEL ? "" : ", NCCL's class ",
+            m->cpu != DL_MCPU_INTEL ? "" : strcmp(m->cpu_name, "intel") ? m->cpu_name : "skylake",
+            m->socket_gbps, m->mem_gbps, m->n_switches,
             m->n_switches == 1 ? "" : "es", m->p2p ? "P2P allowed by the driver" :
             "no P2P (the driver refuses it, as on GeForce cards)", m->nvl_name ? ", NVLink " : "",
             m->nvl_name ? m->nvl_name : "");
     const predict_fit *fit = &p->fit;
+    if (fit->sweep_ranks)
+        fprintf(f, "  calibrated on bench allreduce over %d ranks: %.3f GB/s bus bandwidth where "
+                "the machine's ring has %.3f, so bandwidth x %.3f, latency x %.3f\n",
+                fit->sweep_ranks, fit->sweep_gbps, fit->model_gbps, fit->bw_factor,
+                fit->alpha_factor);
     if (fit->fitted)
         fprintf(f, "  calibrated on %d measured point%s: bandwidth x %.3f, backward share %.3f, "
                 "latency x %.3f (fitted: %s; rms log error %.4f)\n", fit->n_points,
@@ -147,8 +153,9 @@ void predict_print_tables(FILE *f, const prediction *p)
                 p->transfer_bytes / MIB, p->transfer_src);
         if (!p->have_step || strcmp(p->link.name, "measured") != 0)
             fprintf(f, "  over %s: %.3f ms at %.3f GB/s (the ceiling: real copies reach 75-90%% "
-                    "of it)\n", p->link.name, dl_transfer_ms(p->transfer_bytes, p->link.link_gbps),
-                    p->link.link_gbps);
+                    "of it)\n", strcmp(p->link.name, "machine") ? p->link.name
+                                                             : "GPU 0's PCIe link (NCCL's figure)",
+                    dl_transfer_ms(p->transfer_bytes, p->link.link_gbps), p->link.link_gbps);
     }
 }
 
@@ -199,8 +206,8 @@ static void json_machine(FILE *f, const prediction *p)
         fprintf(f, "null");
     const predict_fit *fit = &p->fit;
     fprintf(f, "},\"fit\":");
-    if (fit->n_points) {
-        fprintf(f, "{\"points\":[");
+    if (fit->n_points || fit->sweep_ranks) {
+        fprintf(f, "{\"sweep_ranks\":%d,\"points\":[", fit->sweep_ranks);
         for (int i = 0; i < fit->n_points; i++)
             fprintf(f, "%s{\"gpus\":%d,\"images_per_s\":%.6g}", i ? "," : "", fit->gpus[i],
                     fit->images_per_s[i]);

@@ -41,8 +41,10 @@ static int machine_ring(const scale_run *r, int ranks, double *gbps, double *alp
     if (!loaded || dl_machine_ring(&m, ranks, 1, NULL, &at_n) != 0)
         return -1;
     *gbps = at_n.gbps, *alpha_us = at_n.alpha_us;
-    if (r->link_gbps > 0 && dl_machine_ring(&m, r->ctx->world, 1, NULL, &at_world) == 0)
-        *gbps *= r->link_gbps / at_world.gbps, *alpha_us = r->link_alpha_us;
+    /* the factors predict --machine --allreduce-json fits (predict_fit_sweep) */
+    if (r->link_gbps > 0 && dl_machine_ring(&m, r->ctx->world, 1, NULL, &at_world) == 0 &&
+        at_world.alpha_us > 0)
+        *gbps *= r->link_gbps / at_world.gbps, *alpha_us *= r->link_alpha_us / at_world.alpha_us;
     return 0;
 }
 

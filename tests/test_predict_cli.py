@@ -214,13 +214,13 @@ def case_calibrate():
     with open(path, "w") as f:
         json.dump(doc, f, separators=(",", ":"))
     p = run("--grad-mb", 100, "--step-ms", 90, "--allreduce-json", path)
-    check("one-rank result cannot calibrate", p.returncode == 1 and "rank" in p.stderr, p.stderr)
+    check("one-rank result cannot calibrate", p.returncode == 2 and "rank" in p.stderr, p.stderr)
     with open(path, "w") as f:
         f.write('{"command":"predict"}')
     p = run("--grad-mb", 100, "--step-ms", 90, "--allreduce-json", path)
-    check("other JSON rejected", p.returncode == 1 and "bench allreduce" in p.stderr, p.stderr)
+    check("other JSON rejected", p.returncode == 2 and "bench allreduce" in p.stderr, p.stderr)
     p = run("--grad-mb", 100, "--step-ms", 90, "--allreduce-json", os.path.join(WORK, "none"))
-    check("missing file", p.returncode == 1 and "cannot read" in p.stderr, p.stderr)
+    check("missing file", p.returncode == 2 and "cannot read" in p.stderr, p.stderr)
 
 
 def case_this():

@@ -152,7 +152,42 @@ def calibration():
               "network" in r4["bottleneck"] and r4["hops"]["net"] == 2, r4)
 
 
+def sweep():
+    # a synthetic bench allreduce over 4 ranks: 10 GB/s bus bandwidth, 7 us per step
+    results, b = [], 4
+    while b <= 1 << 30:
+        results.append({"bytes": b, "time_us": 2 * 3 / 4 * b / 10e9 * 1e6 + 6 * 7.0})
+        b *= 4
+    path = os.path.join(WORK, "machine_sweep.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"bench": "allreduce", "version": 1, "world": 4, "results": results}, f,
+                  indent=1)  # spaces after the colons: any JSON writer's layout is read
+    out = predict("--machine", "dual-socket-8gpu", "--step-ms", 100, "--allreduce-json", path)
+    if out:
+        rows, fit = {r["gpus"]: r for r in out["rows"]}, out["fit"]
+        # the machine's 4-GPU ring runs at the x16 links (12 GB/s): factor 10/12
+        check("sweep calibrates the machine: bandwidth x 10/12", fit["sweep_ranks"] == 4 and
+              abs(fit["bw_factor"] - 10 / 12) < 2e-3, fit)
+        check("the 4-GPU ring matches the sweep", abs(rows[4]["gbps"] - 10) < 0.02, rows[4])
+        # NCCL's 5.7 us per step on PCIe; the sweep says 7
+        check("latency from the sweep", abs(rows[4]["alpha_us"] - 7) < 0.1, rows[4])
+        check("8 GPUs: the socket link, scaled alike", abs(rows[8]["gbps"] - 10 * 10 / 12) < 0.02,
+              rows[8])
+    refused(["--step-ms", 100, "--machine", "consumer-x8x8", "--allreduce-json", path],
+            ["4 ranks", "2 GPUs"], "sweep over more ranks than the machine has GPUs")
+    refused(["--machine", "dual-socket-8gpu", "--allreduce-json", path, "--measured",
+             "1:300,2:580"], ["give one"], "--measured with --allreduce-json")
+    refused(["--step-ms", 100, "--machine", "dual-socket-8gpu", "--link", "pcie3x8"],
+            ["drop --link"], "--machine with --link")
+
+
 def bad_input():
+    refused(["--step-ms", 100, "--machine", "8x pcie4x16, mem 1e999"], ["'mem 1e999'"],
+            "infinite memory bandwidth")
+    refused(["--step-ms", 100, "--machine", os.path.join(WORK, "no_such_topo.json")],
+            ["No such file", "topo --json"], "a topo --json file that is not there")
+    out = predict("--machine", "DGX1", "--step-ms", 100)
+    check("shipped names in any case", out and out["machine"]["gpus"] == 8)
     refused(["--step-ms", 100, "--machine", "8x pcie4x16, warp-drive"],
             ["'warp-drive'", "no-p2p", "per switch"], "unknown machine word")
     refused(["--step-ms", 100, "--machine", "eight gpus"], ["Nx pcieGxW"], "no GPU clause")
@@ -166,6 +201,11 @@ def bad_input():
     refused(["--step-ms", 100, "--measured", "1:100,2:190"], ["--machine"], "--measured alone")
     refused(["--step-ms", 100, "--machine", "epyc-8gpu", "--grad-dtype", "fp8"], ["fp16"],
             "unknown gradient type")
+    p = run("predict", "--grad-mb", 97.5, "--step-ms", 100, "--machine", "epyc-8gpu",
+            "--grad-dtype", "fp16")
+    check("--grad-dtype fp16 with --grad-mb refused, not ignored", p.returncode == 2 and
+          "goes with --model" in p.stderr and len(p.stderr.strip().splitlines()) == 1,
+          f"exit {p.returncode}: {p.stderr.strip()}")
     refused(["--step-ms", 100, "--machine", "epyc-8gpu", "--gpus", 16], ["machine has 8"],
             "more GPUs than the machine")
     refused(["--step-ms", 100, "--machine", "epyc-8gpu", "--nodes", 2, "--net", "2gbit"],
@@ -177,6 +217,7 @@ def main():
     presets()
     tree_and_json()
     calibration()
+    sweep()
     bad_input()
     if FAILURES:
         print(f"{len(FAILURES)} check(s) failed")

@@ -22,6 +22,19 @@ double dl_nccl_pcie_gbps(int gen, int lanes)
     return lanes * per_lane[gen] / 80.0;
 }
 
+/* The lowest switch both GPUs hang under (nested switches: the one where
+ * their paths meet), -1 when their paths meet only at the CPU. */
+int dl_machine_common_switch(const dl_machine *m, int a, int b)
+{
+    for (int s = m->gpu[a].sw, hops = 0; s >= 0 && hops < DL_MACHINE_MAX_GPUS;
+         s = m->sw[s].parent, hops++)
+        for (int t = m->gpu[b].sw, k = 0; t >= 0 && k < DL_MACHINE_MAX_GPUS;
+             t = m->sw[t].parent, k++)
+            if (s == t)
+                return s;
+    return -1;
+}
+
 dl_topo_nccl_level dl_machine_path(const dl_machine *m, int a, int b)
 {
     if (a == b)
@@ -35,20 +48,26 @@ dl_topo_nccl_level dl_machine_path(const dl_machine *m, int a, int b)
         return DL_TOPO_NCCL_SYS;
     if (ga->sw >= 0 && ga->sw == gb->sw)
         return DL_TOPO_NCCL_PIX;
-    return DL_TOPO_NCCL_PHB;
+    return dl_machine_common_switch(m, a, b) >= 0 ? DL_TOPO_NCCL_PXB : DL_TOPO_NCCL_PHB;
 }
 
 /* NCCL's default P2P level by version (src/graph/paths.cc, ncclTopoCheckP2p,
- * at each release tag):
+ * from 2.6; src/transport/p2p.cc, p2pCanConnect, before), at each release tag:
  *   2.23.4 on      PXB; SYS on AMD CPUs with at most two GPUs
  *   2.9 - 2.23.3   SYS; PXB on Intel, ARM (and Zhaoxin) CPUs
  *   2.7 - 2.8      SYS; PXB on Broadwell and ARM, PHB on later Intel CPUs
- *   before 2.7     SYS; PXB on Broadwell and ARM */
+ *   2.6            SYS; PXB on Broadwell and ARM
+ *   2.5            PXB with one CPU, PHB with more (not across sockets)
+ *   before 2.5     PHB */
 static dl_topo_nccl_level nccl_p2p_level(const dl_machine *m, int n)
 {
     int v = m->nccl_version, broadwell = m->cpu_name && strcmp(m->cpu_name, "broadwell") == 0;
     if (v >= 22304)
         return m->cpu == DL_MCPU_AMD && n <= 2 ? DL_TOPO_NCCL_SYS : DL_TOPO_NCCL_PXB;
+    if (v < 20500)
+        return DL_TOPO_NCCL_PHB;
+    if (v < 20600)
+        return m->sockets == 1 ? DL_TOPO_NCCL_PXB : DL_TOPO_NCCL_PHB;
     if (m->cpu == DL_MCPU_ARM || (m->cpu == DL_MCPU_INTEL && (v >= 20900 || broadwell)))
         return DL_TOPO_NCCL_PXB;
     if (m->cpu == DL_MCPU_INTEL && v >= 20700)
@@ -71,7 +90,8 @@ enum { R_GPU_UP, R_GPU_DOWN, R_SW_UP, R_SW_DOWN, R_SOCK, R_MEM, R_NVL_OUT, R_NVL
        R_NIC_IN, R_KINDS };
 
 typedef struct {
-    double uses[R_KINDS][DL_MACHINE_MAX_GPUS * DL_MACHINE_MAX_SOCKETS];
+    double uses[R_KINDS][DL_MACHINE_MAX_GPUS * DL_MACHINE_MAX_SOCKETS];  /* charged, weighted */
+    int crossings[R_KINDS][DL_MACHINE_MAX_GPUS * DL_MACHINE_MAX_SOCKETS]; /* for the words */
 } link_uses;
 
 static double nvl_gbps(const dl_machine *m, int g, int n)
@@ -99,12 +119,16 @@ static double capacity(const dl_machine *m, int kind, int i, int n, const dl_mne
     }
 }
 
-/* The PCIe links from GPU g up to its CPU (dir 0) or down from it (dir 1). */
-static void charge_pcie(const dl_machine *m, link_uses *u, int g, int down, double w)
+/* The PCIe links from GPU g up towards its CPU (down = 0) or down from it
+ * (down = 1): its own link, then each switch's uplink, stopping below
+ * switch `stop` (-1: all the way to the CPU). */
+static void charge_pcie(const dl_machine *m, link_uses *u, int g, int down, double w, int stop)
 {
-    u->uses[down ? R_GPU_DOWN : R_GPU_UP][g] += w;
-    if (m->gpu[g].sw >= 0)
-        u->uses[down ? R_SW_DOWN : R_SW_UP][m->gpu[g].sw] += w;
+    int gpu_kind = down ? R_GPU_DOWN : R_GPU_UP, sw_kind = down ? R_SW_DOWN : R_SW_UP;
+    u->uses[gpu_kind][g] += w, u->crossings[gpu_kind][g]++;
+    for (int s = m->gpu[g].sw, k = 0; s >= 0 && s != stop && k < DL_MACHINE_MAX_GPUS;
+         s = m->sw[s].parent, k++)
+        u->uses[sw_kind][s] += w, u->crossings[sw_kind][s]++;
 }
 
 static void charge_hop(const dl_machine *m, link_uses *u, dl_hop *h, int n)
@@ -118,15 +142,22 @@ static void charge_hop(const dl_machine *m, link_uses *u, dl_hop *h, int n)
         return;
     }
     h->transport = dl_machine_p2p(m, n, h->path) ? DL_HOP_P2P : DL_HOP_SHM;
-    if (h->transport == DL_HOP_P2P && h->path == DL_TOPO_NCCL_PIX) {
-        u->uses[R_GPU_UP][a] += 1, u->uses[R_GPU_DOWN][b] += 1;
+    int common = dl_machine_common_switch(m, a, b);
+    if (h->transport == DL_HOP_P2P && common >= 0 && !m->acs_redirect[a][b]) {
+        /* P2P under a shared switch turns there: the links above it stay
+         * idle, unless ACS sends it up to the root complex and back */
+        charge_pcie(m, u, a, 0, 1, common);
+        charge_pcie(m, u, b, 1, 1, common);
         return;
     }
-    /* through the root complex: Intel CPUs split P2P into 64-byte TLPs, which
-     * NCCL charges as 6/5 of the bandwidth on PCIe links (INTEL_P2P_OVERHEAD) */
-    double w = h->transport == DL_HOP_P2P && m->cpu == DL_MCPU_INTEL ? 1.2 : 1.0;
-    charge_pcie(m, u, a, 0, w);
-    charge_pcie(m, u, b, 1, w);
+    /* P2P through an Intel root complex (PHB) goes as 64-byte TLPs, which
+     * NCCL charges as 6/5 of the bandwidth on the PCIe links of the path
+     * (INTEL_P2P_OVERHEAD, applied in followPath for PATH_PHB only) */
+    double w = h->transport == DL_HOP_P2P && h->path == DL_TOPO_NCCL_PHB && m->cpu == DL_MCPU_INTEL
+                   ? 1.2
+                   : 1.0;
+    charge_pcie(m, u, a, 0, w, -1);
+    charge_pcie(m, u, b, 1, w, -1);
     if (ga->socket != gb->socket)
         u->uses[R_SOCK][ga->socket * DL_MACHINE_MAX_SOCKETS + gb->socket] += 1;
     if (h->transport == DL_HOP_SHM)
@@ -168,26 +199,51 @@ static const char *gen_name(int gen)
     return gen >= 1 && gen <= 6 ? names[gen] : "?";
 }
 
-static void describe(const dl_machine *m, int kind, int i, double cap, double uses,
+/* "crossed 4 times upward", and which crossings NCCL charges 6/5 */
+static void crossed_words(double uses, int crossings, const char *way, char *buf, size_t len)
+{
+    if (crossings <= 0) /* links charged per use only: the socket link, NVLink, the network */
+        crossings = (int)lround(uses);
+    char times[24];
+    if (crossings == 1)
+        snprintf(times, sizeof times, "once");
+    else
+        snprintf(times, sizeof times, "%d times", crossings);
+    int heavy = (int)lround((uses - crossings) / 0.2); /* crossings charged 1.2 */
+    int n = snprintf(buf, len, "crossed %s%s%s", times, way[0] ? " " : "", way);
+    if (heavy <= 0 || n < 0 || (size_t)n >= len)
+        return;
+    if (heavy == crossings)
+        snprintf(buf + n, len - (size_t)n, ", %scharged 6/5 (P2P through an Intel root complex)",
+                 crossings == 1 ? "" : "each ");
+    else
+        snprintf(buf + n, len - (size_t)n, ", %d of them charged 6/5 (P2P through an Intel root "
+                 "complex)", heavy);
+}
+
+static void describe(const dl_machine *m, const link_uses *u, int kind, int i, double cap,
                      const dl_mnet *net, char *buf, size_t len)
 {
-    const char *times = uses == 1 ? "once" : "";
-    char crossed[48];
-    if (uses == 1)
-        snprintf(crossed, sizeof crossed, "crossed %s", times);
-    else
-        snprintf(crossed, sizeof crossed, "crossed %.3g times", uses);
+    char crossed[96], sw_name[32];
+    const char *way = kind == R_GPU_UP || kind == R_SW_UP       ? "upward"
+                      : kind == R_GPU_DOWN || kind == R_SW_DOWN ? "downward"
+                                                                : "";
+    crossed_words(u->uses[kind][i], u->crossings[kind][i], way, crossed, sizeof crossed);
     switch (kind) {
     case R_GPU_UP:
     case R_GPU_DOWN:
-        snprintf(buf, len, "the PCIe %s x%d link of GPU %d (%.3g GB/s), %s %s", gen_name(m->gpu[i].gen),
-                 m->gpu[i].lanes, i, cap, crossed, kind == R_GPU_UP ? "upward" : "downward");
+        snprintf(buf, len, "the PCIe %s x%d link of GPU %d (%.3g GB/s), %s", gen_name(m->gpu[i].gen),
+                 m->gpu[i].lanes, i, cap, crossed);
         break;
     case R_SW_UP:
     case R_SW_DOWN:
-        snprintf(buf, len, "the x%d uplink of PCIe switch %d (PCIe %s, %.3g GB/s), %s %s",
-                 m->sw[i].lanes, i, gen_name(m->sw[i].gen), cap, crossed,
-                 kind == R_SW_UP ? "upward" : "downward");
+        /* a real machine's switch by its upstream port's address, as dltrain topo shows it */
+        if (m->sw[i].name[0])
+            snprintf(sw_name, sizeof sw_name, "%s", m->sw[i].name);
+        else
+            snprintf(sw_name, sizeof sw_name, "%d", i);
+        snprintf(buf, len, "the x%d uplink of PCIe switch %s (PCIe %s, %.3g GB/s), %s",
+                 m->sw[i].lanes, sw_name, gen_name(m->sw[i].gen), cap, crossed);
         break;
     case R_SOCK:
         snprintf(buf, len, "the socket link %d->%d (%s, %.3g GB/s), %s", i / DL_MACHINE_MAX_SOCKETS,
@@ -195,7 +251,7 @@ static void describe(const dl_machine *m, int kind, int i, double cap, double us
         break;
     case R_MEM:
         snprintf(buf, len, "host memory of socket %d (%.3g GB/s), %.3g writes and reads per ring "
-                 "step (shared memory through the CPU)", i, cap, uses);
+                 "step (shared memory through the CPU)", i, cap, u->uses[kind][i]);
         break;
     case R_NVL_OUT:
     case R_NVL_IN:
@@ -266,8 +322,8 @@ int dl_machine_ring(const dl_machine *m, int n, int nodes, const dl_mnet *net,
         /* node 0's last GPU sends out through its PCIe link and the NIC; its
          * first GPU receives the same way */
         u.uses[R_NIC_OUT][0] += 1, u.uses[R_NIC_IN][0] += 1;
-        charge_pcie(m, &u, order[g - 1], 0, 1);
-        charge_pcie(m, &u, order[0], 1, 1);
+        charge_pcie(m, &u, order[g - 1], 0, 1, -1);
+        charge_pcie(m, &u, order[0], 1, 1, -1);
     }
     out->gbps = INFINITY;
     for (int kind = 0; kind < R_KINDS; kind++)
@@ -278,7 +334,7 @@ int dl_machine_ring(const dl_machine *m, int n, int nodes, const dl_mnet *net,
             double cap = capacity(m, kind, i, g, net), bw = cap / uses;
             if (bw < out->gbps) {
                 out->gbps = bw, out->uses = uses, out->link_gbps = cap;
-                describe(m, kind, i, cap, uses, net, out->bottleneck, sizeof out->bottleneck);
+                describe(m, &u, kind, i, cap, net, out->bottleneck, sizeof out->bottleneck);
             }
         }
     return isfinite(out->gbps) && out->gbps > 0 ? 0 : -1;

@@ -23,13 +23,15 @@ typedef enum { DL_MCPU_INTEL = 0, DL_MCPU_AMD, DL_MCPU_ARM } dl_mcpu;
 /* What one GPU hangs off. */
 typedef struct {
     int gen, lanes;          /* its own PCIe link */
-    int sw;                  /* PCIe switch index, -1: directly on a CPU root port */
+    int sw;                  /* the PCIe switch it hangs off, -1: directly on a CPU root port */
     int socket;              /* CPU socket (NUMA node) it is attached to */
 } dl_mgpu;
 
 typedef struct {
-    int gen, lanes;          /* the switch's uplink to the CPU */
+    int gen, lanes;          /* the switch's uplink towards the CPU */
     int socket;
+    int parent;              /* the switch its uplink goes into, -1: a CPU root port */
+    char name[24];           /* its upstream port's PCI address ("" from a description) */
 } dl_mswitch;
 
 typedef struct {
@@ -55,6 +57,9 @@ typedef struct {
     /* path types dltrain topo worked out (level + 1; 0: derive from the above),
      * so nested switches (PXB) keep their class */
     unsigned char path_of[DL_MACHINE_MAX_GPUS][DL_MACHINE_MAX_GPUS];
+    /* ACS on a bridge between them redirects their P2P up to the root
+     * complex (dltrain topo's ACS reading; never from a description) */
+    unsigned char acs_redirect[DL_MACHINE_MAX_GPUS][DL_MACHINE_MAX_GPUS];
 } dl_machine;
 
 /* PCIe GB/s per direction as NCCL counts it: lanes x (15, 30, 60, 120, 240,
@@ -112,14 +117,16 @@ typedef struct {
     double alpha_us;             /* per ring step: NCCL's hardware latency of the slowest hop */
     double uses;                 /* crossings of the bottleneck link per ring round */
     double link_gbps;            /* the bottleneck link's own bandwidth */
-    char bottleneck[200];        /* in words: "the x16 uplink of switch 0, crossed 4 times" */
+    char bottleneck[256];        /* in words: "the x16 uplink of switch 0, crossed 4 times" */
 } dl_ring_cost;
 
 /* NCCL's default: does a hop of path type `path` between two of n GPUs use
  * P2P (1) or go through the CPU (0)?  NVLink always P2P. */
 int dl_machine_p2p(const dl_machine *m, int n, dl_topo_nccl_level path);
-/* The PCIe path type between GPUs a and b (PIX, PHB, SYS) or NVL. */
+/* The PCIe path type between GPUs a and b (PIX, PXB, PHB, SYS) or NVL. */
 dl_topo_nccl_level dl_machine_path(const dl_machine *m, int a, int b);
+/* The lowest PCIe switch above both GPUs, -1 when only the CPU joins them. */
+int dl_machine_common_switch(const dl_machine *m, int a, int b);
 
 /* The ring over the first n/nodes GPUs of each of `nodes` identical nodes
  * (net NULL for one node).  Returns 0, or -1 when n is not a multiple of

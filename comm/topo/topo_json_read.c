@@ -229,6 +229,8 @@ static dl_topo_nccl_level level_named(const char *name)
 
 static void read_pairs(const jparser *j, const jnode *pairs, dl_topo *t)
 {
+    for (int k = 0; k < t->n_gpus * t->n_gpus; k++) /* pairs the file leaves out: unknown */
+        t->pairs[k].acs_port = -1, t->pairs[k].nvml_p2p = -1;
     for (int k = 0; k < count(j, pairs); k++) {
         const jnode *pr = at(j, pairs, k);
         int a = inum(get(j, pr, "a"), -1), b = inum(get(j, pr, "b"), -1);
@@ -240,13 +242,17 @@ static void read_pairs(const jparser *j, const jnode *pairs, dl_topo *t)
         p->nccl_path = level_named(str(get(j, get(j, pr, "nccl"), "path")));
         const jnode *v = get(j, get(j, pr, "nvml_p2p"), "value");
         p->nvml_p2p = v && v->type == J_BOOL ? (int)v->num : -1;
+        p->acs_port = inum(get(j, get(j, pr, "acs"), "redirecting_port"), -1);
         t->pairs[b * t->n_gpus + a] = *p;
     }
 }
 
 static int fill_topo(const jparser *j, const jnode *root, dl_topo *t, char *err, size_t cap)
 {
-    const char *vendor = str(get(j, get(j, get(j, root, "cpu"), "vendor"), "value"));
+    const jnode *cpu_vendor = get(j, get(j, root, "cpu"), "vendor");
+    const char *vendor = str(get(j, cpu_vendor, "value"));
+    /* the model number decides NCCL's socket link class (topo_machine_topo.c) */
+    snprintf(t->cpu_modalias, sizeof t->cpu_modalias, "%s", str(get(j, cpu_vendor, "modalias")));
     t->cpu_vendor = strcmp(vendor, "amd") == 0 ? DL_TOPO_CPU_AMD
                     : strcmp(vendor, "arm") == 0 ? DL_TOPO_CPU_ARM : DL_TOPO_CPU_INTEL;
     const jnode *ports = get(j, root, "ports"), *sws = get(j, root, "switches"),
@@ -259,6 +265,9 @@ static int fill_topo(const jparser *j, const jnode *root, dl_topo *t, char *err,
         const jnode *pt = at(j, ports, k);
         int sw = inum(get(j, pt, "switch"), -1);
         t->ports[k].sw = sw >= 0 && sw < t->n_switches ? sw : -1;
+        int parent = inum(get(j, pt, "parent"), -1);
+        t->ports[k].parent = parent >= 0 && parent < t->n_ports ? parent : -1;
+        snprintf(t->ports[k].bdf, sizeof t->ports[k].bdf, "%s", str(get(j, pt, "bdf")));
         read_link(j, get(j, pt, "link"), &t->ports[k].link);
     }
     for (int k = 0; k < t->n_switches; k++) {

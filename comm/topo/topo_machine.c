@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 const dl_machine_preset dl_machine_presets[] = {
     {"consumer-x8x8", "2x pcie4x8, no-p2p, intel",
@@ -152,22 +153,26 @@ static int clause(dl_machine *m, clauses *c, char *w, int first, char *err, size
     }
     n = 0;
     if (sscanf(w, "%d %63[a-z]%n", &v, word, &n) == 2 && !w[n]) {
-        if ((strcmp(word, "sockets") == 0 || strcmp(word, "socket") == 0) && v >= 1 &&
-            v <= DL_MACHINE_MAX_SOCKETS)
+        int sockets = strcmp(word, "sockets") == 0 || strcmp(word, "socket") == 0;
+        if (sockets && v >= 1 && v <= DL_MACHINE_MAX_SOCKETS)
             return c->sockets = v, 0;
         if (strcmp(word, "links") == 0 && v >= 1 && v <= 18)
             return c->links = v, 0;
+        if (sockets || strcmp(word, "links") == 0)
+            return snprintf(err, cap, "'%s': %s from 1 to %d", w, word,
+                            sockets ? DL_MACHINE_MAX_SOCKETS : 18), -1;
     }
     n = 0;
-    if (sscanf(w, "%d per switch%n", &v, &n) == 1 && !w[n] && v >= 1)
-        return c->per_switch = v, 0;
+    if (sscanf(w, "%d per switch%n", &v, &n) == 1 && !w[n])
+        return v >= 1 ? (c->per_switch = v, 0)
+                      : (snprintf(err, cap, "'%s': at least 1 GPU per switch", w), -1);
     n = 0;
     if (sscanf(w, "uplink %63s%n", word, &n) == 1 && !w[n] &&
         parse_pcie(word, &c->up_gen, &c->up_lanes) == 0)
         return 0;
     double mem = 0;
     n = 0;
-    if (sscanf(w, "mem %lf%n", &mem, &n) == 1 && !w[n] && mem > 0)
+    if (sscanf(w, "mem %lf%n", &mem, &n) == 1 && !w[n] && mem > 0 && mem <= 1e6)
         return c->mem = mem, 0;
     int ma = 0, mi = 0, pa = 0;
     n = 0;
@@ -215,6 +220,7 @@ static void build(dl_machine *m, const clauses *c)
             m->sw[g->sw].gen = c->up_gen ? c->up_gen : c->gen;
             m->sw[g->sw].lanes = c->up_gen ? c->up_lanes : 16;
             m->sw[g->sw].socket = g->socket;
+            m->sw[g->sw].parent = -1; /* one level: each switch on a root port */
         }
     }
     if (c->shape) {
@@ -242,7 +248,7 @@ int dl_machine_parse(const char *text, dl_machine *m, char *err, size_t cap)
 {
     defaults(m);
     for (const dl_machine_preset *p = dl_machine_presets; p->name; p++)
-        if (strcmp(text, p->name) == 0) {
+        if (strcasecmp(text, p->name) == 0) {
             int rc = dl_machine_parse(p->desc, m, err, cap);
             snprintf(m->desc, sizeof m->desc, "%s (%s)", p->name, p->desc);
             return rc;

@@ -18,16 +18,67 @@ static double nccl_nvlink_gbps(int version, const char **name)
     return gbps[v];
 }
 
-/* The switch closest to the CPU on the GPU's path: its uplink is what the
- * GPUs below it share on the way to the host. */
-static int top_switch(const dl_topo *t, const dl_topo_gpu *g)
+/* A link's generation and width as it trains: the lower of what the two
+ * ends can do (a gen4 card in a gen3 slot runs gen3).  The device's current
+ * width is kept when known (an x16 card wired x8 says 8), its speed is not:
+ * idle GPUs drop to 2.5 GT/s to save power. */
+static void trained_link(const dl_topo_link *dev, const dl_topo_link *port, int *gen, int *lanes)
 {
-    for (int i = 0; i < g->n_ports; i++) {
-        int sw = t->ports[g->ports[i]].sw;
-        if (sw >= 0)
-            return sw;
+    int g_dev = dl_topo_gen_from_gts(dev->max_gts ? dev->max_gts : dev->cur_gts);
+    int g_port = port ? dl_topo_gen_from_gts(port->max_gts) : 0;
+    *gen = g_dev && g_port && g_port < g_dev ? g_port : g_dev;
+    int w_port = port ? port->max_width : 0;
+    *lanes = dev->cur_width ? dev->cur_width : dev->max_width;
+    if (!dev->cur_width && w_port && w_port < *lanes)
+        *lanes = w_port;
+}
+
+/* The port just above GPU g (its root or switch downstream port), or NULL. */
+static const dl_topo_link *port_above(const dl_topo *t, const dl_topo_gpu *g)
+{
+    return g->n_ports > 0 ? &t->ports[g->ports[g->n_ports - 1]].link : NULL;
+}
+
+/* One machine switch per PCIe switch on any GPU's path, with the switch its
+ * uplink goes into as parent (nested switches), so every uplink a hop
+ * crosses is charged.  sw_map: dl_topo switch -> machine switch. */
+static int switch_of(const dl_topo *t, const dl_topo_gpu *g, int k, int socket, int *sw_map,
+                     dl_machine *m)
+{
+    int sw = t->ports[g->ports[k]].sw;
+    if (sw < 0 || sw >= DL_TOPO_MAX_SWITCHES)
+        return -1;
+    if (sw_map[sw] >= 0 || m->n_switches == DL_MACHINE_MAX_GPUS)
+        return sw_map[sw];
+    const dl_topo_port *up = &t->ports[t->switches[sw].upstream];
+    const dl_topo_link *above = up->parent >= 0 ? &t->ports[up->parent].link : NULL;
+    dl_mswitch *ms = &m->sw[m->n_switches];
+    trained_link(&up->link, above, &ms->gen, &ms->lanes);
+    if (!ms->gen || !ms->lanes) /* unknown uplink: x16 of the GPU's generation */
+        ms->gen = 0, ms->lanes = 16;
+    ms->socket = socket, ms->parent = -1;
+    snprintf(ms->name, sizeof ms->name, "%s", up->bdf);
+    return sw_map[sw] = m->n_switches++;
+}
+
+/* GPU i's switches, nearest first, linked child to parent. */
+static void switches_of(const dl_topo *t, int i, int *sw_map, dl_machine *m)
+{
+    const dl_topo_gpu *g = &t->gpus[i];
+    int below = -1;
+    m->gpu[i].sw = -1;
+    for (int k = g->n_ports - 1; k >= 0; k--) {
+        int s = switch_of(t, g, k, m->gpu[i].socket, sw_map, m);
+        if (s < 0 || s == below)
+            continue; /* not a switch port, or the same switch's upstream port */
+        if (below < 0)
+            m->gpu[i].sw = s;
+        else
+            m->sw[below].parent = s;
+        if (!m->sw[s].gen)
+            m->sw[s].gen = m->gpu[i].gen;
+        below = s;
     }
-    return -1;
 }
 
 static int socket_of(const dl_topo *t, const dl_topo_gpu *g, int *ids, int *n_ids)
@@ -45,14 +96,32 @@ static int socket_of(const dl_topo *t, const dl_topo_gpu *g, int *ids, int *n_id
     return (*n_ids)++;
 }
 
+/* NCCL's CPU classes (src/graph/topo.cc, ncclTopoAddCpu): Intel family 6
+ * from model 0xCF Emerald Rapids, from 0x8F Sapphire Rapids, from 0x55
+ * Skylake, below that Broadwell; the model is in the kernel's modalias
+ * ("cpu:type:x86,ven0000fam0006mod0055:...").  Unknown: Skylake. */
+static const char *intel_class(const char *modalias)
+{
+    const char *p = strstr(modalias, "fam");
+    unsigned fam = 0, model = 0;
+    if (!p || sscanf(p, "fam%4xmod%4x", &fam, &model) != 2 || fam != 6)
+        return "skylake";
+    return model >= 0xCF ? "emerald-rapids" : model >= 0x8F ? "sapphire-rapids"
+           : model >= 0x55 ? "skylake" : "broadwell";
+}
+
 static void cpu_from_topo(const dl_topo *t, dl_machine *m)
 {
-    if (t->cpu_vendor == DL_TOPO_CPU_AMD)
-        m->cpu = DL_MCPU_AMD, m->cpu_name = "amd", m->socket_gbps = 16, m->mem_gbps = 204.8;
-    else if (t->cpu_vendor == DL_TOPO_CPU_ARM)
-        m->cpu = DL_MCPU_ARM, m->cpu_name = "arm", m->socket_gbps = 6, m->mem_gbps = 204.8;
-    else
-        m->cpu = DL_MCPU_INTEL, m->cpu_name = "skylake", m->socket_gbps = 10, m->mem_gbps = 128;
+    char err[128];
+    dl_machine words;
+    const char *word = t->cpu_vendor == DL_TOPO_CPU_AMD   ? "amd"
+                       : t->cpu_vendor == DL_TOPO_CPU_ARM ? "arm"
+                                                          : intel_class(t->cpu_modalias);
+    char desc[64];
+    snprintf(desc, sizeof desc, "1x pcie3x16, %s", word);
+    if (dl_machine_parse(desc, &words, err, sizeof err) == 0) /* the grammar's CPU table */
+        m->cpu = words.cpu, m->cpu_name = words.cpu_name, m->socket_gbps = words.socket_gbps,
+        m->mem_gbps = words.mem_gbps;
 }
 
 static void nvlinks_from_topo(const dl_topo *t, dl_machine *m)
@@ -86,27 +155,12 @@ int dl_machine_from_topo(const dl_topo *t, dl_machine *m, char *err, size_t cap)
     for (int i = 0; i < m->n_gpus; i++) {
         const dl_topo_gpu *g = &t->gpus[i];
         dl_mgpu *mg = &m->gpu[i];
-        mg->gen = dl_topo_gen_from_gts(g->link.max_gts ? g->link.max_gts : g->link.cur_gts);
-        mg->lanes = g->link.cur_width ? g->link.cur_width : g->link.max_width;
+        trained_link(&g->link, port_above(t, g), &mg->gen, &mg->lanes);
         if (mg->gen == 0 || mg->lanes == 0)
             return snprintf(err, cap, "the PCIe link of GPU %d (%s) is unknown ('dltrain topo' "
                             "says why)", i, g->bdf), -1;
         mg->socket = socket_of(t, g, ids, &n_ids);
-        int sw = top_switch(t, g);
-        mg->sw = -1;
-        if (sw >= 0) {
-            if (sw_map[sw] < 0) {
-                const dl_topo_link *up = &t->ports[t->switches[sw].upstream].link;
-                dl_mswitch *ms = &m->sw[m->n_switches];
-                ms->gen = dl_topo_gen_from_gts(up->max_gts ? up->max_gts : up->cur_gts);
-                ms->lanes = up->cur_width ? up->cur_width : up->max_width;
-                if (!ms->gen || !ms->lanes) /* unknown uplink: as wide as the GPU's */
-                    ms->gen = mg->gen, ms->lanes = 16;
-                ms->socket = mg->socket;
-                sw_map[sw] = m->n_switches++;
-            }
-            mg->sw = sw_map[sw];
-        }
+        switches_of(t, i, sw_map, m);
     }
     m->sockets = n_ids > 0 ? n_ids : 1;
     nvlinks_from_topo(t, m);
@@ -118,6 +172,8 @@ int dl_machine_from_topo(const dl_topo *t, dl_machine *m, char *err, size_t cap)
                 m->p2p = 0;
             if (p && p->rel != DL_TOPO_REL_UNKNOWN)
                 m->path_of[a][b] = m->path_of[b][a] = (unsigned char)(p->nccl_path + 1);
+            if (p && p->acs_port >= 0)
+                m->acs_redirect[a][b] = m->acs_redirect[b][a] = 1;
         }
     snprintf(m->desc, sizeof m->desc, "%d GPU%s read under %.200s", m->n_gpus,
              m->n_gpus == 1 ? "" : "s", t->root);

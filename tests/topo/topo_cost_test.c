@@ -54,7 +54,8 @@ static void test_grammar_refusals(void)
 {
     static const char *bad[] = {"", "8 gpus", "8x pcie9x16", "8x pcie4x12", "8x pcie4x16, 2 sokets",
                                 "8x pcie4x16, warp-drive", "3x pcie3x16, 4 sockets",
-                                "8x pcie4x16, 4 links", "0x pcie3x16", NULL};
+                                "8x pcie4x16, 4 links", "0x pcie3x16", "8x pcie4x16, 9 sockets",
+                                "8x pcie4x16, 0 per switch", "8x pcie4x16, mem 1e999", NULL};
     for (int i = 0; bad[i]; i++) {
         dl_machine m;
         char err[512] = "";
@@ -66,6 +67,12 @@ static void test_grammar_refusals(void)
     dl_machine_parse("8x pcie4x16, warp-drive", &m, err, sizeof err);
     CHECK(strstr(err, "'warp-drive'") && strstr(err, "no-p2p") && strstr(err, "per switch"),
           "the refusal names the word and lists the valid ones: %s", err);
+    dl_machine_parse("8x pcie4x16, 9 sockets", &m, err, sizeof err);
+    CHECK(strstr(err, "'9 sockets'") && strstr(err, "from 1 to 8"), "sockets' range: %s", err);
+    dl_machine_parse("8x pcie4x16, 0 per switch", &m, err, sizeof err);
+    CHECK(strstr(err, "at least 1"), "per switch: %s", err);
+    dl_machine_parse("8x pcie4x16, nvswitch, 19 links", &m, err, sizeof err);
+    CHECK(strstr(err, "from 1 to 18"), "links' range: %s", err);
 }
 
 /* The ring through two switches on each of two sockets, all shared memory:
@@ -123,8 +130,19 @@ static void test_p2p_rule(void)
     CHECK(dl_machine_p2p(&m, 8, DL_TOPO_NCCL_SYS), "NCCL 2.6 on Skylake: P2P up to SYS");
     machine("8x pcie3x16, 2 sockets, broadwell, nccl 2.7", &m);
     CHECK(!dl_machine_p2p(&m, 8, DL_TOPO_NCCL_PHB), "NCCL 2.7 on Broadwell: PXB");
+    machine("8x pcie3x16, 2 sockets, broadwell, nccl 2.6", &m);
+    CHECK(!dl_machine_p2p(&m, 8, DL_TOPO_NCCL_PHB), "NCCL 2.6 on Broadwell: PXB");
+    /* 2.5 (src/transport/p2p.cc at v2.5.6-1): PXB on one CPU, PHB on more,
+     * whatever the CPU; before 2.5, PHB */
     machine("8x pcie3x16, 2 sockets, broadwell, nccl 2.5", &m);
-    CHECK(!dl_machine_p2p(&m, 8, DL_TOPO_NCCL_PHB), "NCCL 2.5 on Broadwell: PXB");
+    CHECK(dl_machine_p2p(&m, 8, DL_TOPO_NCCL_PHB) && !dl_machine_p2p(&m, 8, DL_TOPO_NCCL_SYS),
+          "NCCL 2.5, two sockets: P2P through one CPU, not across");
+    machine("8x pcie3x16, amd, nccl 2.5", &m);
+    CHECK(!dl_machine_p2p(&m, 8, DL_TOPO_NCCL_PHB) && dl_machine_p2p(&m, 8, DL_TOPO_NCCL_PXB),
+          "NCCL 2.5, one socket: PXB, even on AMD");
+    machine("8x pcie3x16, 2 sockets, amd, nccl 2.4", &m);
+    CHECK(dl_machine_p2p(&m, 8, DL_TOPO_NCCL_PHB) && !dl_machine_p2p(&m, 8, DL_TOPO_NCCL_SYS),
+          "NCCL 2.4: PHB");
     machine("8x pcie3x16, 2 sockets, skylake, nccl 2.9", &m);
     CHECK(!dl_machine_p2p(&m, 8, DL_TOPO_NCCL_PHB), "NCCL 2.9 on Skylake: PXB");
     machine("8x pcie3x16, arm, nccl 2.7", &m);
@@ -132,6 +150,29 @@ static void test_p2p_rule(void)
     machine("2x pcie3x16, no-p2p", &m);
     CHECK(!dl_machine_p2p(&m, 2, DL_TOPO_NCCL_PIX), "GeForce: no P2P even on one switch");
     CHECK(dl_machine_p2p(&m, 2, DL_TOPO_NCCL_NVL), "NVLink is always P2P");
+}
+
+/* NCCL charges 6/5 on the PCIe links of P2P through an Intel root complex
+ * (PHB) only: not across sockets, not through a shared switch. */
+static void test_intel_overhead(void)
+{
+    dl_machine m;
+    dl_ring_cost r;
+    machine("2x pcie3x8, skylake, nccl 2.7", &m); /* 2.7: P2P up to PHB on Skylake */
+    ring(&m, 2, &r);
+    CHECK(r.count[DL_HOP_P2P] == 2, "PHB pair: P2P");
+    near(r.gbps, 6 / 1.2, "PHB: x8 gen3 (6 GB/s) charged 6/5");
+    CHECK(strstr(r.bottleneck, "crossed once upward, charged 6/5"), "words: %s", r.bottleneck);
+    machine("2x pcie3x8, 2 sockets, skylake, nccl 2.6", &m); /* 2.6: P2P up to SYS */
+    ring(&m, 2, &r);
+    CHECK(r.count[DL_HOP_P2P] == 2, "SYS pair: P2P under NCCL 2.6");
+    near(r.gbps, 6, "SYS: the x8 links at full charge (socket link 10)");
+    machine("2x pcie3x8, 2 per switch, skylake", &m);
+    ring(&m, 2, &r);
+    near(r.gbps, 6, "PIX: no overhead");
+    machine("2x pcie3x8, amd, nccl 2.7", &m);
+    ring(&m, 2, &r);
+    near(r.gbps, 6, "AMD root complex: no overhead");
 }
 
 static void test_presets(void)
@@ -202,6 +243,39 @@ static void fixture(const char *dir, const char *work, const char *name, dl_mach
     dl_topo t;
     CHECK(dl_topo_discover(tree, &t) == DL_OK, "discover %s", name);
     CHECK(dl_machine_from_topo(&t, m, err, sizeof err) == 0, "machine from %s: %s", name, err);
+    /* the same machine from its saved `dltrain topo --json` */
+    char json[600];
+    snprintf(json, sizeof json, "%s/cost_%s.json", work, name);
+    FILE *f = fopen(json, "w");
+    CHECK(f != NULL, "write %s", json);
+    if (f) {
+        dl_topo_json(f, &t);
+        fclose(f);
+        static dl_machine from_json;
+        CHECK(dl_machine_from_topo_json(json, &from_json, err, sizeof err) == 0, "%s: %s", json, err);
+        /* all but the description ("N GPUs read under PATH") */
+        memcpy(from_json.desc, m->desc, sizeof m->desc);
+        CHECK(memcmp(&from_json, m, sizeof *m) == 0, "%s: its topo --json gives the same machine",
+              name);
+        remove(json);
+    }
+    dl_topo_free(&t);
+    topo_fixture_remove(tree);
+}
+
+/* A fixture the model cannot use: refused with one line naming why. */
+static void fixture_refused(const char *dir, const char *work, const char *name, const char *why)
+{
+    char spec[512], tree[512], err[512] = "";
+    snprintf(spec, sizeof spec, "%s/%s.topo", dir, name);
+    snprintf(tree, sizeof tree, "%s/cost_%s", work, name);
+    CHECK(topo_fixture_build(spec, tree, err, sizeof err) == 0, "fixture %s: %s", name, err);
+    dl_topo t;
+    static dl_machine m;
+    err[0] = 0;
+    CHECK(dl_topo_discover(tree, &t) == DL_OK, "discover %s", name);
+    CHECK(dl_machine_from_topo(&t, &m, err, sizeof err) != 0 && strstr(err, why) &&
+          !strchr(err, '\n'), "%s refused: '%s'", name, err);
     dl_topo_free(&t);
     topo_fixture_remove(tree);
 }
@@ -221,14 +295,57 @@ static void test_fixtures(const char *dir, const char *work)
     CHECK(dl_machine_p2p(&m, 4, DL_TOPO_NCCL_PXB), "PXB is P2P by default");
     ring(&m, 4, &r);
     CHECK(r.count[DL_HOP_P2P] == 4, "workstation: all P2P: %d", r.count[DL_HOP_P2P]);
+    /* nested switches: GPUs 0-1 on x8 ports of the top switch, 2-3 below a
+     * second switch on its x16 port; the gen4 cards run at the switches'
+     * gen3.  Hop 1->2 (PXB) turns in the top switch, so no hop crosses its
+     * uplink to the CPU: the ring runs at the x8 links, 8 x 60 / 80 = 6 GB/s,
+     * not at the uplink the old one-level model charged twice with 6/5 */
+    CHECK(m.n_switches == 2 && m.gpu[0].sw == m.gpu[1].sw && m.gpu[2].sw == m.gpu[3].sw &&
+          m.gpu[0].sw != m.gpu[2].sw && m.sw[m.gpu[2].sw].parent == m.gpu[0].sw &&
+          m.sw[m.gpu[0].sw].parent == -1, "workstation: the lower switch hangs off the top one");
+    CHECK(strcmp(m.sw[m.gpu[0].sw].name, "0000:01:00.0") == 0 &&
+          strcmp(m.sw[m.gpu[2].sw].name, "0000:05:00.0") == 0, "switches named by upstream port: %s %s",
+          m.sw[m.gpu[0].sw].name, m.sw[m.gpu[2].sw].name);
+    CHECK(m.gpu[0].gen == 3 && m.gpu[0].lanes == 8 && m.gpu[2].gen == 3 && m.gpu[2].lanes == 16,
+          "links as trained: gen%d x%d, gen%d x%d", m.gpu[0].gen, m.gpu[0].lanes, m.gpu[2].gen,
+          m.gpu[2].lanes);
+    CHECK(dl_machine_common_switch(&m, 1, 2) == m.gpu[0].sw, "1 and 2 meet in the top switch");
+    near(r.gbps, 6, "workstation ring: the x8 GPU links");
+    CHECK(strstr(r.bottleneck, "PCIe 3.0 x8 link of GPU 0") && !strstr(r.bottleneck, "6/5"),
+          "workstation bottleneck: %s", r.bottleneck);
+    /* NCCL's class from the model number: Core i7 model 0x9E is >= 0x8F */
+    CHECK(strcmp(m.cpu_name, "sapphire-rapids") == 0, "i7 model 0x9E: %s", m.cpu_name);
     fixture(dir, work, "dualsocket_server", &m);
+    CHECK(strcmp(m.cpu_name, "skylake") == 0 && m.socket_gbps == 10,
+          "Xeon Gold 6248 (model 0x55): %s, %g GB/s", m.cpu_name, m.socket_gbps);
     CHECK(m.sockets == 2 && dl_machine_path(&m, 2, 3) == DL_TOPO_NCCL_PIX &&
           dl_machine_path(&m, 1, 2) == DL_TOPO_NCCL_SYS, "dual socket: PIX and SYS (%d sockets)",
           m.sockets);
     ring(&m, 4, &r);
     CHECK(r.count[DL_HOP_P2P] == 1 && r.count[DL_HOP_SHM] == 3, "dual socket: 1 P2P + 3 SHM: %d %d",
           r.count[DL_HOP_P2P], r.count[DL_HOP_SHM]);
-    CHECK(strstr(r.bottleneck, "socket link"), "dual socket bottleneck: %s", r.bottleneck);
+    /* ACS (SV RR CR UF) on the Switchtec's downstream ports sends the P2P
+     * hop 2->3 up to the root complex and back: with hop 1->2 coming down
+     * and 3->0 going up, the switch's x16 gen3 uplink carries 2 crossings
+     * each way, 12 / 2 = 6 GB/s, below the socket link's 10 */
+    CHECK(m.acs_redirect[2][3] && !m.acs_redirect[0][1], "ACS redirect between 2 and 3 only");
+    near(r.gbps, 6, "dual socket ring: the ACS-redirected switch uplink");
+    CHECK(strstr(r.bottleneck, "uplink of PCIe switch 0000:af:00.0") &&
+          strstr(r.bottleneck, "crossed 2 times"), "dual socket bottleneck: %s", r.bottleneck);
+    /* Ryzen, two GPUs: one idle at 2.5 GT/s in the CPU's slot, one in a
+     * chipset slot wired x4 (running gen3 of the gen4 both ends can do).
+     * AMD with two GPUs: P2P through the CPU (PHB), NCCL's exception */
+    fixture(dir, work, "degraded_link", &m);
+    CHECK(m.n_gpus == 2 && m.cpu == DL_MCPU_AMD && dl_machine_path(&m, 0, 1) == DL_TOPO_NCCL_PHB &&
+          dl_machine_p2p(&m, 2, DL_TOPO_NCCL_PHB), "degraded: AMD pair, PHB, P2P");
+    CHECK(m.gpu[0].gen == 4 && m.gpu[0].lanes == 4 && m.gpu[1].gen == 4 && m.gpu[1].lanes == 16,
+          "links at their best common speed, current width: gen%d x%d, gen%d x%d", m.gpu[0].gen,
+          m.gpu[0].lanes, m.gpu[1].gen, m.gpu[1].lanes);
+    ring(&m, 2, &r);
+    near(r.gbps, 6, "degraded: the x4 gen4 link (4 x 120 / 80)");
+    CHECK(r.count[DL_HOP_P2P] == 2 && strstr(r.bottleneck, "x4"), "degraded: %s", r.bottleneck);
+    fixture_refused(dir, work, "robustness", "PCIe link of GPU");
+    fixture_refused(dir, work, "no_gpu", "no GPU");
 }
 
 int main(int argc, char **argv)
@@ -241,6 +358,7 @@ int main(int argc, char **argv)
     test_grammar_refusals();
     test_two_switches_two_sockets();
     test_p2p_rule();
+    test_intel_overhead();
     test_presets();
     test_network();
     test_fixtures(argv[1], argv[2]);
