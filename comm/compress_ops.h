@@ -33,7 +33,9 @@ struct dl_compress_ops {
      * shard r starts at shards + r * dl_codec_bytes(kind, n) */
     dl_status (*mean)(dl_compressor *c, const unsigned char *shards, size_t n, int world,
                       float *x);
-    /* PowerSGD, one bucket of n values as the m x k matrix mat, rank r:
+    /* PowerSGD, one piece of a bucket's plan (a layer's rows, or a folded
+     * bucket) of n values as the m x k matrix mat, rank r; called piece by
+     * piece with x, residual, mat, p and q offset to the piece's own:
      * project: mat = x + residual (zero past n); p = mat q
      * back:    p orthonormalized (Gram-Schmidt); q = mat^T p
      * apply:   x = (p q^T)[0, n); residual = mat - p q^T */

@@ -27,7 +27,7 @@ void predict_compress_row(const prediction *p, int n, dl_step_inputs *in, predic
     size_t floats = gradient_floats(p), bucket = (size_t)(p->bucket_bytes / 4.0);
     if (bucket == 0)
         bucket = 1;
-    row->wire_factor = dl_compress_wire_factor(p->compress, n, floats, bucket);
+    row->wire_factor = dl_compress_wire_factor(p->compress, n, floats, bucket, NULL, 0);
     row->compress_ms = p->compress_ms >= 0    ? p->compress_ms
                        : p->compress_ms == -1 ? dl_compress_cpu_ms(p->compress, n, floats, bucket)
                                               : 0.0;

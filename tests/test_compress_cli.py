@@ -12,6 +12,11 @@
                check names it and every rank stops
     report     the start-up line and the JSON record give bytes on the wire
                and the compression ratio
+    powersgd   per-layer PowerSGD on 2 ranks: the loss goes down, the start-up
+               line and JSON record report the per-layer wire bytes; a
+               checkpoint whose PowerSGD state has another size (another
+               bucket size, or the folded PowerSGD of earlier versions) is
+               refused with exit 2 and left as it was
     warmup     --compress-warmup: the uncompressed steps give the losses of a
                run without --compress, bit for bit, and compression starts
                at the step it says; resume across the switch is exact
@@ -156,6 +161,36 @@ def report(tmp):
         expect(20 < r["compression_ratio"] < 26, f"onebit ratio {r['compression_ratio']}")
 
 
+def powersgd(tmp):
+    out = os.path.join(tmp, "psgd")
+    p = train(out, "powersgd:2", 32, np=2)
+    expect(p.returncode == 0, f"powersgd run: {p.stderr.strip()[-300:]}")
+    if FAILURES:
+        return
+    expect("gradient compression powersgd:2 per layer (" in p.stdout,
+           f"no per-layer compression line in: {p.stdout}")
+    comp = [json.loads(line) for line in open(out + ".json")]
+    comp = [r for r in comp if r["type"] == "compression"]
+    expect(comp and 0 < comp[0]["wire_bytes_per_step"] < comp[0]["fp32_wire_bytes_per_step"] / 4
+           and comp[0]["compression_ratio"] > 4, f"powersgd:2 wire bytes: {comp}")
+    got = losses(out + ".json")
+    steps = sorted(got)
+    first = sum(got[s] for s in steps[:4]) / 4
+    last = sum(got[s] for s in steps[-4:]) / 4
+    expect(len(steps) == 32 and last < 0.8 * first,
+           f"powersgd:2 loss did not go down: {first:.4f} over steps 1-4, {last:.4f} at the end")
+    # its checkpoint resumed with buckets of another size: its Qs do not fit
+    ckpt = os.path.join(out, "checkpoint.bin")
+    before = sha(ckpt)
+    cmd = [DLTRAIN, "train", "--compress", "powersgd:2", "--epochs", "2", "--out", out,
+           "--resume", ckpt] + [a if a != "0.25" else "0.5" for a in SMALL]
+    p = run(cmd, np=2)
+    expect(p.returncode == 2 and "compression state has" in p.stderr and
+           "folded each bucket" in p.stderr,
+           f"resume with other buckets: exit {p.returncode}: {p.stderr.strip()[-400:]}")
+    expect(sha(ckpt) == before, "the refused resume changed the checkpoint")
+
+
 def warmup(tmp):
     # 512 samples in batches of 16: 32 steps an epoch, so 0.25 epochs = 8 steps
     plain, warm = os.path.join(tmp, "plain"), os.path.join(tmp, "warm")
@@ -186,7 +221,7 @@ def warmup(tmp):
 
 with tempfile.TemporaryDirectory() as tmp:
     {"bad_input": bad_input, "resume": resume, "mismatch": mismatch, "report": report,
-     "warmup": warmup}[CASE](tmp)
+     "powersgd": powersgd, "warmup": warmup}[CASE](tmp)
 if FAILURES:
     sys.exit(f"{len(FAILURES)} failure(s)")
 print("ok")
