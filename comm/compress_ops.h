@@ -36,11 +36,13 @@ struct dl_compress_ops {
     /* PowerSGD, one piece of a bucket's plan (a layer's rows, or a folded
      * bucket) of n values as the m x k matrix mat, rank r; called piece by
      * piece with x, residual, mat, p and q offset to the piece's own:
-     * project: mat = x + residual (zero past n); p = mat q
+     * project: q orthonormalized (PyTorch's hook does so to the warm
+     *          start of every step); mat = x + residual (zero past n);
+     *          p = mat q
      * back:    p orthonormalized (Gram-Schmidt); q = mat^T p
      * apply:   x = (p q^T)[0, n); residual = mat - p q^T */
     dl_status (*psgd_project)(dl_compressor *c, const float *x, const float *residual, size_t n,
-                              float *mat, const float *q, float *p, size_t m, size_t k, int r);
+                              float *mat, float *q, float *p, size_t m, size_t k, int r);
     dl_status (*psgd_back)(dl_compressor *c, const float *mat, float *p, float *q, size_t m,
                            size_t k, int r);
     dl_status (*psgd_apply)(dl_compressor *c, const float *mat, const float *p, const float *q,

@@ -16,7 +16,7 @@
                line and JSON record report the per-layer wire bytes; a
                checkpoint whose PowerSGD state has another size (another
                bucket size, or the folded PowerSGD of earlier versions) is
-               refused with exit 2 and left as it was
+               refused with a message and left as it was
     warmup     --compress-warmup: the uncompressed steps give the losses of a
                run without --compress, bit for bit, and compression starts
                at the step it says; resume across the switch is exact
@@ -185,7 +185,8 @@ def powersgd(tmp):
     cmd = [DLTRAIN, "train", "--compress", "powersgd:2", "--epochs", "2", "--out", out,
            "--resume", ckpt] + [a if a != "0.25" else "0.5" for a in SMALL]
     p = run(cmd, np=2)
-    expect(p.returncode == 2 and "compression state has" in p.stderr and
+    # mpirun returns the first rank to exit: rank 0 (2), or rank 1 (1, "every rank stops")
+    expect(p.returncode in (1, 2) and "compression state has" in p.stderr and
            "folded each bucket" in p.stderr,
            f"resume with other buckets: exit {p.returncode}: {p.stderr.strip()[-400:]}")
     expect(sha(ckpt) == before, "the refused resume changed the checkpoint")

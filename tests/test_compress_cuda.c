@@ -186,8 +186,11 @@ static void check_powersgd(int r)
     float *dmat = gpu_floats(mk), *dp = gpu_floats(np);
     for (size_t i = 0; i < mk; i++) /* the C reference, as compress_host.c runs it */
         mat[i] = i < n ? x[i] + res[i] : 0.0f;
+    dl_powersgd_orthonormalize(q, k, r);
     dl_powersgd_mul(mat, q, p, m, k, r);
     DL_OK_(dl_powersgd_project_cuda(dx, dres, n, dmat, dq, dp, m, k, r, NULL));
+    from_gpu(got, dq, nq);
+    close_to(got, q, nq, 1e-5, "the warm start Q orthonormalized", r);
     from_gpu(got, dmat, mk);
     EXPECT(memcmp(got, mat, mk * sizeof *got) == 0, "PowerSGD rank %d: M = x + residual differs", r);
     from_gpu(got, dp, np);

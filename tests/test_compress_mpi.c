@@ -124,7 +124,9 @@ static void replay_powersgd(int rank_r, int world, const dl_compressor *shape, f
                 for (size_t i = 0; i < n; i++)
                     mat[i] = x[i] + c[r].state[bucket_lo[b] + i];
                 memset(mat + n, 0, (m * k - n) * sizeof *mat);
-                dl_powersgd_mul(mat, c[r].state + c[r].q_off[b], mat + m * k, m, k, rank_r);
+                float *q = c[r].state + c[r].q_off[b]; /* the warm start, orthonormal */
+                dl_powersgd_orthonormalize(q, k, rank_r);
+                dl_powersgd_mul(mat, q, mat + m * k, m, k, rank_r);
                 for (size_t i = 0; i < np; i++)
                     pavg[i] += mat[m * k + i] / (float)world;
             }
@@ -157,6 +159,7 @@ static void piece_step(const piece *pc, int r, int world, float *g, float *res, 
     float *mat = malloc((size_t)world * mk * sizeof *mat), *p = malloc(m * (size_t)r * 4);
     float *pavg = calloc(m * (size_t)r, 4), *qr = malloc(k * (size_t)r * 4);
     float *qavg = calloc(k * (size_t)r, 4), *approx = malloc(mk * sizeof *approx);
+    dl_powersgd_orthonormalize(q, k, r); /* the warm start, as PyTorch's hook */
     for (int w = 0; w < world; w++) {
         float *mw = mat + (size_t)w * mk;
         for (size_t i = 0; i < mk; i++)
