@@ -122,6 +122,13 @@ void dl_psgd_plan_free(dl_psgd_plan *plan);
  * (round1 + q_floats, or n when it has no pieces), without a plan. */
 size_t dl_psgd_bucket_floats(size_t lo, size_t n, const dl_grad_matrix *mats, int n_mats,
                              int rank);
+/* The bucket's values that go low-rank (its pieces' n), what PowerSGD's
+ * products cost in proportion to. */
+size_t dl_psgd_low_rank_floats(size_t lo, size_t n, const dl_grad_matrix *mats, int n_mats,
+                               int rank);
+/* Where bucket boundaries fall: bucket_floats rounded up to
+ * DL_BUCKET_ALIGN_FLOATS, as dl_buckets_init cuts them. */
+size_t dl_psgd_bucket_step(size_t bucket_floats);
 
 /* Orthonormalizes the r columns of p (m x r, row-major) by Gram-Schmidt. */
 void dl_powersgd_orthonormalize(float *p, size_t m, int r);
@@ -161,7 +168,8 @@ double dl_compress_wire_factor(dl_compress_spec s, int world, size_t n_params,
  * gradients in buckets of bucket_floats at `world` ranks.  Timed here, on
  * this CPU, at most once per compressor and process (about 0.1 s), then
  * scaled: the cost of one rank's CPU path, not of the CUDA kernels. */
-double dl_compress_cpu_ms(dl_compress_spec s, int world, size_t n_params, size_t bucket_floats);
+double dl_compress_cpu_ms(dl_compress_spec s, int world, size_t n_params, size_t bucket_floats,
+                          const dl_grad_matrix *mats, int n_mats);
 /* Bytes a rank contributes per step (its encoded buckets, or P and Q), and
  * the compression ratio: fp32 gradient bytes over that. */
 double dl_compress_payload_bytes(dl_compress_spec s, const size_t *bucket_sizes, int n_buckets,

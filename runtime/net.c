@@ -160,6 +160,8 @@ static void layout_params(dl_net *net)
     }
 }
 
+void dl_net_layout(dl_net *net) { layout_params(net); }
+
 /* Calls fn on each gap [lo, hi) of padding, in buffer order. */
 static void for_each_gap(const dl_net *net, void (*fn)(void *user, size_t lo, size_t hi),
                          void *user)
