@@ -65,9 +65,18 @@ void dl_powersgd_outer(const float *p, const float *q, float *out, size_t m, siz
 
 /* ---- set-up --------------------------------------------------------------- */
 
+/* PowerSGD buckets with nothing low-rank in them: one plain all-reduce of
+ * the bucket in place, or nothing at all for a bucket that lies wholly
+ * inside a matrix an earlier bucket sends (dl_psgd_plan's skip). */
 static int is_plain(const dl_compressor *c, int i)
 {
-    return c->spec.kind == DL_COMPRESS_POWERSGD && c->plans[i].n_pieces == 0;
+    const dl_psgd_plan *pl = &c->plans[i];
+    return c->spec.kind == DL_COMPRESS_POWERSGD && pl->n_pieces == 0 && pl->skip == 0;
+}
+
+static int sends_nothing(const dl_compressor *c, int i)
+{
+    return c->spec.kind == DL_COMPRESS_POWERSGD && c->plans[i].round1 == 0;
 }
 
 dl_status dl_compressor_check_rank(const dl_compressor *c)
@@ -76,7 +85,7 @@ dl_status dl_compressor_check_rank(const dl_compressor *c)
         return DL_OK;
     size_t largest = 0;
     for (int i = 0; i < c->n_buckets; i++) {
-        if (!is_plain(c, i))
+        if (c->plans[i].n_pieces > 0)
             return DL_OK;
         largest = DL_MAX(largest, c->bucket_n[i]);
     }
@@ -349,6 +358,8 @@ static dl_status powersgd_finish(dl_compressor *c, dl_comm *comm, float *x, int 
         const dl_psgd_piece *pc = &pl->pieces[j];
         st = c->ops->psgd_back(c, mat + pc->mat, round1 + pc->p, q + pc->q, pc->rows, pc->cols, r);
     }
+    if (pl->q_floats == 0) /* only plain runs here (next to a skip) */
+        return st;
     if (st == DL_OK)
         st = avg_start(c, comm, q, pl->q_floats, i);
     if (st == DL_OK)
@@ -364,7 +375,7 @@ static dl_status powersgd_finish(dl_compressor *c, dl_comm *comm, float *x, int 
 dl_status dl_compressor_start(dl_compressor *c, dl_comm *comm, float *x, int i)
 {
     dl_status st = check_backend(c, comm);
-    if (st != DL_OK)
+    if (st != DL_OK || sends_nothing(c, i))
         return st;
     if (is_plain(c, i))
         return avg_start(c, comm, x, c->bucket_n[i], i);
@@ -375,6 +386,11 @@ dl_status dl_compressor_start(dl_compressor *c, dl_comm *comm, float *x, int i)
 
 dl_status dl_compressor_wait(dl_compressor *c, dl_comm *comm, float *x, int i, double *done_at)
 {
+    if (sends_nothing(c, i)) {
+        if (done_at)
+            *done_at = dl_now();
+        return DL_OK;
+    }
     dl_status st = exchange_wait(c, comm, i, done_at);
     if (st != DL_OK || is_plain(c, i))
         return st;

@@ -88,7 +88,8 @@ int dl_powersgd_plain(size_t n, int rank);
 int dl_powersgd_pays(size_t rows, size_t cols, int rank);
 
 /* One matrix of a bucket: values x[off, off + n) as a rows x cols
- * row-major matrix, zero-padded past n (only a folded bucket pads). */
+ * row-major matrix, zero-padded past n (only a folded bucket pads).  A
+ * layer's matrix may reach past the bucket's end (see dl_psgd_plan). */
 typedef struct dl_psgd_piece {
     size_t off, n, rows, cols;
     size_t mat, p, q; /* where its M, P and Q start: in the work buffer, in
@@ -101,20 +102,28 @@ typedef struct dl_psgd_run {
 } dl_psgd_run;
 /* How one bucket goes: round 1 all-reduces [P_1 .. P_j | plain runs]
  * (round1 floats), round 2 [Q_1 .. Q_j] (q_floats); the pieces' Ms take
- * mat_floats of work space.  No pieces: the bucket is one plain all-reduce. */
+ * mat_floats of work space.  A weight matrix belongs whole to the bucket
+ * its first value lies in (one P and Q per layer, as PyTorch's buckets
+ * never split a parameter), so that bucket's piece may reach past its end,
+ * and the bucket(s) it reaches into skip those values: x[0, skip) belongs
+ * to an earlier bucket's matrix.  This needs the whole layer's gradient
+ * final when its first bucket starts, which dl_buckets_ready gives (a
+ * layer is reported ready at once).  No pieces and no skip: the bucket is
+ * one plain all-reduce of x in place; round1 0: it sends nothing. */
 typedef struct dl_psgd_plan {
     dl_psgd_piece *pieces;
     int n_pieces;
     dl_psgd_run *runs;
     int n_runs;
+    size_t skip;
     size_t mat_floats, round1, q_floats;
     size_t largest; /* the largest piece's rows x cols (the approximation's scratch) */
 } dl_psgd_plan;
 
 /* The plan of bucket [lo, lo + n) of the flat gradients at `rank`: with
- * matrices, each matrix's whole rows inside the bucket make a piece when
+ * matrices, each matrix starting in the bucket makes a piece when
  * dl_powersgd_pays; without (mats NULL), the folded bucket.  Every value of
- * the bucket lies in exactly one piece or one run. */
+ * the bucket lies in exactly one piece, one run or the skip. */
 dl_status dl_psgd_plan_make(dl_psgd_plan *plan, size_t lo, size_t n, const dl_grad_matrix *mats,
                             int n_mats, int rank);
 void dl_psgd_plan_free(dl_psgd_plan *plan);

@@ -35,21 +35,25 @@ int dl_powersgd_pays(size_t rows, size_t cols, int rank)
     return (rows + cols) * (size_t)rank * 2 < rows * cols;
 }
 
-/* The whole rows of matrix *m inside bucket [lo, lo + n), when they are worth
- * compressing: a layer cut by a bucket boundary sends the rows on each side
- * as two matrices, and the partial row at the cut as plain floats. */
-static int piece_of(const dl_grad_matrix *m, size_t lo, size_t n, int rank, dl_psgd_piece *out)
+/* How a matrix meets bucket [lo, lo + n).  A matrix worth compressing
+ * belongs whole to the bucket its first value lies in, as a parameter never
+ * spans two of DDP's buckets: one P and one Q for the whole layer, not one
+ * per bucket it crosses.  That bucket reads and writes the matrix past its
+ * own end, which is safe because a layer's gradient is written at once:
+ * the bucket starts only when the whole layer is final (net.c reports
+ * `ready` layer by layer), and the later buckets the matrix reaches into
+ * leave those values alone (their TAIL).  A matrix not worth compressing is
+ * plain floats wherever it lies. */
+typedef enum { MEETS_NOT, MEETS_OWNS, MEETS_TAIL } meets;
+
+/* *in_n: the matrix's values inside the bucket. */
+static meets meet(const dl_grad_matrix *m, size_t lo, size_t n, int rank, size_t *in_n)
 {
     size_t end = m->off + m->rows * m->cols, hi = lo + n;
-    if (m->cols == 0 || end <= lo || m->off >= hi)
-        return 0;
-    size_t from = lo > m->off ? lo - m->off : 0, to = DL_MIN(hi, end) - m->off;
-    size_t r0 = (from + m->cols - 1) / m->cols, r1 = to / m->cols;
-    if (r1 <= r0 || !dl_powersgd_pays(r1 - r0, m->cols, rank))
-        return 0;
-    *out = (dl_psgd_piece){.off = m->off + r0 * m->cols - lo, .n = (r1 - r0) * m->cols,
-                           .rows = r1 - r0, .cols = m->cols};
-    return 1;
+    if (m->cols == 0 || end <= lo || m->off >= hi || !dl_powersgd_pays(m->rows, m->cols, rank))
+        return MEETS_NOT;
+    *in_n = DL_MIN(end, hi) - DL_MAX(m->off, lo);
+    return m->off >= lo ? MEETS_OWNS : MEETS_TAIL;
 }
 
 static int by_offset(const void *a, const void *b)
@@ -70,8 +74,16 @@ static int find_pieces(dl_psgd_plan *plan, size_t lo, size_t n, const dl_grad_ma
         return 1;
     }
     int count = 0;
-    for (int i = 0; i < n_mats; i++)
-        count += piece_of(&mats[i], lo, n, rank, &plan->pieces[count]);
+    for (int i = 0; i < n_mats; i++) {
+        const dl_grad_matrix *m = &mats[i];
+        size_t in_n;
+        meets how = meet(m, lo, n, rank, &in_n);
+        if (how == MEETS_TAIL)
+            plan->skip = in_n; /* one at most: matrices do not overlap */
+        if (how == MEETS_OWNS)
+            plan->pieces[count++] = (dl_psgd_piece){.off = m->off - lo, .n = m->rows * m->cols,
+                                                    .rows = m->rows, .cols = m->cols};
+    }
     qsort(plan->pieces, (size_t)count, sizeof *plan->pieces, by_offset);
     return count;
 }
@@ -80,7 +92,7 @@ static int find_pieces(dl_psgd_plan *plan, size_t lo, size_t n, const dl_grad_ma
  * placed after the Ps in the round-1 buffer. */
 static dl_status lay_out(dl_psgd_plan *plan, size_t n, int rank)
 {
-    size_t p = 0, pos = 0;
+    size_t p = 0, pos = plan->skip;
     for (int j = 0; j < plan->n_pieces; j++) {
         dl_psgd_piece *pc = &plan->pieces[j];
         if (pc->off < pos)
@@ -135,11 +147,14 @@ size_t dl_psgd_bucket_floats(size_t lo, size_t n, const dl_grad_matrix *mats, in
         dl_powersgd_shape(n, &m, &k);
         return dl_powersgd_plain(n, rank) ? n : (m + k) * (size_t)rank;
     }
-    size_t sent = n; /* plain, less each piece's values, plus its P and Q */
+    size_t sent = n; /* plain: less each matrix's values here, plus the Ps and Qs owned */
     for (int i = 0; i < n_mats; i++) {
-        dl_psgd_piece pc;
-        if (piece_of(&mats[i], lo, n, rank, &pc))
-            sent = sent - pc.n + (pc.rows + pc.cols) * (size_t)rank;
+        size_t in_n;
+        meets how = meet(&mats[i], lo, n, rank, &in_n);
+        if (how != MEETS_NOT)
+            sent -= in_n;
+        if (how == MEETS_OWNS)
+            sent += (mats[i].rows + mats[i].cols) * (size_t)rank;
     }
     return sent;
 }
@@ -151,9 +166,9 @@ size_t dl_psgd_low_rank_floats(size_t lo, size_t n, const dl_grad_matrix *mats, 
         return dl_powersgd_plain(n, rank) ? 0 : n;
     size_t low = 0;
     for (int i = 0; i < n_mats; i++) {
-        dl_psgd_piece pc;
-        if (piece_of(&mats[i], lo, n, rank, &pc))
-            low += pc.n;
+        size_t in_n;
+        if (meet(&mats[i], lo, n, rank, &in_n) == MEETS_OWNS)
+            low += mats[i].rows * mats[i].cols;
     }
     return low;
 }

@@ -82,10 +82,10 @@ dl_status dl_train_compress_setup(dl_train_compress *tc, dl_buckets *b, dl_ctx *
     size_t want = (size_t)ctx->world * tc->comp.n + tc->comp.n_shared;
     if (tc->loaded.data && tc->loaded.count != want)
         return dl_fail(DL_ERR_ARG, "the checkpoint's compression state has %llu values, this run "
-                       "needs %zu (another bucket size%s?)", (unsigned long long)tc->loaded.count,
-                       want, tc->spec.kind == DL_COMPRESS_POWERSGD
-                                 ? ", or PowerSGD's state from a dltrain that folded each "
-                                   "bucket into one matrix" : "");
+                       "needs %zu (%s?)", (unsigned long long)tc->loaded.count, want,
+                       tc->spec.kind == DL_COMPRESS_POWERSGD
+                           ? "PowerSGD's state from a dltrain that folded each bucket into one "
+                             "matrix" : "another bucket size");
     return DL_OK;
 }
 
@@ -146,8 +146,8 @@ dl_status dl_train_compress_gather(dl_train_compress *tc, dl_ctx *ctx, dl_ckpt_e
     return DL_OK;
 }
 
-/* The low-rank pieces (a layer cut by a bucket boundary may make two). */
-static int low_rank_pieces(const dl_compressor *c)
+/* The weight matrices sent low-rank (each whole, in one bucket). */
+static int low_rank_matrices(const dl_compressor *c)
 {
     int count = 0;
     for (int i = 0; i < c->n_buckets; i++)
@@ -174,8 +174,8 @@ void dl_train_compress_summary(const dl_train_compress *tc, const dl_buckets *b,
     char name[24], body[320], how[96] = "";
     dl_compress_name(tc->spec, name, sizeof name);
     if (tc->spec.kind == DL_COMPRESS_POWERSGD)
-        snprintf(how, sizeof how, " per layer (%d low-rank pieces of %d weight matrices)",
-                 low_rank_pieces(&tc->comp), tc->n_mats);
+        snprintf(how, sizeof how, " per layer (%d of %d weight matrices low-rank)",
+                 low_rank_matrices(&tc->comp), tc->n_mats);
     printf("  gradient compression %s%s with error feedback: %.3f MB on the wire per rank per "
            "step (fp32 all-reduce: %.3f MB), compression ratio %.2f\n", name, how, wire * 1e-6,
            fp32 * 1e-6, ratio);

@@ -49,20 +49,20 @@ enum { LEN = 5000, BUCKETS = 3, STEPS = 2 };
 static const size_t bucket_lo[BUCKETS] = {0, 2000, 4000}, bucket_n[BUCKETS] = {2000, 2000, 1000};
 
 /* Weight matrices: A [0, 1500) 30 x 50, a bias and padding, B [1536, 3936)
- * 40 x 60 across the boundary at 2000 (rows 0-6 before it, row 7 cut, rows
- * 8-39 after), C [4000, 4900) 20 x 45. */
+ * 40 x 60 across the boundary at 2000, C [4000, 4900) 20 x 45. */
 enum { MATS = 3 };
 static const dl_grad_matrix mats[MATS] = {{4000, 20, 45}, {1536, 40, 60}, {0, 30, 50}};
 
-/* The compressed pieces by hand ((rows + cols) rank 2 < rows cols): at
- * rank 1 all four; at rank 4 B's 7 rows before the cut go plain
- * (536 >= 420).  q: its Q's offset in the shared state, bucket by bucket. */
+/* The compressed matrices by hand ((rows + cols) rank 2 < rows cols holds
+ * for all three at ranks 1 and 4), each whole in the bucket where it
+ * starts: A and B in bucket 0 (B reaching to 3936 in bucket 1), C in
+ * bucket 2; bucket 1 sends only [3936, 4000) plain.  q: its Q's offset in
+ * the shared state, bucket by bucket. */
 typedef struct piece {
     size_t off, rows, cols, q;
 } piece;
-static const piece pieces_r1[] = {
-    {0, 30, 50, 0}, {1536, 7, 60, 50}, {2016, 32, 60, 110}, {4000, 20, 45, 170}};
-static const piece pieces_r4[] = {{0, 30, 50, 0}, {2016, 32, 60, 200}, {4000, 20, 45, 440}};
+static const piece pieces_r1[] = {{0, 30, 50, 0}, {1536, 40, 60, 50}, {4000, 20, 45, 110}};
+static const piece pieces_r4[] = {{0, 30, 50, 0}, {1536, 40, 60, 200}, {4000, 20, 45, 440}};
 
 static void gradient(int rank, int step, float *g)
 {
@@ -190,7 +190,7 @@ static void piece_step(const piece *pc, int r, int world, float *g, float *res, 
 static void replay_layers(int r, int world, int me, float *want, float *want_res)
 {
     const piece *pcs = r == 1 ? pieces_r1 : pieces_r4;
-    int n_pcs = r == 1 ? 4 : 3;
+    int n_pcs = 3;
     float *g = malloc((size_t)world * LEN * sizeof *g);
     float *res = calloc((size_t)world * LEN, sizeof *res);
     dl_compressor fresh; /* only for the seeded starting Q */

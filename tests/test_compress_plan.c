@@ -5,13 +5,14 @@
  * between them:
  *   A [0, 1280)     20 x 64
  *   bias [1280, 1300), padding to 1344
- *   B [1344, 3344)  50 x 40, cut at 1500 (row 3 has 4 values before it) and
- *                   at 3000 (row 41 has 16 before it)
+ *   B [1344, 3344)  50 x 40, across the boundaries at 1500 and 3000
  *   padding [3344, 3392)
  *   C [3392, 3992)  12 x 50, then [3992, 4000) plain
  * buckets [0, 1500), [1500, 3000), [3000, 4000).
- * - the plans at rank 2 are exactly the hand-computed pieces and runs, and
- *   every value of each bucket is in exactly one of them;
+ * - the plans at rank 2 are exactly the hand-computed pieces, runs and
+ *   skips (B whole in bucket 0, bucket 1 inside B sending nothing, bucket
+ *   2 skipping B's tail), and every value of each bucket is in exactly one
+ *   of them; a matrix too small to pay is plain in both buckets it spans;
  * - the wire model counts what the plans send;
  * - error feedback over 20 steps: sum(applied) + residual == sum(gradients),
  *   plain values exact with a zero residual;
@@ -44,21 +45,22 @@ static const dl_grad_matrix mats[MATS] = {{3392, 12, 50}, {1344, 50, 40}, {0, 20
 typedef struct want_plan {
     int n_pieces, n_runs;
     dl_psgd_piece pieces[2];
-    dl_psgd_run runs[3];
-    size_t mat_floats, round1, q_floats;
+    dl_psgd_run runs[2];
+    size_t skip, mat_floats, round1, q_floats;
 } want_plan;
 
-/* Worked out by hand at rank 2 (dl_powersgd_pays: (rows + cols) 4 < rows cols):
- * bucket 0: A; B's rows 0-2 (3 x 40: 172 >= 120) go plain with the bias and
- *           padding and B's partial row 3: one run [1280, 1500);
- * bucket 1: B's rows 4-40 (37 x 40) at 1504; runs [0, 4) and [1484, 1500);
- * bucket 2: B's rows 42-49 (8 x 40: 192 < 320) at 24, C at 392; runs
- *           [0, 24) (row 41's tail), [344, 392) (padding), [992, 1000). */
+/* Worked out by hand at rank 2 (dl_powersgd_pays: (rows + cols) 4 < rows
+ * cols: 336 < 1280, 360 < 2000, 248 < 600):
+ * bucket 0: A at 0 and all of B at 1344 (to 3344, past the bucket's end);
+ *           the bias and padding [1280, 1344) plain, after the Ps (40 + 100);
+ * bucket 1: inside B: skip all 1500, nothing sent;
+ * bucket 2: skip B's tail [0, 344); C at 392; runs [344, 392) (padding)
+ *           and [992, 1000), after C's P (24). */
 static const want_plan want[BUCKETS] = {
-    {1, 1, {{0, 1280, 20, 64, 0, 0, 0}}, {{1280, 220, 40}}, 1280, 260, 128},
-    {1, 2, {{4, 1480, 37, 40, 0, 0, 0}}, {{0, 4, 74}, {1484, 16, 78}}, 1480, 94, 80},
-    {2, 3, {{24, 320, 8, 40, 0, 0, 0}, {392, 600, 12, 50, 320, 16, 80}},
-     {{0, 24, 40}, {344, 48, 64}, {992, 8, 112}}, 920, 120, 180},
+    {2, 1, {{0, 1280, 20, 64, 0, 0, 0}, {1344, 2000, 50, 40, 1280, 40, 128}},
+     {{1280, 64, 140}}, 0, 3280, 204, 208},
+    {0, 0, {{0}}, {{0}}, 1500, 0, 0, 0},
+    {1, 2, {{392, 600, 12, 50, 0, 0, 0}}, {{344, 48, 24}, {992, 8, 72}}, 344, 600, 80, 100},
 };
 
 static int same_piece(const dl_psgd_piece *a, const dl_psgd_piece *b)
@@ -87,14 +89,17 @@ static void check_plans(void)
             EXPECT(p.runs[j].off == w->runs[j].off && p.runs[j].n == w->runs[j].n &&
                    p.runs[j].at == w->runs[j].at, "bucket %d run %d: [%zu, +%zu) at %zu", b, j,
                    p.runs[j].off, p.runs[j].n, p.runs[j].at);
-        EXPECT(p.mat_floats == w->mat_floats && p.round1 == w->round1 &&
-               p.q_floats == w->q_floats, "bucket %d: mat %zu round1 %zu q %zu", b,
-               p.mat_floats, p.round1, p.q_floats);
-        /* every value once */
+        EXPECT(p.skip == w->skip && p.mat_floats == w->mat_floats && p.round1 == w->round1 &&
+               p.q_floats == w->q_floats, "bucket %d: skip %zu mat %zu round1 %zu q %zu", b,
+               p.skip, p.mat_floats, p.round1, p.q_floats);
+        /* every value once (pieces may reach past the bucket's end) */
         unsigned char seen[1500] = {0};
+        for (size_t i = 0; i < p.skip; i++)
+            seen[i]++;
         for (int j = 0; j < p.n_pieces; j++)
-            for (size_t i = 0; i < p.pieces[j].n; i++)
-                seen[p.pieces[j].off + i]++;
+            for (size_t i = p.pieces[j].off; i < p.pieces[j].off + p.pieces[j].n && i < len[b];
+                 i++)
+                seen[i]++;
         for (int j = 0; j < p.n_runs; j++)
             for (size_t i = 0; i < p.runs[j].n; i++)
                 seen[p.runs[j].off + i]++;
@@ -105,6 +110,15 @@ static void check_plans(void)
         EXPECT(dl_psgd_bucket_floats(lo[b], len[b], mats, MATS, 2) == p.round1 + p.q_floats,
                "bucket %d: the wire count differs from the plan's", b);
         dl_psgd_plan_free(&p);
+    }
+    /* 4 x 100 does not pay at rank 2 (416 >= 400): plain in both buckets it spans */
+    const dl_grad_matrix small[1] = {{0, 4, 100}};
+    for (int b = 0; b < 2; b++) {
+        dl_psgd_plan q;
+        EXPECT(dl_psgd_plan_make(&q, 256 * (size_t)b, 256, small, 1, 2) == DL_OK &&
+               q.n_pieces == 0 && q.skip == 0 && q.n_runs == 1 && q.round1 == 256 &&
+               q.q_floats == 0, "bucket %d of a small matrix: not one plain run", b);
+        dl_psgd_plan_free(&q);
     }
     /* the folded plan: one zero-padded near-square piece, or none */
     dl_psgd_plan p;
@@ -117,8 +131,8 @@ static void check_plans(void)
 static void check_wire(void)
 {
     dl_compress_spec psgd = {DL_COMPRESS_POWERSGD, 2};
-    /* the three plans: 260 + 128, 94 + 80, 120 + 180 floats */
-    double payload = 4.0 * (388 + 174 + 300);
+    /* the three plans: 204 + 208, nothing, 80 + 100 floats */
+    double payload = 4.0 * (412 + 0 + 180);
     EXPECT(dl_compress_payload_bytes(psgd, len, BUCKETS, mats, MATS) == payload,
            "per-layer payload %g, want %g", dl_compress_payload_bytes(psgd, len, BUCKETS, mats,
                                                                        MATS), payload);
@@ -162,7 +176,7 @@ static void check_feedback(void)
         EXPECT(0, "init: %s", dl_error_message());
         return;
     }
-    EXPECT(c.n_shared == 128 + 80 + 180, "Q part: %zu floats", c.n_shared);
+    EXPECT(c.n_shared == 208 + 0 + 100, "Q part: %zu floats", c.n_shared);
     dl_comm *comm = dl_comm_local();
     static float g[LEN], first[LEN];
     static double sum_g[LEN], sum_abs[LEN], sum_applied[LEN];

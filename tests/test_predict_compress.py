@@ -55,15 +55,16 @@ def payload(kind, n, rank=4):
 
 def per_layer_floats(lo, n, rank):
     """Floats one rank sends for bucket [lo, lo + n) of lenet with per-layer
-    PowerSGD: each matrix's whole rows in the bucket as P and Q when
-    (rows + cols) rank 2 < rows cols, everything else as plain floats."""
+    PowerSGD: a matrix with (rows + cols) rank 2 < rows cols goes as its P
+    and Q, whole, with the bucket it starts in (its values in later buckets
+    are not sent again); everything else as plain floats."""
     sent = n
     for off, rows, cols in LENET_MATRICES:
-        first = max(0, -(-(lo - off) // cols))  # the first whole row at or after lo
-        last = min(rows, (lo + n - off) // cols)  # rows ending by the bucket's end
-        inside = last - first
-        if inside > 0 and (inside + cols) * rank * 2 < inside * cols:
-            sent += (inside + cols) * rank - inside * cols
+        inside = min(off + rows * cols, lo + n) - max(off, lo)
+        if inside > 0 and (rows + cols) * rank * 2 < rows * cols:
+            sent -= inside
+            if lo <= off:
+                sent += (rows + cols) * rank
     return sent
 
 
