@@ -65,15 +65,16 @@ void dl_powersgd_outer(const float *p, const float *q, float *out, size_t m, siz
 
 /* ---- set-up --------------------------------------------------------------- */
 
-/* PowerSGD buckets with nothing low-rank in them: one plain all-reduce of
- * the bucket in place, or nothing at all for a bucket that lies wholly
- * inside a matrix an earlier bucket sends (dl_psgd_plan's skip). */
+/* PowerSGD buckets with nothing low-rank and nothing skipped: one plain
+ * all-reduce of the bucket in place. */
 static int is_plain(const dl_compressor *c, int i)
 {
     const dl_psgd_plan *pl = &c->plans[i];
     return c->spec.kind == DL_COMPRESS_POWERSGD && pl->n_pieces == 0 && pl->skip == 0;
 }
 
+/* A bucket that lies wholly inside a matrix an earlier bucket sends
+ * (dl_psgd_plan's skip): no collective at all. */
 static int sends_nothing(const dl_compressor *c, int i)
 {
     return c->spec.kind == DL_COMPRESS_POWERSGD && c->plans[i].round1 == 0;
@@ -100,8 +101,8 @@ dl_status dl_compressor_check_rank(const dl_compressor *c)
                    "or larger buckets (--bucket-mb)", c->spec.rank, largest, m, k, c->spec.rank);
 }
 
-/* Each bucket's plan, and the offsets of its Qs after the residual;
- * returns the end of the state. */
+/* Each bucket's plan, the offsets of its Qs after the residual, and the
+ * state's size. */
 static dl_status make_plans(dl_compressor *c, const dl_grad_matrix *mats, int n_mats)
 {
     size_t off = c->n;
