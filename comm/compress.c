@@ -65,13 +65,19 @@ void dl_powersgd_outer(const float *p, const float *q, float *out, size_t m, siz
 
 /* ---- set-up --------------------------------------------------------------- */
 
-static size_t work_floats(const dl_compressor *c, size_t n)
+/* PowerSGD buckets with nothing low-rank and nothing skipped: one plain
+ * all-reduce of the bucket in place. */
+static int is_plain(const dl_compressor *c, int i)
 {
-    if (c->spec.kind != DL_COMPRESS_POWERSGD)
-        return n;
-    size_t m, k;
-    dl_powersgd_shape(n, &m, &k);
-    return m * k + m * (size_t)c->spec.rank; /* M, then P */
+    const dl_psgd_plan *pl = &c->plans[i];
+    return c->spec.kind == DL_COMPRESS_POWERSGD && pl->n_pieces == 0 && pl->skip == 0;
+}
+
+/* A bucket that lies wholly inside a matrix an earlier bucket sends
+ * (dl_psgd_plan's skip): no collective at all. */
+static int sends_nothing(const dl_compressor *c, int i)
+{
+    return c->spec.kind == DL_COMPRESS_POWERSGD && c->plans[i].round1 == 0;
 }
 
 dl_status dl_compressor_check_rank(const dl_compressor *c)
@@ -80,10 +86,14 @@ dl_status dl_compressor_check_rank(const dl_compressor *c)
         return DL_OK;
     size_t largest = 0;
     for (int i = 0; i < c->n_buckets; i++) {
-        if (!dl_powersgd_plain(c->bucket_n[i], c->spec.rank))
+        if (c->plans[i].n_pieces > 0)
             return DL_OK;
         largest = DL_MAX(largest, c->bucket_n[i]);
     }
+    if (c->per_layer)
+        return dl_fail(DL_ERR_ARG, "--compress powersgd:%d: no layer's weight matrix would "
+                       "shrink with rank-%d factors (PyTorch's rule: (rows + cols) x rank x 2 < "
+                       "rows x cols); use a lower rank", c->spec.rank, c->spec.rank);
     size_t m, k;
     dl_powersgd_shape(largest, &m, &k);
     return dl_fail(DL_ERR_ARG, "--compress powersgd:%d: the largest bucket holds %zu values, a "
@@ -91,23 +101,24 @@ dl_status dl_compressor_check_rank(const dl_compressor *c)
                    "or larger buckets (--bucket-mb)", c->spec.rank, largest, m, k, c->spec.rank);
 }
 
-static int is_plain(const dl_compressor *c, int i)
-{
-    return c->spec.kind == DL_COMPRESS_POWERSGD && dl_powersgd_plain(c->bucket_n[i], c->spec.rank);
-}
-
-/* Offsets of each bucket's Q (k x rank) after the residual; returns the end. */
-static size_t layout_q(dl_compressor *c)
+/* Each bucket's plan, the offsets of its Qs after the residual, and the
+ * state's size. */
+static dl_status make_plans(dl_compressor *c, const dl_grad_matrix *mats, int n_mats)
 {
     size_t off = c->n;
     for (int i = 0; i < c->n_buckets; i++) {
-        size_t m, k;
-        dl_powersgd_shape(c->bucket_n[i], &m, &k);
         c->q_off[i] = off;
-        off += c->spec.kind == DL_COMPRESS_POWERSGD && !is_plain(c, i) ? k * (size_t)c->spec.rank
-                                                                        : 0;
+        if (c->spec.kind != DL_COMPRESS_POWERSGD)
+            continue;
+        dl_status st = dl_psgd_plan_make(&c->plans[i], c->bucket_lo[i], c->bucket_n[i], mats,
+                                         n_mats, c->spec.rank);
+        if (st != DL_OK)
+            return st;
+        off += c->plans[i].q_floats;
     }
-    return off;
+    c->n_state = off;
+    c->n_shared = off - c->n;
+    return DL_OK;
 }
 
 /* Q starts as the same normal draws on every rank (from the seed), drawn
@@ -140,10 +151,9 @@ static dl_status alloc_buffers(dl_compressor *c, int world)
         if (is_plain(c, i))
             continue;
         if (c->spec.kind == DL_COMPRESS_POWERSGD) {
-            size_t m, k;
-            dl_powersgd_shape(n, &m, &k);
-            n = m * k;
-            c->work[i] = o->alloc(c, work_floats(c, c->bucket_n[i]) * sizeof(float), "PowerSGD");
+            const dl_psgd_plan *pl = &c->plans[i];
+            n = pl->largest;
+            c->work[i] = o->alloc(c, (pl->mat_floats + pl->round1) * sizeof(float), "PowerSGD");
             if (!c->work[i])
                 return DL_ERR_OOM;
         } else {
@@ -178,7 +188,8 @@ static const dl_compress_ops *ops_for(const dl_device *dev)
 
 dl_status dl_compressor_init_on(dl_compressor *c, dl_compress_spec spec, size_t n,
                                 const size_t *bucket_lo, const size_t *bucket_n, int n_buckets,
-                                int world, uint64_t seed, dl_device *dev)
+                                int world, uint64_t seed, dl_device *dev,
+                                const dl_grad_matrix *mats, int n_mats)
 {
     memset(c, 0, sizeof *c);
     const dl_compress_ops *ops = ops_for(dev);
@@ -194,16 +205,20 @@ dl_status dl_compressor_init_on(dl_compressor *c, dl_compress_spec spec, size_t 
     c->send = calloc(nb, sizeof *c->send);
     c->recv = calloc(nb, sizeof *c->recv);
     c->work = calloc(nb, sizeof *c->work);
-    if (!c->bucket_lo || !c->bucket_n || !c->q_off || !c->send || !c->recv || !c->work) {
+    c->plans = calloc(nb, sizeof *c->plans);
+    if (!c->bucket_lo || !c->bucket_n || !c->q_off || !c->send || !c->recv || !c->work ||
+        !c->plans) {
         dl_compressor_free(c);
         return dl_fail(DL_ERR_OOM, "out of memory for compression of %d buckets", n_buckets);
     }
     memcpy(c->bucket_lo, bucket_lo, nb * sizeof *bucket_lo);
     memcpy(c->bucket_n, bucket_n, nb * sizeof *bucket_n);
-    c->n_state = layout_q(c);
-    c->n_shared = c->n_state - n;
-    c->state = ops->alloc(c, (c->n_state + 1) * sizeof *c->state, "error-feedback residual");
-    dl_status st = c->state ? alloc_buffers(c, world) : DL_ERR_OOM;
+    c->per_layer = spec.kind == DL_COMPRESS_POWERSGD && mats != NULL;
+    dl_status st = make_plans(c, mats, n_mats);
+    if (st == DL_OK)
+        c->state = ops->alloc(c, (c->n_state + 1) * sizeof *c->state, "error-feedback residual");
+    if (st == DL_OK)
+        st = c->state ? alloc_buffers(c, world) : DL_ERR_OOM;
     if (st == DL_OK)
         st = init_q(c, seed);
     if (st != DL_OK)
@@ -215,7 +230,8 @@ dl_status dl_compressor_init(dl_compressor *c, dl_compress_spec spec, size_t n,
                              const size_t *bucket_lo, const size_t *bucket_n, int n_buckets,
                              int world, uint64_t seed)
 {
-    return dl_compressor_init_on(c, spec, n, bucket_lo, bucket_n, n_buckets, world, seed, NULL);
+    return dl_compressor_init_on(c, spec, n, bucket_lo, bucket_n, n_buckets, world, seed, NULL,
+                                 NULL, 0);
 }
 
 void dl_compressor_free(dl_compressor *c)
@@ -228,7 +244,9 @@ void dl_compressor_free(dl_compressor *c)
     }
     if (o)
         o->release(c, c->state), o->release(c, c->scratch);
-    free(c->bucket_lo), free(c->bucket_n), free(c->q_off);
+    for (int i = 0; c->plans && i < c->n_buckets; i++)
+        dl_psgd_plan_free(&c->plans[i]);
+    free(c->bucket_lo), free(c->bucket_n), free(c->q_off), free(c->plans);
     free(c->send), free(c->recv), free(c->work);
     memset(c, 0, sizeof *c);
 }
@@ -302,39 +320,63 @@ static dl_status codec_start(dl_compressor *c, dl_comm *comm, float *x, int i)
     return comm->allgather_start(comm, c->send[i], c->recv[i], bytes, i);
 }
 
+/* PowerSGD's first half: each piece's M = x + residual and P = M Q, the
+ * plain runs gathered after the Ps; one all-reduce averages both. */
 static dl_status powersgd_start(dl_compressor *c, dl_comm *comm, float *x, int i)
 {
-    size_t n = c->bucket_n[i], m, k;
+    const dl_psgd_plan *pl = &c->plans[i];
+    float *res = c->state + c->bucket_lo[i], *q = c->state + c->q_off[i];
+    float *mat = c->work[i], *round1 = mat + pl->mat_floats;
     int r = c->spec.rank;
-    dl_powersgd_shape(n, &m, &k);
-    float *mat = c->work[i], *p = mat + m * k, *q = c->state + c->q_off[i];
-    dl_status st = c->ops->psgd_project(c, x, c->state + c->bucket_lo[i], n, mat, q, p, m, k, r);
-    return st == DL_OK ? avg_start(c, comm, p, m * (size_t)r, i) : st;
+    for (int j = 0; j < pl->n_pieces; j++) {
+        const dl_psgd_piece *pc = &pl->pieces[j];
+        dl_status st = c->ops->psgd_project(c, x + pc->off, res + pc->off, pc->n, mat + pc->mat,
+                                            q + pc->q, round1 + pc->p, pc->rows, pc->cols, r);
+        if (st != DL_OK)
+            return st;
+    }
+    for (int j = 0; j < pl->n_runs; j++)
+        c->ops->copy(c, round1 + pl->runs[j].at, x + pl->runs[j].off,
+                     pl->runs[j].n * sizeof *x);
+    return avg_start(c, comm, round1, pl->round1, i);
 }
 
-/* PowerSGD's second half: P averaged, orthonormalized; Q = M^T P averaged
- * (and kept: the next step starts from it); the bucket becomes P Q^T. */
+/* PowerSGD's second half: the plain means back into the bucket; each P
+ * orthonormalized, Q = M^T P, the Qs averaged (and kept: the next step
+ * starts from them); each piece becomes P Q^T, its residual M - P Q^T. */
 static dl_status powersgd_finish(dl_compressor *c, dl_comm *comm, float *x, int i,
                                  double *done_at)
 {
-    size_t n = c->bucket_n[i], m, k;
+    const dl_psgd_plan *pl = &c->plans[i];
+    float *res = c->state + c->bucket_lo[i], *q = c->state + c->q_off[i];
+    float *mat = c->work[i], *round1 = mat + pl->mat_floats;
     int r = c->spec.rank;
-    dl_powersgd_shape(n, &m, &k);
-    float *mat = c->work[i], *p = mat + m * k, *q = c->state + c->q_off[i];
-    dl_status st = c->ops->psgd_back(c, mat, p, q, m, k, r);
+    for (int j = 0; j < pl->n_runs; j++)
+        c->ops->copy(c, x + pl->runs[j].off, round1 + pl->runs[j].at,
+                     pl->runs[j].n * sizeof *x);
+    dl_status st = DL_OK;
+    for (int j = 0; j < pl->n_pieces && st == DL_OK; j++) {
+        const dl_psgd_piece *pc = &pl->pieces[j];
+        st = c->ops->psgd_back(c, mat + pc->mat, round1 + pc->p, q + pc->q, pc->rows, pc->cols, r);
+    }
+    if (pl->q_floats == 0) /* only plain runs here (next to a skip) */
+        return st;
     if (st == DL_OK)
-        st = avg_start(c, comm, q, k * (size_t)r, i);
+        st = avg_start(c, comm, q, pl->q_floats, i);
     if (st == DL_OK)
         st = exchange_wait(c, comm, i, done_at);
-    if (st != DL_OK)
-        return st;
-    return c->ops->psgd_apply(c, mat, p, q, x, c->state + c->bucket_lo[i], n, m, k, r);
+    for (int j = 0; j < pl->n_pieces && st == DL_OK; j++) {
+        const dl_psgd_piece *pc = &pl->pieces[j];
+        st = c->ops->psgd_apply(c, mat + pc->mat, round1 + pc->p, q + pc->q, x + pc->off,
+                                res + pc->off, pc->n, pc->rows, pc->cols, r);
+    }
+    return st;
 }
 
 dl_status dl_compressor_start(dl_compressor *c, dl_comm *comm, float *x, int i)
 {
     dl_status st = check_backend(c, comm);
-    if (st != DL_OK)
+    if (st != DL_OK || sends_nothing(c, i))
         return st;
     if (is_plain(c, i))
         return avg_start(c, comm, x, c->bucket_n[i], i);
@@ -345,6 +387,11 @@ dl_status dl_compressor_start(dl_compressor *c, dl_comm *comm, float *x, int i)
 
 dl_status dl_compressor_wait(dl_compressor *c, dl_comm *comm, float *x, int i, double *done_at)
 {
+    if (sends_nothing(c, i)) {
+        if (done_at)
+            *done_at = dl_now();
+        return DL_OK;
+    }
     dl_status st = exchange_wait(c, comm, i, done_at);
     if (st != DL_OK || is_plain(c, i))
         return st;

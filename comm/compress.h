@@ -25,6 +25,7 @@
 
 #include "comm.h"
 #include "device.h"
+#include "grad_matrix.h"
 
 typedef enum {
     DL_COMPRESS_NONE,
@@ -65,15 +66,79 @@ float dl_half_to_float(uint16_t h);
 uint16_t dl_float_to_bf16(float x);
 float dl_bf16_to_float(uint16_t b);
 
-/* ---- PowerSGD (one bucket as an m x k matrix, PyTorch's batched hook) ----- */
+/* ---- PowerSGD ------------------------------------------------------------ */
 
-/* The matrix a bucket of n values is folded into: m = ceil(sqrt(n)) rows,
+/* Per layer (PyTorch's powerSGD_hook): each layer's weight gradient is its
+ * own rows x cols matrix (grad_matrix.h) with its own P, Q and warm start;
+ * biases, batch-norm vectors and matrices too small to shrink go next to the
+ * Ps as plain floats, averaged exactly by the same all-reduce.  Without
+ * matrices (NULL, 0: `bench allreduce`, which has no layers) each bucket is
+ * folded into one near-square matrix instead: PyTorch's batched_powerSGD_hook,
+ * which its documentation says usually costs accuracy. */
+
+/* The folded matrix of a bucket of n values: m = ceil(sqrt(n)) rows,
  * k = ceil(n / m) columns, zero-padded. */
 void dl_powersgd_shape(size_t n, size_t *m, size_t *k);
-/* Whether a bucket of n values is sent as plain floats: when P and Q would
- * be no smaller than the bucket (PyTorch's hook does the same for small
- * tensors); exact, so no residual. */
+/* Folded: whether a bucket of n values is sent as plain floats, when P and
+ * Q would be no smaller than the bucket; exact, so no residual. */
 int dl_powersgd_plain(size_t n, int rank);
+/* Per layer: whether a rows x cols matrix is compressed at `rank`:
+ * PyTorch's rule with its min_compression_rate of 2,
+ * (rows + cols) rank 2 < rows cols. */
+int dl_powersgd_pays(size_t rows, size_t cols, int rank);
+
+/* One matrix of a bucket: values x[off, off + n) as a rows x cols
+ * row-major matrix, zero-padded past n (only a folded bucket pads).  A
+ * layer's matrix may reach past the bucket's end (see dl_psgd_plan). */
+typedef struct dl_psgd_piece {
+    size_t off, n, rows, cols;
+    size_t mat, p, q; /* where its M, P and Q start: in the work buffer, in
+                         the round-1 buffer, in the bucket's Q part */
+} dl_psgd_piece;
+/* Values x[off, off + n) of a bucket sent as plain floats, at `at` in the
+ * round-1 buffer (after every piece's P). */
+typedef struct dl_psgd_run {
+    size_t off, n, at;
+} dl_psgd_run;
+/* How one bucket goes: round 1 all-reduces [P_1 .. P_j | plain runs]
+ * (round1 floats), round 2 [Q_1 .. Q_j] (q_floats); the pieces' Ms take
+ * mat_floats of work space.  A weight matrix belongs whole to the bucket
+ * its first value lies in (one P and Q per layer, as PyTorch's buckets
+ * never split a parameter), so that bucket's piece may reach past its end,
+ * and the bucket(s) it reaches into skip those values: x[0, skip) belongs
+ * to an earlier bucket's matrix.  This needs the whole layer's gradient
+ * final when its first bucket starts, which dl_buckets_ready gives (a
+ * layer is reported ready at once).  No pieces and no skip: the bucket is
+ * one plain all-reduce of x in place; round1 0: it sends nothing. */
+typedef struct dl_psgd_plan {
+    dl_psgd_piece *pieces;
+    int n_pieces;
+    dl_psgd_run *runs;
+    int n_runs;
+    size_t skip;
+    size_t mat_floats, round1, q_floats;
+    size_t largest; /* the largest piece's rows x cols (the approximation's scratch) */
+} dl_psgd_plan;
+
+/* The plan of bucket [lo, lo + n) of the flat gradients at `rank`: with
+ * matrices, each matrix starting in the bucket makes a piece when
+ * dl_powersgd_pays; without (mats NULL), the folded bucket.  Every value of
+ * the bucket lies in exactly one piece, one run or the skip. */
+dl_status dl_psgd_plan_make(dl_psgd_plan *plan, size_t lo, size_t n, const dl_grad_matrix *mats,
+                            int n_mats, int rank);
+void dl_psgd_plan_free(dl_psgd_plan *plan);
+/* Floats one rank sends for that bucket in its two all-reduces
+ * (round1 + q_floats, or n when it has no pieces), without a plan. */
+size_t dl_psgd_bucket_floats(size_t lo, size_t n, const dl_grad_matrix *mats, int n_mats,
+                             int rank);
+/* The bucket's values that go low-rank (its pieces' n), what PowerSGD's
+ * products cost in proportion to. */
+size_t dl_psgd_low_rank_floats(size_t lo, size_t n, const dl_grad_matrix *mats, int n_mats,
+                               int rank);
+/* Where bucket boundaries fall: bucket_floats rounded up to
+ * DL_BUCKET_ALIGN_FLOATS, as dl_buckets_init cuts them. */
+size_t dl_psgd_bucket_step(size_t bucket_floats);
+
 /* Orthonormalizes the r columns of p (m x r, row-major) by Gram-Schmidt. */
 void dl_powersgd_orthonormalize(float *p, size_t m, int r);
 /* out (m x r) = a (m x k) * b (k x r); out (k x r) = a^T (k x m) * b (m x r);
@@ -84,32 +149,42 @@ void dl_powersgd_outer(const float *p, const float *q, float *out, size_t m, siz
 
 /* ---- the wire model ------------------------------------------------------- */
 
+/* Every function here takes the net's weight matrices (mats, n_mats) for
+ * per-layer PowerSGD, or NULL, 0 for folded buckets (see above); the other
+ * compressors ignore them. */
+
 /* Bytes each rank sends per step to average gradients cut into n_buckets
- * buckets of bucket_sizes[i] floats over `world` ranks, with ring algorithms:
- * all-reduce of B bytes 2 (W-1)/W B, all-gather of B bytes per rank (W-1) B.
- * 0 on one rank.  For `dltrain predict --compress`. */
+ * consecutive buckets of bucket_sizes[i] floats (the first at 0) over
+ * `world` ranks, with ring algorithms: all-reduce of B bytes 2 (W-1)/W B,
+ * all-gather of B bytes per rank (W-1) B.  0 on one rank. */
 double dl_compress_wire_bytes(dl_compress_spec s, int world, const size_t *bucket_sizes,
-                              int n_buckets);
+                              int n_buckets, const dl_grad_matrix *mats, int n_mats);
 /* The same for n_params gradients cut as dl_buckets_init cuts them (buckets
- * of bucket_floats, the last one shorter); what `predict --compress` needs. */
+ * of bucket_floats, the last one shorter; with matrices bucket_floats is
+ * rounded up to DL_BUCKET_ALIGN_FLOATS first, as dl_buckets_init does, since
+ * where a bucket ends decides which rows of a layer go plain). */
 double dl_compress_wire_bytes_params(dl_compress_spec s, int world, size_t n_params,
-                                     size_t bucket_floats);
+                                     size_t bucket_floats, const dl_grad_matrix *mats,
+                                     int n_mats);
 /* Bytes on the wire per step with s over those of the plain fp32 ring
  * all-reduce, at `world` ranks (1 for none or one rank): what `predict` and
  * `scale` multiply the gradient (and bucket) bytes by. */
 double dl_compress_wire_factor(dl_compress_spec s, int world, size_t n_params,
-                               size_t bucket_floats);
+                               size_t bucket_floats, const dl_grad_matrix *mats, int n_mats);
 /* Milliseconds one rank spends per step in the C codecs (compress_cost.c):
  * error feedback, encode and decoding every rank's shard (element-wise
  * codecs), or PowerSGD's three products and Gram-Schmidt, for n_params
  * gradients in buckets of bucket_floats at `world` ranks.  Timed here, on
  * this CPU, at most once per compressor and process (about 0.1 s), then
  * scaled: the cost of one rank's CPU path, not of the CUDA kernels. */
-double dl_compress_cpu_ms(dl_compress_spec s, int world, size_t n_params, size_t bucket_floats);
+double dl_compress_cpu_ms(dl_compress_spec s, int world, size_t n_params, size_t bucket_floats,
+                          const dl_grad_matrix *mats, int n_mats);
 /* Bytes a rank contributes per step (its encoded buckets, or P and Q), and
  * the compression ratio: fp32 gradient bytes over that. */
-double dl_compress_payload_bytes(dl_compress_spec s, const size_t *bucket_sizes, int n_buckets);
-double dl_compress_ratio(dl_compress_spec s, const size_t *bucket_sizes, int n_buckets);
+double dl_compress_payload_bytes(dl_compress_spec s, const size_t *bucket_sizes, int n_buckets,
+                                 const dl_grad_matrix *mats, int n_mats);
+double dl_compress_ratio(dl_compress_spec s, const size_t *bucket_sizes, int n_buckets,
+                         const dl_grad_matrix *mats, int n_mats);
 
 /* ---- the compressed average over a comm ----------------------------------- */
 
@@ -117,7 +192,8 @@ typedef struct dl_compress_ops dl_compress_ops; /* compress_ops.h: host or CUDA 
 
 /* State for one gradient buffer cut into buckets.  state[] is one flat
  * buffer: this rank's residual [n] (per rank), then PowerSGD's warm-started
- * Q of each bucket (the same on every rank); both go into checkpoints.
+ * Qs of each bucket, piece after piece (the same on every rank); both go
+ * into checkpoints.
  * state, send, recv, work and scratch live where the gradients do: host
  * memory, or GPU memory for a compressor made for a CUDA device (read and
  * write the state there with dl_compressor_get_state / set_state). */
@@ -130,24 +206,30 @@ typedef struct dl_compressor {
     size_t *bucket_lo, *bucket_n; /* [n_buckets] (host memory) */
     float *state;             /* [n_state]: residual[n], then Q of each bucket */
     size_t n_state, n_shared; /* n_shared: the Q part, identical across ranks */
-    size_t *q_off;            /* [n_buckets] offset of bucket i's Q in state */
+    size_t *q_off;            /* [n_buckets] offset of bucket i's Qs in state */
+    dl_psgd_plan *plans;      /* [n_buckets] powersgd: how each bucket goes */
+    int per_layer;            /* powersgd: made with the net's matrices (else folded) */
     unsigned char **send;     /* [n_buckets] encoded bucket (element-wise codecs) */
     unsigned char **recv;     /* [n_buckets] every rank's encoded bucket */
-    float **work;             /* [n_buckets] powersgd: M (m x k), then P (m x r) */
-    float *scratch;           /* decoded shard / approximation, largest bucket */
+    float **work;             /* [n_buckets] powersgd: the pieces' Ms [mat_floats],
+                                 then the round-1 buffer [round1]: Ps, plain runs */
+    float *scratch;           /* decoded shard / approximation, largest bucket or piece */
 } dl_compressor;
 
 /* Sets up state for `world` ranks over buckets [lo[i], lo[i] + n[i]) of n
- * floats in host memory; PowerSGD's Q starts from `seed`. */
+ * floats in host memory; PowerSGD's Q starts from `seed`, and its buckets
+ * are folded (no matrices: dl_compressor_init_on takes them). */
 dl_status dl_compressor_init(dl_compressor *c, dl_compress_spec spec, size_t n,
                              const size_t *bucket_lo, const size_t *bucket_n, int n_buckets,
                              int world, uint64_t seed);
 /* The same for gradients in `dev`'s memory: on a CUDA device the buffers are
  * GPU memory and every step runs on the GPU, on its compute stream (NULL or a
- * CPU device: dl_compressor_init). */
+ * CPU device: host memory), and with the net's weight matrices for
+ * per-layer PowerSGD (NULL, 0: folded buckets, as dl_compressor_init). */
 dl_status dl_compressor_init_on(dl_compressor *c, dl_compress_spec spec, size_t n,
                                 const size_t *bucket_lo, const size_t *bucket_n, int n_buckets,
-                                int world, uint64_t seed, dl_device *dev);
+                                int world, uint64_t seed, dl_device *dev,
+                                const dl_grad_matrix *mats, int n_mats);
 /* Where a compressor for gradients on `dev` runs: "host" (NULL or a CPU
  * device), "cuda" (a CUDA device), or NULL where this build cannot (a CUDA
  * device in a build without the CUDA kernels). */
@@ -162,8 +244,8 @@ void dl_compressor_get_state(dl_compressor *c, float *host);
 void dl_compressor_set_state(dl_compressor *c, const float *residual, const float *shared);
 /* Every residual back to zero (benchmarks check from a known start). */
 dl_status dl_compressor_zero_residual(dl_compressor *c);
-/* DL_ERR_ARG with a message when the PowerSGD rank is so large that no
- * bucket would shrink (every bucket would go as plain floats). */
+/* DL_ERR_ARG with a message when the PowerSGD rank is so large that nothing
+ * would shrink (no layer, or no folded bucket: all would go as plain floats). */
 dl_status dl_compressor_check_rank(const dl_compressor *c);
 /* Adds the residual to bucket i (x, in the compressor's memory), compresses
  * it and starts the exchange on comm slot i. */

@@ -1,5 +1,5 @@
 /* compress_codec.c: the element-wise codecs' C reference, the names of the
- * compressors, and the bytes-on-the-wire model (see compress.h). */
+ * compressors (see compress.h; the wire model is in compress_plan.c). */
 #include "compress.h"
 
 #include <float.h>
@@ -337,81 +337,4 @@ void dl_codec_decode(dl_compress_kind kind, const void *in, size_t n, float *y)
     case DL_COMPRESS_ONEBIT: onebit_decode(in, n, y); break;
     default: memcpy(y, in, 4 * n); break;
     }
-}
-
-/* ---- the wire model ------------------------------------------------------- */
-
-void dl_powersgd_shape(size_t n, size_t *m, size_t *k)
-{
-    size_t r = (size_t)ceil(sqrt((double)n));
-    while (r > 1 && (r - 1) * (r - 1) >= n) /* sqrt's rounding */
-        r--;
-    *m = r ? r : 1;
-    *k = (n + *m - 1) / *m;
-    if (*k == 0)
-        *k = 1;
-}
-
-int dl_powersgd_plain(size_t n, int rank)
-{
-    size_t m, k;
-    dl_powersgd_shape(n, &m, &k);
-    return (m + k) * (size_t)rank >= n;
-}
-
-/* Floats or bytes one rank contributes for a bucket of n values. */
-static double bucket_payload(dl_compress_spec s, size_t n)
-{
-    if (s.kind == DL_COMPRESS_POWERSGD && !dl_powersgd_plain(n, s.rank)) {
-        size_t m, k;
-        dl_powersgd_shape(n, &m, &k);
-        return 4.0 * (double)(m + k) * s.rank;
-    }
-    return s.kind == DL_COMPRESS_POWERSGD ? 4.0 * (double)n : (double)dl_codec_bytes(s.kind, n);
-}
-
-double dl_compress_payload_bytes(dl_compress_spec s, const size_t *bucket_sizes, int n_buckets)
-{
-    double bytes = 0.0;
-    for (int i = 0; i < n_buckets; i++)
-        bytes += bucket_payload(s, bucket_sizes[i]);
-    return bytes;
-}
-
-double dl_compress_wire_bytes(dl_compress_spec s, int world, const size_t *bucket_sizes,
-                              int n_buckets)
-{
-    if (world <= 1)
-        return 0.0;
-    double payload = dl_compress_payload_bytes(s, bucket_sizes, n_buckets), w = world;
-    int reduces = s.kind == DL_COMPRESS_NONE || s.kind == DL_COMPRESS_POWERSGD;
-    return reduces ? 2.0 * (w - 1.0) / w * payload : (w - 1.0) * payload;
-}
-
-double dl_compress_ratio(dl_compress_spec s, const size_t *bucket_sizes, int n_buckets)
-{
-    double fp32 = 0.0, payload = dl_compress_payload_bytes(s, bucket_sizes, n_buckets);
-    for (int i = 0; i < n_buckets; i++)
-        fp32 += 4.0 * (double)bucket_sizes[i];
-    return payload > 0.0 ? fp32 / payload : 1.0;
-}
-
-double dl_compress_wire_bytes_params(dl_compress_spec s, int world, size_t n_params,
-                                     size_t bucket_floats)
-{
-    if (bucket_floats == 0 || n_params == 0)
-        return 0.0;
-    size_t full = n_params / bucket_floats, rest = n_params % bucket_floats;
-    double bytes = (double)full * dl_compress_wire_bytes(s, world, &bucket_floats, 1);
-    return rest ? bytes + dl_compress_wire_bytes(s, world, &rest, 1) : bytes;
-}
-
-double dl_compress_wire_factor(dl_compress_spec s, int world, size_t n_params,
-                               size_t bucket_floats)
-{
-    dl_compress_spec plain = {.kind = DL_COMPRESS_NONE, .rank = 0};
-    double fp32 = dl_compress_wire_bytes_params(plain, world, n_params, bucket_floats);
-    if (s.kind == DL_COMPRESS_NONE || !(fp32 > 0.0))
-        return 1.0;
-    return dl_compress_wire_bytes_params(s, world, n_params, bucket_floats) / fp32;
 }

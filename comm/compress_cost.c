@@ -120,23 +120,35 @@ static const codec_cost *cost_of(dl_compress_spec s)
     return c;
 }
 
-/* One bucket of n floats at `world` ranks. */
-static double bucket_ms(dl_compress_spec s, int world, size_t n)
+/* One bucket [lo, lo + n) at `world` ranks. */
+static double bucket_ms(dl_compress_spec s, int world, size_t lo, size_t n,
+                        const dl_grad_matrix *mats, int n_mats)
 {
-    if (s.kind == DL_COMPRESS_POWERSGD && dl_powersgd_plain(n, s.rank))
-        return 0.0; /* sent as plain floats */
+    if (s.kind == DL_COMPRESS_POWERSGD) /* plain floats cost a copy: not charged */
+        n = dl_psgd_low_rank_floats(lo, n, mats, n_mats, s.rank);
+    if (n == 0)
+        return 0.0;
     const codec_cost *c = cost_of(s);
     if (!c->timed)
         return 0.0;
-    /* per float: PowerSGD's products grow as m k r = n r, linear in n too */
+    /* per float: PowerSGD's products grow as m k r = n r, linear in n too
+     * (per layer: each matrix's rows x cols x r, the same per value) */
     return (c->start_ms + world * c->per_rank_ms) * (double)n / (double)c->floats;
 }
 
-double dl_compress_cpu_ms(dl_compress_spec s, int world, size_t n_params, size_t bucket_floats)
+double dl_compress_cpu_ms(dl_compress_spec s, int world, size_t n_params, size_t bucket_floats,
+                          const dl_grad_matrix *mats, int n_mats)
 {
     if (s.kind == DL_COMPRESS_NONE || world <= 1 || n_params == 0 || bucket_floats == 0)
         return 0.0;
+    if (mats && s.kind == DL_COMPRESS_POWERSGD) { /* where buckets cut layers matters */
+        size_t step = dl_psgd_bucket_step(bucket_floats);
+        double ms = 0.0;
+        for (size_t lo = 0; lo < n_params; lo += step)
+            ms += bucket_ms(s, world, lo, DL_MIN(step, n_params - lo), mats, n_mats);
+        return ms;
+    }
     size_t full = n_params / bucket_floats, rest = n_params % bucket_floats;
-    double ms = full ? (double)full * bucket_ms(s, world, bucket_floats) : 0.0;
-    return rest ? ms + bucket_ms(s, world, rest) : ms;
+    double ms = full ? (double)full * bucket_ms(s, world, 0, bucket_floats, NULL, 0) : 0.0;
+    return rest ? ms + bucket_ms(s, world, 0, rest, NULL, 0) : ms;
 }

@@ -27,18 +27,19 @@ dl_status dl_codec_feedback_cuda(dl_compress_kind kind, float *x, float *residua
 dl_status dl_codec_mean_cuda(dl_compress_kind kind, const void *shards, size_t n, int world,
                              float *x, void *stream);
 
-/* PowerSGD on one bucket of n values folded into the m x k matrix mat
- * (row-major, as compress.h), rank r <= DL_POWERSGD_MAX_RANK
+/* PowerSGD on one piece of a bucket (compress.h's plan: a layer's rows, or
+ * a folded bucket) of n values as the m x k matrix mat (row-major), rank
+ * r <= DL_POWERSGD_MAX_RANK, every pointer at the piece's own offset
  * (compress_psgd_cuda.cu).  The products sum in the C reference's order
  * (dl_powersgd_mul, _mul_t, _outer); Gram-Schmidt's dot products and norms
  * are double sums in a fixed tree order instead of the C loop's, so results
  * agree with the C reference to float rounding, and run to run exactly.
- *   project: mat = x + residual (zero past n); p (m x r) = mat q
+ *   project: q (k x r) orthonormalized; mat = x + residual (zero past n);
+ *            p (m x r) = mat q
  *   back:    p orthonormalized; q (k x r) = mat^T p
  *   apply:   x = (p q^T)[0, n); residual = mat - p q^T */
 dl_status dl_powersgd_project_cuda(const float *x, const float *residual, size_t n, float *mat,
-                                   const float *q, float *p, size_t m, size_t k, int r,
-                                   void *stream);
+                                   float *q, float *p, size_t m, size_t k, int r, void *stream);
 dl_status dl_powersgd_back_cuda(const float *mat, float *p, float *q, size_t m, size_t k, int r,
                                 void *stream);
 dl_status dl_powersgd_apply_cuda(const float *mat, const float *p, const float *q, float *x,

@@ -61,7 +61,7 @@ static dl_status gpu_mean(dl_compressor *c, const unsigned char *shards, size_t 
 }
 
 static dl_status gpu_project(dl_compressor *c, const float *x, const float *residual, size_t n,
-                             float *mat, const float *q, float *p, size_t m, size_t k, int r)
+                             float *mat, float *q, float *p, size_t m, size_t k, int r)
 {
     return dl_powersgd_project_cuda(x, residual, n, mat, q, p, m, k, r, stream_of(c));
 }

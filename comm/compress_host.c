@@ -61,9 +61,10 @@ static dl_status host_mean(dl_compressor *c, const unsigned char *shards, size_t
 }
 
 static dl_status host_project(dl_compressor *c, const float *x, const float *residual, size_t n,
-                              float *mat, const float *q, float *p, size_t m, size_t k, int r)
+                              float *mat, float *q, float *p, size_t m, size_t k, int r)
 {
     (void)c;
+    dl_powersgd_orthonormalize(q, k, r);
     for (size_t j = 0; j < n; j++)
         mat[j] = x[j] + residual[j];
     memset(mat + n, 0, (m * k - n) * sizeof *mat);

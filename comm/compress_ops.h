@@ -33,12 +33,16 @@ struct dl_compress_ops {
      * shard r starts at shards + r * dl_codec_bytes(kind, n) */
     dl_status (*mean)(dl_compressor *c, const unsigned char *shards, size_t n, int world,
                       float *x);
-    /* PowerSGD, one bucket of n values as the m x k matrix mat, rank r:
-     * project: mat = x + residual (zero past n); p = mat q
+    /* PowerSGD, one piece of a bucket's plan (a layer's rows, or a folded
+     * bucket) of n values as the m x k matrix mat, rank r; called piece by
+     * piece with x, residual, mat, p and q offset to the piece's own:
+     * project: q orthonormalized (PyTorch's hook does so to the warm
+     *          start of every step); mat = x + residual (zero past n);
+     *          p = mat q
      * back:    p orthonormalized (Gram-Schmidt); q = mat^T p
      * apply:   x = (p q^T)[0, n); residual = mat - p q^T */
     dl_status (*psgd_project)(dl_compressor *c, const float *x, const float *residual, size_t n,
-                              float *mat, const float *q, float *p, size_t m, size_t k, int r);
+                              float *mat, float *q, float *p, size_t m, size_t k, int r);
     dl_status (*psgd_back)(dl_compressor *c, const float *mat, float *p, float *q, size_t m,
                            size_t k, int r);
     dl_status (*psgd_apply)(dl_compressor *c, const float *mat, const float *p, const float *q,

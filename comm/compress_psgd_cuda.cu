@@ -132,13 +132,15 @@ static dl_status check_rank(int r)
 }
 
 extern "C" dl_status dl_powersgd_project_cuda(const float *x, const float *residual, size_t n,
-                                              float *mat, const float *q, float *p, size_t m,
-                                              size_t k, int r, void *stream)
+                                              float *mat, float *q, float *p, size_t m, size_t k,
+                                              int r, void *stream)
 {
     cudaStream_t st = (cudaStream_t)stream;
     dl_status s = check_rank(r);
     if (s != DL_OK)
         return s;
+    k_orthonormalize<<<1, THREADS, 0, st>>>(q, k, r); /* the warm start, as PyTorch's hook */
+    CUDA_TRY(cudaGetLastError());
     k_fold<<<grid_of(m * k), THREADS, 0, st>>>(x, residual, n, mat, m * k);
     CUDA_TRY(cudaGetLastError());
     k_mul<<<grid_of(m), THREADS, 0, st>>>(mat, q, p, m, k, r);

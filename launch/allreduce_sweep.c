@@ -164,7 +164,9 @@ static dl_status run_size(dl_comm *c, const dl_sweep_opts *o, const sweep_mem *m
     size_t lo = 0;
     dl_status st = DL_OK;
     if (o->compress.kind != DL_COMPRESS_NONE) {
-        st = dl_compressor_init_on(&comp, o->compress, count, &lo, &count, 1, c->world, 1, o->dev);
+        /* no layers here: PowerSGD folds the buffer (PyTorch's batched hook) */
+        st = dl_compressor_init_on(&comp, o->compress, count, &lo, &count, 1, c->world, 1, o->dev,
+                                   NULL, 0);
         m->comp = st == DL_OK ? &comp : NULL;
     }
     if (st == DL_OK)
@@ -175,7 +177,7 @@ static dl_status run_size(dl_comm *c, const dl_sweep_opts *o, const sweep_mem *m
         dl_compressor_free(&comp);
     if (st != DL_OK)
         return st;
-    p->wire_bytes = dl_compress_wire_bytes(o->compress, c->world, &count, 1);
+    p->wire_bytes = dl_compress_wire_bytes(o->compress, c->world, &count, 1, NULL, 0);
     /* shared[0, world): every rank's median; shared[world]: errors summed */
     memset(shared, 0, sizeof(double) * (size_t)(c->world + 1));
     shared[c->rank] = median;

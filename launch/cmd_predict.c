@@ -244,6 +244,11 @@ static int resolve_model(const predict_opts *o, prediction *p, int shape[4], int
     for (int i = 0; i < net->n_layers; i++)
         p->params += (double)net->layers[i].n_params;
     p->macs = dl_net_macs_per_sample(net);
+    if (o->grad_mb <= 0) { /* the model's own layers make PowerSGD's matrices */
+        dl_net_layout(net);
+        p->n_mats = dl_net_grad_matrices(net, p->mats, DL_NET_MAX_LAYERS);
+        p->layout_floats = net->n_params;
+    }
     free(net);
     *have_shape = 1;
     return 0;

@@ -14,6 +14,7 @@
 
 #include "../comm/compress.h"
 #include "../comm/topo/topo_cost.h"
+#include "../runtime/net.h"
 #include "predict_model.h"
 
 #define MAX_COUNTS 64
@@ -82,6 +83,11 @@ typedef struct {
     int grad_elem_bytes;          /* --grad-dtype: 4 fp32, 2 fp16/bf16 */
     double grad_bytes, bucket_bytes;
     dl_compress_spec compress;    /* --compress (none: the fp32 all-reduce) */
+    /* --model's weight matrices in its flat gradient layout of layout_floats
+     * (padding included), for per-layer PowerSGD; n_mats 0 with --grad-mb */
+    dl_grad_matrix mats[DL_NET_MAX_LAYERS];
+    int n_mats;
+    size_t layout_floats;
     double compress_ms;           /* --compress-ms: given (>= 0), -1 "cpu", -2 not given */
     const char *compute_src;
     double transfer_bytes;        /* 0: not asked */

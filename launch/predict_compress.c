@@ -8,7 +8,10 @@
  * the ring's bandwidth, bottleneck and overlap rules apply unchanged; the
  * buckets shrink by the same factor and stay as many.  The codecs run on the
  * rank's compute path (on the CPU, in the backward hook and after it), so
- * their time is added to the step's compute, where nothing hides it. */
+ * their time is added to the step's compute, where nothing hides it.
+ * PowerSGD's bytes follow --model's layers (per layer, as train runs it);
+ * with --grad-mb alone there are no layers, and each bucket is folded into
+ * one matrix (PyTorch's batched hook), which the output says. */
 #include <stdio.h>
 
 #include "predict.h"
@@ -27,10 +30,16 @@ void predict_compress_row(const prediction *p, int n, dl_step_inputs *in, predic
     size_t floats = gradient_floats(p), bucket = (size_t)(p->bucket_bytes / 4.0);
     if (bucket == 0)
         bucket = 1;
-    row->wire_factor = dl_compress_wire_factor(p->compress, n, floats, bucket);
-    row->compress_ms = p->compress_ms >= 0    ? p->compress_ms
-                       : p->compress_ms == -1 ? dl_compress_cpu_ms(p->compress, n, floats, bucket)
-                                              : 0.0;
+    /* PowerSGD per layer over --model's matrices, in its padded layout;
+     * folded buckets with --grad-mb alone (no layers to go by) */
+    const dl_grad_matrix *mats = p->n_mats ? p->mats : NULL;
+    if (mats && p->compress.kind == DL_COMPRESS_POWERSGD)
+        floats = p->layout_floats;
+    row->wire_factor = dl_compress_wire_factor(p->compress, n, floats, bucket, mats, p->n_mats);
+    row->compress_ms = p->compress_ms >= 0 ? p->compress_ms
+                       : p->compress_ms == -1
+                           ? dl_compress_cpu_ms(p->compress, n, floats, bucket, mats, p->n_mats)
+                           : 0.0;
     in->grad_bytes *= row->wire_factor;
     in->bucket_bytes *= row->wire_factor;
     in->compute_ms += row->compress_ms;

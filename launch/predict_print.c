@@ -46,6 +46,10 @@ static void print_compress(FILE *f, const prediction *p)
     dl_compress_name(p->compress, name, sizeof name);
     fprintf(f, "  --compress %s: bytes on the wire against the fp32 all-reduce, and compression "
             "compute per step (%s):\n", name, predict_compress_source(p));
+    if (p->compress.kind == DL_COMPRESS_POWERSGD)
+        fprintf(f, "  PowerSGD %s\n", p->n_mats ? "per layer, over the model's weight matrices"
+                                                 : "folding each bucket into one matrix (--grad-mb "
+                                                   "gives no layers; train runs it per layer)");
     for (int i = 0; i < p->n_rows; i++) {
         const predict_row *r = &p->rows[i];
         if (r->gpus > 1)
@@ -190,6 +194,8 @@ static void json_machine(FILE *f, const prediction *p)
     fprintf(f, ",\"grad_dtype\":\"%s\",\"compress\":\"%s\",\"compress_source\":", p->o->grad_dtype,
             compress);
     dl_json_string(f, p->compress.kind == DL_COMPRESS_NONE ? "" : predict_compress_source(p));
+    fprintf(f, ",\"powersgd\":\"%s\"", p->compress.kind != DL_COMPRESS_POWERSGD ? ""
+                                         : p->n_mats ? "per_layer" : "folded");
     fprintf(f, ",\"machine\":");
     if (!m) {
         fprintf(f, "null,\"fit\":null,\"whatifs\":[]");

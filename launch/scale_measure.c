@@ -95,9 +95,12 @@ static dl_status setup_compression(scale_run *r, dl_buckets *b, dl_compressor *c
         return dl_fail(DL_ERR_OOM, "out of memory for the bucket layout");
     }
     dl_buckets_layout(b, lo, n);
-    st = dl_compressor_init_on(comp, spec, b->n_params, lo, n, b->count, world,
-                               (uint64_t)r->o->seed, r->ctx->dev);
-    free(lo), free(n);
+    int n_mats;
+    dl_grad_matrix *mats = dl_net_grad_matrices_new(&r->net, &n_mats);
+    st = mats ? dl_compressor_init_on(comp, spec, b->n_params, lo, n, b->count, world,
+                                      (uint64_t)r->o->seed, r->ctx->dev, mats, n_mats)
+              : DL_ERR_OOM;
+    free(lo), free(n), free(mats);
     if (st == DL_OK && (st = dl_compressor_check_rank(comp)) == DL_OK)
         b->compress = comp;
     return st;

@@ -5,6 +5,7 @@
  * the ranks' threads outnumber the cores. */
 #define _GNU_SOURCE
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -68,10 +69,17 @@ double dl_scale_model_speedup(const scale_run *r, const scale_point *one, int ra
     if (dl_compress_parse(r->o->compress, &spec) != DL_OK)
         spec.kind = DL_COMPRESS_NONE; /* refused at start-up already */
     size_t bucket_floats = (size_t)(r->bucket_mb * 1048576.0 / sizeof(float));
-    double wire = dl_compress_wire_factor(spec, ranks, r->net.n_params, bucket_floats);
+    int n_mats = 0;
+    dl_grad_matrix *mats = spec.kind == DL_COMPRESS_POWERSGD
+                               ? dl_net_grad_matrices_new(&r->net, &n_mats) : NULL;
+    /* PowerSGD per layer over the net's matrices, as the measured run */
+    double wire = dl_compress_wire_factor(spec, ranks, r->net.n_params, bucket_floats, mats,
+                                          n_mats);
     /* the C codecs' time is the CPU path's; CUDA kernels would take far less
      * (not measured yet, so not charged) */
-    double codec_ms = cpu ? dl_compress_cpu_ms(spec, ranks, r->net.n_params, bucket_floats) : 0.0;
+    double codec_ms =
+        cpu ? dl_compress_cpu_ms(spec, ranks, r->net.n_params, bucket_floats, mats, n_mats) : 0.0;
+    free(mats);
     dl_step_inputs in = {.compute_ms = compute_ms * stretch + codec_ms,
                          .backward_frac = one->compute_ms > 0 ? one->backward_ms / one->compute_ms
                                                               : 2.0 / 3.0,

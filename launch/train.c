@@ -227,7 +227,8 @@ static dl_status setup(trainer *t)
         st = dl_buckets_init(&t->buckets, t->ctx->comm, t->net.grads, t->net.n_params,
                              (size_t)(t->bucket_mb * 1048576.0 / sizeof(float)));
     if (st == DL_OK)
-        st = dl_train_compress_setup(&t->compress, &t->buckets, t->ctx, (uint64_t)o->seed);
+        st = dl_train_compress_setup(&t->compress, &t->buckets, t->ctx, &t->net,
+                                     (uint64_t)o->seed);
     t->compress.from_step = (uint64_t)ceil(o->compress_warmup_epochs * t->steps_per_epoch);
     if (st == DL_OK && o->trace_dir[0])
         st = setup_trace(t);

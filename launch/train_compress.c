@@ -43,11 +43,21 @@ dl_status dl_train_compress_check_resume(dl_train_compress *tc, const char *path
     return DL_OK;
 }
 
+/* The net's weight matrices into tc (none for a net without conv or fc). */
+static dl_status take_matrices(dl_train_compress *tc, const dl_net *net)
+{
+    tc->mats = dl_net_grad_matrices_new(net, &tc->n_mats);
+    return tc->mats ? DL_OK : DL_ERR_OOM;
+}
+
 dl_status dl_train_compress_setup(dl_train_compress *tc, dl_buckets *b, dl_ctx *ctx,
-                                  uint64_t seed)
+                                  const dl_net *net, uint64_t seed)
 {
     if (!tc->active)
         return DL_OK;
+    dl_status st = take_matrices(tc, net);
+    if (st != DL_OK)
+        return st;
     if (!dl_compress_placement(ctx->dev))
         return dl_fail(DL_ERR_ARG, "--compress on the %s device is not built into this dltrain; "
                        "use --compress none", ctx->dev->name);
@@ -63,8 +73,8 @@ dl_status dl_train_compress_setup(dl_train_compress *tc, dl_buckets *b, dl_ctx *
         return dl_fail(DL_ERR_OOM, "out of memory for the bucket layout");
     }
     dl_buckets_layout(b, lo, n);
-    dl_status st = dl_compressor_init_on(&tc->comp, tc->spec, b->n_params, lo, n, b->count,
-                                         ctx->world, seed, ctx->dev);
+    st = dl_compressor_init_on(&tc->comp, tc->spec, b->n_params, lo, n, b->count, ctx->world,
+                               seed, ctx->dev, tc->mats, tc->n_mats);
     free(lo), free(n);
     if (st != DL_OK || (st = dl_compressor_check_rank(&tc->comp)) != DL_OK)
         return st;
@@ -72,8 +82,10 @@ dl_status dl_train_compress_setup(dl_train_compress *tc, dl_buckets *b, dl_ctx *
     size_t want = (size_t)ctx->world * tc->comp.n + tc->comp.n_shared;
     if (tc->loaded.data && tc->loaded.count != want)
         return dl_fail(DL_ERR_ARG, "the checkpoint's compression state has %llu values, this run "
-                       "needs %zu (another bucket size?)", (unsigned long long)tc->loaded.count,
-                       want);
+                       "needs %zu (%s?)", (unsigned long long)tc->loaded.count, want,
+                       tc->spec.kind == DL_COMPRESS_POWERSGD
+                           ? "PowerSGD's state from a dltrain that folded each bucket into one "
+                             "matrix" : "another bucket size");
     return DL_OK;
 }
 
@@ -134,6 +146,15 @@ dl_status dl_train_compress_gather(dl_train_compress *tc, dl_ctx *ctx, dl_ckpt_e
     return DL_OK;
 }
 
+/* The weight matrices sent low-rank (each whole, in one bucket). */
+static int low_rank_matrices(const dl_compressor *c)
+{
+    int count = 0;
+    for (int i = 0; i < c->n_buckets; i++)
+        count += c->plans[i].n_pieces;
+    return count;
+}
+
 void dl_train_compress_summary(const dl_train_compress *tc, const dl_buckets *b, dl_ctx *ctx,
                                dl_metrics *m)
 {
@@ -146,15 +167,18 @@ void dl_train_compress_summary(const dl_train_compress *tc, const dl_buckets *b,
     }
     dl_buckets_layout(b, lo, n);
     dl_compress_spec none = {DL_COMPRESS_NONE, 0};
-    double wire = dl_compress_wire_bytes(tc->spec, ctx->world, n, b->count);
-    double fp32 = dl_compress_wire_bytes(none, ctx->world, n, b->count);
-    double ratio = dl_compress_ratio(tc->spec, n, b->count);
+    double wire = dl_compress_wire_bytes(tc->spec, ctx->world, n, b->count, tc->mats, tc->n_mats);
+    double fp32 = dl_compress_wire_bytes(none, ctx->world, n, b->count, NULL, 0);
+    double ratio = dl_compress_ratio(tc->spec, n, b->count, tc->mats, tc->n_mats);
     free(n), free(lo);
-    char name[24], body[320];
+    char name[24], body[320], how[96] = "";
     dl_compress_name(tc->spec, name, sizeof name);
-    printf("  gradient compression %s with error feedback: %.3f MB on the wire per rank per step "
-           "(fp32 all-reduce: %.3f MB), compression ratio %.2f\n", name, wire * 1e-6, fp32 * 1e-6,
-           ratio);
+    if (tc->spec.kind == DL_COMPRESS_POWERSGD)
+        snprintf(how, sizeof how, " per layer (%d of %d weight matrices low-rank)",
+                 low_rank_matrices(&tc->comp), tc->n_mats);
+    printf("  gradient compression %s%s with error feedback: %.3f MB on the wire per rank per "
+           "step (fp32 all-reduce: %.3f MB), compression ratio %.2f\n", name, how, wire * 1e-6,
+           fp32 * 1e-6, ratio);
     if (tc->from_step)
         printf("  the first %llu steps uncompressed (--compress-warmup)\n",
                (unsigned long long)tc->from_step);
@@ -177,4 +201,6 @@ void dl_train_compress_free(dl_train_compress *tc)
         dl_compressor_free(&tc->comp);
     free(tc->loaded.data);
     tc->loaded.data = NULL;
+    free(tc->mats);
+    tc->mats = NULL, tc->n_mats = 0;
 }

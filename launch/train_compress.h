@@ -7,6 +7,7 @@
 #include "../comm/bucket.h"
 #include "../comm/compress.h"
 #include "../runtime/checkpoint.h"
+#include "../runtime/net.h"
 #include "context.h"
 #include "metrics.h"
 
@@ -15,6 +16,8 @@ typedef struct dl_train_compress {
     int active;            /* spec is not none */
     uint64_t from_step;    /* --compress-warmup: the first compressed step (0-based) */
     dl_compressor comp;
+    dl_grad_matrix *mats;  /* the net's weight matrices (per-layer PowerSGD) */
+    int n_mats;
     dl_ckpt_extra loaded;  /* rank 0: the state read from --resume (data NULL if none) */
 } dl_train_compress;
 
@@ -25,9 +28,10 @@ int dl_train_compress_parse(const char *text, const char *cmd, dl_compress_spec 
  * a checkpoint whose residuals belong to another compressor or rank count. */
 dl_status dl_train_compress_check_resume(dl_train_compress *tc, const char *path, int world,
                                          int verbose);
-/* After the buckets exist: makes the compressor and hands it to them. */
+/* After the buckets exist: makes the compressor (PowerSGD over net's weight
+ * matrices, layer by layer) and hands it to them. */
 dl_status dl_train_compress_setup(dl_train_compress *tc, dl_buckets *b, dl_ctx *ctx,
-                                  uint64_t seed);
+                                  const dl_net *net, uint64_t seed);
 /* Collective: rank 0's loaded state to every rank, each taking its residual. */
 dl_status dl_train_compress_share(dl_train_compress *tc, dl_ctx *ctx);
 /* Collective: every rank's residual (and the shared state) into *out for

@@ -1,5 +1,6 @@
 /* net.c: network builder, memory layout and the forward/backward passes. */
 #include "net.h"
+#include "grad_matrix.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -159,6 +160,8 @@ static void layout_params(dl_net *net)
     }
 }
 
+void dl_net_layout(dl_net *net) { layout_params(net); }
+
 /* Calls fn on each gap [lo, hi) of padding, in buffer order. */
 static void for_each_gap(const dl_net *net, void (*fn)(void *user, size_t lo, size_t hi),
                          void *user)
@@ -209,6 +212,49 @@ long long dl_net_padding_nonzero(const dl_net *net, const float *flat)
     gap_check g = {flat, -1};
     for_each_gap(net, check_gap, &g);
     return g.first;
+}
+
+/* conv and fc weights: rows = output channels, cols = the rest (the bias,
+ * when there is one, follows the weights). */
+static int weight_matrix(const dl_layer *l, dl_grad_matrix *m)
+{
+    size_t rows, bias;
+    if (l->kind == &dl_layer_conv)
+        rows = (size_t)l->cfg.conv.cout, bias = l->cfg.conv.bias ? rows : 0;
+    else if (l->kind == &dl_layer_fc)
+        rows = (size_t)l->cfg.fc.out, bias = l->cfg.fc.bias ? rows : 0;
+    else
+        return 0;
+    if (rows == 0 || l->n_params <= bias)
+        return 0;
+    *m = (dl_grad_matrix){.off = l->param_off, .rows = rows, .cols = (l->n_params - bias) / rows};
+    return 1;
+}
+
+int dl_net_grad_matrices(const dl_net *net, dl_grad_matrix *out, int max)
+{
+    int count = 0;
+    for (int i = 0; i < net->n_layers; i++) {
+        dl_grad_matrix m;
+        if (!weight_matrix(&net->layers[i], &m))
+            continue;
+        if (count < max) { /* insertion by offset: a few hundred layers at most */
+            int j = count;
+            for (; j > 0 && out[j - 1].off > m.off; j--)
+                out[j] = out[j - 1];
+            out[j] = m;
+        }
+        count++;
+    }
+    return count;
+}
+
+dl_grad_matrix *dl_net_grad_matrices_new(const dl_net *net, int *count)
+{
+    int n = dl_net_grad_matrices(net, NULL, 0);
+    dl_grad_matrix *m = dl_alloc(((size_t)n + 1) * sizeof *m, "the gradient matrices");
+    *count = m ? dl_net_grad_matrices(net, m, n) : 0;
+    return m;
 }
 
 /* The first reader of a tensor in backward order overwrites its gradient;

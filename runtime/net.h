@@ -82,6 +82,10 @@ int dl_net_add(dl_net *net, int a, int b);
 /* Prefix for the names of layers added from now on ("stage2.block1."). */
 void dl_net_set_scope(dl_net *net, const char *scope);
 
+/* Lays out the flat parameter buffer (each layer's param_off, n_params)
+ * without allocating anything: what dl_net_finalize does first, for a net
+ * that is only described (predict's gradient matrices). */
+void dl_net_layout(dl_net *net);
 /* Lay out parameters, allocate everything on `dev` for batches up to
  * max_batch, and initialise parameters from `seed`. */
 dl_status dl_net_finalize(dl_net *net, dl_device *dev, int max_batch, uint64_t seed);

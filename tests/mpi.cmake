@@ -29,8 +29,9 @@ foreach(np 2 4)
 endforeach()
 
 # --compress on the command line: bad input, exact resume with residuals on
-# 1 and 2 ranks, a mismatched --compress, the wire-bytes report.
-foreach(case bad_input resume mismatch report warmup)
+# 1 and 2 ranks, a mismatched --compress, the wire-bytes report, per-layer
+# PowerSGD training.
+foreach(case bad_input resume mismatch report powersgd warmup)
   add_test(NAME compress_${case}
            COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_compress_cli.py ${MPIEXEC_EXECUTABLE}
                    ${DLTRAIN_BIN} ${case})

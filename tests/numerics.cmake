@@ -79,6 +79,11 @@ add_executable(test_compress ${CMAKE_CURRENT_SOURCE_DIR}/test_compress.c)
 target_link_libraries(test_compress PRIVATE dlcomm m)
 add_test(NAME numerics_compress COMMAND test_compress)
 set_tests_properties(numerics_compress PROPERTIES LABELS "cpu;numerics")
+# per-layer PowerSGD: plans of a hand-made layout, its wire bytes, error feedback
+add_executable(test_compress_plan ${CMAKE_CURRENT_SOURCE_DIR}/test_compress_plan.c)
+target_link_libraries(test_compress_plan PRIVATE dlcomm m)
+add_test(NAME numerics_compress_plan COMMAND test_compress_plan)
+set_tests_properties(numerics_compress_plan PROPERTIES LABELS "cpu;numerics")
 # the vectorized array codecs against the per-value definitions, bit for bit
 add_executable(test_codec_exact ${CMAKE_CURRENT_SOURCE_DIR}/test_codec_exact.c)
 target_link_libraries(test_codec_exact PRIVATE dlcomm m)

@@ -255,17 +255,25 @@ static void check_wire_model(void)
     size_t one[1] = {1024};
     dl_compress_spec none = {DL_COMPRESS_NONE, 0}, int8 = {DL_COMPRESS_INT8, 0};
     dl_compress_spec onebit = {DL_COMPRESS_ONEBIT, 0}, psgd = {DL_COMPRESS_POWERSGD, 2};
-    EXPECT(dl_compress_wire_bytes(none, 4, one, 1) == 2.0 * 3 / 4 * 4096, "fp32 ring all-reduce");
-    EXPECT(dl_compress_wire_bytes(int8, 4, one, 1) == 3.0 * (4 * 4 + 1024), "int8 all-gather");
-    EXPECT(dl_compress_wire_bytes(onebit, 2, one, 1) == 1.0 * (8 * 4 + 128), "onebit all-gather");
-    EXPECT(dl_compress_wire_bytes(psgd, 2, one, 1) == 1.0 * 4 * (32 + 32) * 2, "powersgd");
-    EXPECT(dl_compress_wire_bytes(int8, 1, one, 1) == 0.0, "one rank sends nothing");
-    EXPECT(fabs(dl_compress_ratio(onebit, one, 1) - 4096.0 / 160.0) < 1e-12, "onebit ratio");
+    /* folded buckets (no matrices: PyTorch's batched hook) */
+    EXPECT(dl_compress_wire_bytes(none, 4, one, 1, NULL, 0) == 2.0 * 3 / 4 * 4096,
+           "fp32 ring all-reduce");
+    EXPECT(dl_compress_wire_bytes(int8, 4, one, 1, NULL, 0) == 3.0 * (4 * 4 + 1024),
+           "int8 all-gather");
+    EXPECT(dl_compress_wire_bytes(onebit, 2, one, 1, NULL, 0) == 1.0 * (8 * 4 + 128),
+           "onebit all-gather");
+    EXPECT(dl_compress_wire_bytes(psgd, 2, one, 1, NULL, 0) == 1.0 * 4 * (32 + 32) * 2,
+           "powersgd");
+    EXPECT(dl_compress_wire_bytes(int8, 1, one, 1, NULL, 0) == 0.0, "one rank sends nothing");
+    EXPECT(fabs(dl_compress_ratio(onebit, one, 1, NULL, 0) - 4096.0 / 160.0) < 1e-12,
+           "onebit ratio");
     size_t three[3] = {1024, 1024, 10};
-    EXPECT(dl_compress_wire_bytes_params(int8, 4, 2058, 1024) ==
-           dl_compress_wire_bytes(int8, 4, three, 3), "wire bytes from the parameter count");
+    EXPECT(dl_compress_wire_bytes_params(int8, 4, 2058, 1024, NULL, 0) ==
+           dl_compress_wire_bytes(int8, 4, three, 3, NULL, 0),
+           "wire bytes from the parameter count");
     size_t two[2] = {1024, 10}; /* the small bucket goes as plain floats */
-    EXPECT(dl_compress_payload_bytes(psgd, two, 2) == 4.0 * 64 * 2 + 40, "powersgd plain bucket");
+    EXPECT(dl_compress_payload_bytes(psgd, two, 2, NULL, 0) == 4.0 * 64 * 2 + 40,
+           "powersgd plain bucket");
 }
 
 static void check_parse(void)

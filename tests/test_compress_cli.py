@@ -12,6 +12,12 @@
                check names it and every rank stops
     report     the start-up line and the JSON record give bytes on the wire
                and the compression ratio
+    powersgd   per-layer PowerSGD on 2 ranks: the loss goes down, the start-up
+               line and JSON record report the per-layer wire bytes; resumed
+               with other buckets it goes on (its Qs do not depend on them);
+               a checkpoint whose PowerSGD state has another size (as the
+               folded PowerSGD of earlier versions saved) is refused with a
+               message and left as it was
     warmup     --compress-warmup: the uncompressed steps give the losses of a
                run without --compress, bit for bit, and compression starts
                at the step it says; resume across the switch is exact
@@ -19,9 +25,11 @@
 import hashlib
 import json
 import os
+import struct
 import subprocess
 import sys
 import tempfile
+import zlib
 
 MPIEXEC, DLTRAIN, CASE = sys.argv[1], os.path.abspath(sys.argv[2]), sys.argv[3]
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -156,6 +164,54 @@ def report(tmp):
         expect(20 < r["compression_ratio"] < 26, f"onebit ratio {r['compression_ratio']}")
 
 
+def powersgd(tmp):
+    out = os.path.join(tmp, "psgd")
+    p = train(out, "powersgd:2", 32, np=2)
+    expect(p.returncode == 0, f"powersgd run: {p.stderr.strip()[-300:]}")
+    if FAILURES:
+        return
+    expect("gradient compression powersgd:2 per layer (" in p.stdout,
+           f"no per-layer compression line in: {p.stdout}")
+    comp = [json.loads(line) for line in open(out + ".json")]
+    comp = [r for r in comp if r["type"] == "compression"]
+    expect(comp and 0 < comp[0]["wire_bytes_per_step"] < comp[0]["fp32_wire_bytes_per_step"] / 4
+           and comp[0]["compression_ratio"] > 4, f"powersgd:2 wire bytes: {comp}")
+    got = losses(out + ".json")
+    steps = sorted(got)
+    first = sum(got[s] for s in steps[:4]) / 4
+    last = sum(got[s] for s in steps[-4:]) / 4
+    expect(len(steps) == 32 and last < 0.8 * first,
+           f"powersgd:2 loss did not go down: {first:.4f} over steps 1-4, {last:.4f} at the end")
+    # resumed with buckets of another size: each matrix is whole in one
+    # bucket, so the Qs are the same list whatever the buckets
+    ckpt = os.path.join(out, "checkpoint.bin")
+    other = [a if a != "0.25" else "0.5" for a in SMALL]
+    cmd = [DLTRAIN, "train", "--compress", "powersgd:2", "--epochs", "2", "--max-steps", "34"] + \
+        other
+    p = run(cmd + ["--out", out + "-b", "--resume", ckpt], np=2)
+    expect(p.returncode == 0, f"resume with other buckets: {p.stderr.strip()[-400:]}")
+    # a state of another size, as folded PowerSGD saved it: the section's Q
+    # part one float short (count and CRC-32 rewritten)
+    old = os.path.join(tmp, "folded.bin")
+    data = open(ckpt, "rb").read()
+    at = data.rfind(b"compress powersgd:2\0")
+    head = 32 + 4 + 4 + 8  # name, world, crc, count
+    world, _, count = struct.unpack_from("<iIQ", data, at + 32)
+    floats = data[at + head:at + head + 4 * (count - 1)]
+    expect(at > 0 and world == 2 and len(data) == at + head + 4 * count,
+           f"no powersgd section where expected in {ckpt}")
+    with open(old, "wb") as f:
+        f.write(data[:at + 32] + struct.pack("<iIQ", world, zlib.crc32(floats), count - 1) +
+                floats)
+    before = sha(old)
+    p = run(cmd + ["--out", out + "-c", "--resume", old], np=2)
+    # mpirun returns the first rank to exit: rank 0 (2), or rank 1 (1, "every rank stops")
+    expect(p.returncode in (1, 2) and "compression state has" in p.stderr and
+           "folded each bucket" in p.stderr,
+           f"resume a state of another size: exit {p.returncode}: {p.stderr.strip()[-400:]}")
+    expect(sha(old) == before, "the refused resume changed the checkpoint")
+
+
 def warmup(tmp):
     # 512 samples in batches of 16: 32 steps an epoch, so 0.25 epochs = 8 steps
     plain, warm = os.path.join(tmp, "plain"), os.path.join(tmp, "warm")
@@ -186,7 +242,7 @@ def warmup(tmp):
 
 with tempfile.TemporaryDirectory() as tmp:
     {"bad_input": bad_input, "resume": resume, "mismatch": mismatch, "report": report,
-     "warmup": warmup}[CASE](tmp)
+     "powersgd": powersgd, "warmup": warmup}[CASE](tmp)
 if FAILURES:
     sys.exit(f"{len(FAILURES)} failure(s)")
 print("ok")

@@ -3,8 +3,9 @@
  * extreme, denormal and wide-range inputs (with a partial last block), the
  * same decoded values, and the GPU error-feedback step equal to the CPU's;
  * the rank-ordered mean of several ranks' shards bit for bit; PowerSGD's
- * three GPU steps (project, orthonormalize + back, apply) against the C
- * products to float rounding.
+ * three GPU steps (Q orthonormalized + project, orthonormalize + back,
+ * apply) against the C products to float rounding, on a folded bucket and
+ * on a per-layer piece whose buffers start at an unaligned offset.
  * Without a GPU it prints "SKIPPED: ..." and exits 77 (DLTRAIN_REQUIRE_GPU=1
  * makes that a failure); a GPU it cannot use (a driver too old) fails it
  * (gpu_skip.h). */
@@ -156,24 +157,18 @@ static float *gpu_floats(size_t n)
     return d;
 }
 
-static float *to_gpu(const float *x, size_t n)
-{
-    float *d = gpu_floats(n);
-    CUDA_OK(cudaMemcpy(d, x, n * sizeof *x, cudaMemcpyHostToDevice));
-    return d;
-}
-
 static void from_gpu(float *x, const float *d, size_t n)
 {
     CUDA_OK(cudaMemcpy(x, d, n * sizeof *x, cudaMemcpyDeviceToHost));
 }
 
-/* PowerSGD on one bucket of N values (a 55 x 55 matrix, padded), one rank:
- * every intermediate to float rounding (relative to the largest value). */
-static void check_powersgd(int r)
+/* PowerSGD on n values as an m x k matrix (zero-padded past n), one rank:
+ * every intermediate to float rounding (relative to the largest value).
+ * The GPU buffers start `off` floats into their allocations, as a
+ * per-layer piece starts anywhere in a bucket and its M, P and Q anywhere
+ * in the compressor's buffers. */
+static void check_powersgd(int r, size_t n, size_t m, size_t k, size_t off)
 {
-    size_t m, k, n = N;
-    dl_powersgd_shape(n, &m, &k);
     size_t mk = m * k, np = m * (size_t)r, nq = k * (size_t)r;
     float *x = malloc(n * sizeof *x), *res = malloc(n * sizeof *res), *q = malloc(nq * 4);
     float *mat = malloc(mk * 4), *p = malloc(np * 4), *q2 = malloc(nq * 4), *approx = malloc(mk * 4);
@@ -185,12 +180,19 @@ static void check_powersgd(int r)
     dl_rng_seed(&rng, 3, 0, 0);
     for (size_t i = 0; i < nq; i++)
         q[i] = (float)dl_rng_normal(&rng);
-    float *dx = to_gpu(x, n), *dres = to_gpu(res, n), *dq = to_gpu(q, nq);
-    float *dmat = gpu_floats(mk), *dp = gpu_floats(np);
+    float *bx = gpu_floats(n + off), *bres = gpu_floats(n + off), *bq = gpu_floats(nq + off);
+    float *bmat = gpu_floats(mk + off), *bp = gpu_floats(np + off);
+    float *dx = bx + off, *dres = bres + off, *dq = bq + off, *dmat = bmat + off, *dp = bp + off;
+    CUDA_OK(cudaMemcpy(dx, x, n * sizeof *x, cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMemcpy(dres, res, n * sizeof *res, cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMemcpy(dq, q, nq * sizeof *q, cudaMemcpyHostToDevice));
     for (size_t i = 0; i < mk; i++) /* the C reference, as compress_host.c runs it */
         mat[i] = i < n ? x[i] + res[i] : 0.0f;
+    dl_powersgd_orthonormalize(q, k, r);
     dl_powersgd_mul(mat, q, p, m, k, r);
     DL_OK_(dl_powersgd_project_cuda(dx, dres, n, dmat, dq, dp, m, k, r, NULL));
+    from_gpu(got, dq, nq);
+    close_to(got, q, nq, 1e-5, "the warm start Q orthonormalized", r);
     from_gpu(got, dmat, mk);
     EXPECT(memcmp(got, mat, mk * sizeof *got) == 0, "PowerSGD rank %d: M = x + residual differs", r);
     from_gpu(got, dp, np);
@@ -213,7 +215,7 @@ static void check_powersgd(int r)
         res[i] = mat[i] - approx[i];
     from_gpu(got, dres, n);
     close_to(got, res, n, 1e-5, "the residual M - P Q^T", r);
-    cudaFree(dx), cudaFree(dres), cudaFree(dq), cudaFree(dmat), cudaFree(dp);
+    cudaFree(bx), cudaFree(bres), cudaFree(bq), cudaFree(bmat), cudaFree(bp);
     free(x), free(res), free(q), free(mat), free(p), free(q2), free(approx), free(got);
 }
 
@@ -230,8 +232,12 @@ int main(void)
     for (int k = 0; k < 4; k++)
         for (int world = 1; world <= 4; world += 3)
             check_mean(kinds[k], world);
-    for (int r = 1; r <= DL_POWERSGD_MAX_RANK; r++)
-        check_powersgd(r);
+    size_t m, k;
+    dl_powersgd_shape(N, &m, &k);
+    for (int r = 1; r <= DL_POWERSGD_MAX_RANK; r++) {
+        check_powersgd(r, N, m, k, 0); /* a folded bucket: 55 x 55, padded */
+        check_powersgd(r, 37 * 40, 37, 40, 5); /* a layer's rows, 20 bytes into each buffer */
+    }
     if (failures) {
         fprintf(stderr, "test_compress_cuda: %d failure(s)\n", failures);
         return 1;

@@ -7,7 +7,12 @@
  * second one carrying the first one's residuals) must equal, bit for bit,
  * the mean in rank order of the ranks' decompressed values; for PowerSGD it
  * must match a replay to rounding and be bitwise the same on every rank.
- * Several buckets are in flight at once, as in training.
+ * Several buckets are in flight at once, as in training.  PowerSGD runs
+ * both folded (one matrix per bucket) and per layer, over a hand-made
+ * layout whose middle matrix straddles a bucket boundary; the per-layer
+ * replay works matrix by matrix from a hand-written list of the pieces
+ * (independent of the compressor's plan), and also checks this rank's
+ * residual and that plain values come out as the mean.
  *
  * With --device cuda --backend staged|nccl the gradients live in GPU memory
  * and the compressor runs on the GPU (compress_ops.h) over the staged-MPI or
@@ -43,6 +48,22 @@ static int failures;
 
 enum { LEN = 5000, BUCKETS = 3, STEPS = 2 };
 static const size_t bucket_lo[BUCKETS] = {0, 2000, 4000}, bucket_n[BUCKETS] = {2000, 2000, 1000};
+
+/* Weight matrices: A [0, 1500) 30 x 50, a bias and padding, B [1536, 3936)
+ * 40 x 60 across the boundary at 2000, C [4000, 4900) 20 x 45. */
+enum { MATS = 3 };
+static const dl_grad_matrix mats[MATS] = {{4000, 20, 45}, {1536, 40, 60}, {0, 30, 50}};
+
+/* The compressed matrices by hand ((rows + cols) rank 2 < rows cols holds
+ * for all three at ranks 1 and 4), each whole in the bucket where it
+ * starts: A and B in bucket 0 (B reaching to 3936 in bucket 1), C in
+ * bucket 2; bucket 1 sends only [3936, 4000) plain.  q: its Q's offset in
+ * the shared state, bucket by bucket. */
+typedef struct piece {
+    size_t off, rows, cols, q;
+} piece;
+static const piece pieces_r1[] = {{0, 30, 50, 0}, {1536, 40, 60, 50}, {4000, 20, 45, 110}};
+static const piece pieces_r4[] = {{0, 30, 50, 0}, {1536, 40, 60, 200}, {4000, 20, 45, 440}};
 
 static void gradient(int rank, int step, float *g)
 {
@@ -104,7 +125,9 @@ static void replay_powersgd(int rank_r, int world, const dl_compressor *shape, f
                 for (size_t i = 0; i < n; i++)
                     mat[i] = x[i] + c[r].state[bucket_lo[b] + i];
                 memset(mat + n, 0, (m * k - n) * sizeof *mat);
-                dl_powersgd_mul(mat, c[r].state + c[r].q_off[b], mat + m * k, m, k, rank_r);
+                float *q = c[r].state + c[r].q_off[b]; /* the warm start, orthonormal */
+                dl_powersgd_orthonormalize(q, k, rank_r);
+                dl_powersgd_mul(mat, q, mat + m * k, m, k, rank_r);
                 for (size_t i = 0; i < np; i++)
                     pavg[i] += mat[m * k + i] / (float)world;
             }
@@ -130,6 +153,69 @@ static void replay_powersgd(int rank_r, int world, const dl_compressor *shape, f
     free(c), free(g);
 }
 
+static void piece_step(const piece *pc, int r, int world, float *g, float *res, float *q,
+                       float *want, float *want_res, int me)
+{
+    size_t m = pc->rows, k = pc->cols, mk = m * k;
+    float *mat = malloc((size_t)world * mk * sizeof *mat), *p = malloc(m * (size_t)r * 4);
+    float *pavg = calloc(m * (size_t)r, 4), *qr = malloc(k * (size_t)r * 4);
+    float *qavg = calloc(k * (size_t)r, 4), *approx = malloc(mk * sizeof *approx);
+    dl_powersgd_orthonormalize(q, k, r); /* the warm start, as PyTorch's hook */
+    for (int w = 0; w < world; w++) {
+        float *mw = mat + (size_t)w * mk;
+        for (size_t i = 0; i < mk; i++)
+            mw[i] = g[(size_t)w * LEN + pc->off + i] + res[(size_t)w * LEN + pc->off + i];
+        dl_powersgd_mul(mw, q, p, m, k, r);
+        for (size_t i = 0; i < m * (size_t)r; i++)
+            pavg[i] += p[i] / (float)world;
+    }
+    dl_powersgd_orthonormalize(pavg, m, r);
+    for (int w = 0; w < world; w++) {
+        dl_powersgd_mul_t(mat + (size_t)w * mk, pavg, qr, m, k, r);
+        for (size_t i = 0; i < k * (size_t)r; i++)
+            qavg[i] += qr[i] / (float)world;
+    }
+    memcpy(q, qavg, k * (size_t)r * sizeof *q);
+    dl_powersgd_outer(pavg, q, approx, m, k, r);
+    for (int w = 0; w < world; w++)
+        for (size_t i = 0; i < mk; i++)
+            res[(size_t)w * LEN + pc->off + i] = mat[(size_t)w * mk + i] - approx[i];
+    memcpy(want + pc->off, approx, mk * sizeof *want);
+    memcpy(want_res + pc->off, res + (size_t)me * LEN + pc->off, mk * sizeof *want);
+    free(mat), free(p), free(pavg), free(qr), free(qavg), free(approx);
+}
+
+/* Replays per-layer PowerSGD for every rank, matrix by matrix from the hand
+ * list: want = the result, want_res = rank `me`'s residual; plain values
+ * are the exact mean and keep a zero residual. */
+static void replay_layers(int r, int world, int me, float *want, float *want_res)
+{
+    const piece *pcs = r == 1 ? pieces_r1 : pieces_r4;
+    int n_pcs = 3;
+    float *g = malloc((size_t)world * LEN * sizeof *g);
+    float *res = calloc((size_t)world * LEN, sizeof *res);
+    dl_compressor fresh; /* only for the seeded starting Q */
+    dl_compressor_init_on(&fresh, (dl_compress_spec){DL_COMPRESS_POWERSGD, r}, LEN, bucket_lo,
+                          bucket_n, BUCKETS, world, 9, NULL, mats, MATS);
+    float *q = malloc(fresh.n_shared * sizeof *q);
+    memcpy(q, fresh.state + LEN, fresh.n_shared * sizeof *q);
+    dl_compressor_free(&fresh);
+    for (int s = 0; s < STEPS; s++) {
+        memset(want, 0, LEN * sizeof *want);
+        memset(want_res, 0, LEN * sizeof *want_res);
+        for (int w = 0; w < world; w++) {
+            gradient(w, s, g + (size_t)w * LEN);
+            for (size_t i = 0; i < LEN; i++)
+                want[i] += g[(size_t)w * LEN + i]; /* the plain mean; pieces overwrite it */
+        }
+        for (size_t i = 0; i < LEN; i++)
+            want[i] /= (float)world;
+        for (int j = 0; j < n_pcs; j++)
+            piece_step(&pcs[j], r, world, g, res, q + pcs[j].q, want, want_res, me);
+    }
+    free(g), free(res), free(q);
+}
+
 /* Two steps through the compressor over comm, all buckets in flight; on a
  * GPU (dev) the gradients are uploaded to grads and the result read back. */
 static void run_compressed(dl_comm *comm, dl_compressor *c, float *x, dl_device *dev,
@@ -151,24 +237,41 @@ static void run_compressed(dl_comm *comm, dl_compressor *c, float *x, dl_device 
         dev->download(dev, x, grads, LEN * sizeof *x); /* waits for the device's queued work */
 }
 
-static void check_kind(dl_comm *comm, dl_compress_spec spec, dl_device *dev, float *grads)
+/* want_res: this rank's residual by the per-layer replay (NULL otherwise) */
+static void check_residual(dl_compressor *c, int rank, const char *name, const float *want_res)
+{
+    static float state[LEN + 1024];
+    dl_compressor_get_state(c, state);
+    int bad = 0;
+    for (size_t i = 0; i < LEN; i++)
+        bad += !(fabs((double)state[i] - want_res[i]) <= 1e-4 + 1e-3 * fabs(want_res[i]));
+    EXPECT(bad == 0, "rank %d, %s per layer: %d residuals differ from the replay's", rank, name,
+           bad);
+}
+
+static void check_kind(dl_comm *comm, dl_compress_spec spec, dl_device *dev, float *grads,
+                       int per_layer)
 {
     char name[24];
     dl_compress_name(spec, name, sizeof name);
     dl_compressor c;
     if (dl_compressor_init_on(&c, spec, LEN, bucket_lo, bucket_n, BUCKETS, comm->world, 9,
-                              dev) != DL_OK) {
+                              dev, per_layer ? mats : NULL, per_layer ? MATS : 0) != DL_OK) {
         EXPECT(0, "%s: init: %s", name, dl_error_message());
         return;
     }
     EXPECT(strcmp(dl_compressor_where(&c), dev ? "cuda" : "host") == 0, "%s runs on %s", name,
            dl_compressor_where(&c));
-    static float x[LEN], want[LEN], rank0[LEN];
+    static float x[LEN], want[LEN], rank0[LEN], want_res[LEN];
     run_compressed(comm, &c, x, dev, grads);
-    if (spec.kind == DL_COMPRESS_POWERSGD)
+    if (per_layer)
+        replay_layers(spec.rank, comm->world, comm->rank, want, want_res);
+    else if (spec.kind == DL_COMPRESS_POWERSGD)
         replay_powersgd(spec.rank, comm->world, &c, want);
     else
         replay_codec(spec.kind, comm->world, want);
+    if (per_layer)
+        check_residual(&c, comm->rank, name, want_res);
     int bad = 0;
     double worst = 0;
     for (size_t i = 0; i < LEN; i++) {
@@ -177,8 +280,9 @@ static void check_kind(dl_comm *comm, dl_compress_spec spec, dl_device *dev, flo
         bad += spec.kind == DL_COMPRESS_POWERSGD ? !(err <= 1e-4 + 1e-3 * fabs(want[i]))
                                                  : x[i] != want[i];
     }
-    EXPECT(bad == 0, "rank %d, %s: %d of %d averaged values differ from the mean of the ranks' "
-           "decompressed values (worst by %g)", comm->rank, name, bad, LEN, worst);
+    EXPECT(bad == 0, "rank %d, %s%s: %d of %d averaged values differ from the mean of the ranks' "
+           "decompressed values (worst by %g)", comm->rank, name, per_layer ? " per layer" : "",
+           bad, LEN, worst);
     memcpy(rank0, x, sizeof x);
     EXPECT(comm->broadcast(comm, rank0, sizeof rank0, 0) == DL_OK, "broadcast");
     EXPECT(memcmp(rank0, x, sizeof x) == 0, "rank %d, %s: result differs from rank 0's", comm->rank,
@@ -257,7 +361,9 @@ int main(int argc, char **argv)
                                 {DL_COMPRESS_INT8, 0}, {DL_COMPRESS_ONEBIT, 0},
                                 {DL_COMPRESS_POWERSGD, 1}, {DL_COMPRESS_POWERSGD, 4}};
     for (int i = 0; i < 6; i++)
-        check_kind(comm, specs[i], dev, grads);
+        check_kind(comm, specs[i], dev, grads, 0);
+    check_kind(comm, specs[4], dev, grads, 1); /* PowerSGD per layer, ranks 1 and 4 */
+    check_kind(comm, specs[5], dev, grads, 1);
     double total = failures;
     comm->allreduce_sum_f64(comm, &total, 1);
     if (comm->rank == 0)

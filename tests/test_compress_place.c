@@ -40,7 +40,7 @@ static void check_placement(void)
     EXPECT(!on_gpu, "a build without CUDA places a CUDA device's compressor on %s", on_gpu);
     dl_compressor c;
     dl_compress_spec int8 = {DL_COMPRESS_INT8, 0};
-    EXPECT(dl_compressor_init_on(&c, int8, LEN, lo, len, BUCKETS, 2, 1, &gpu) == DL_ERR_ARG,
+    EXPECT(dl_compressor_init_on(&c, int8, LEN, lo, len, BUCKETS, 2, 1, &gpu, NULL, 0) == DL_ERR_ARG,
            "a CUDA compressor in a build without CUDA was made");
 #endif
 }
@@ -51,7 +51,7 @@ static void check_state(void)
     dl_compressor c;
     dl_compress_spec psgd = {DL_COMPRESS_POWERSGD, 1};
     size_t big_lo[1] = {0}, big_n[1] = {4096};
-    if (dl_compressor_init_on(&c, psgd, 4096, big_lo, big_n, 1, 2, 5, NULL) != DL_OK) {
+    if (dl_compressor_init_on(&c, psgd, 4096, big_lo, big_n, 1, 2, 5, NULL, NULL, 0) != DL_OK) {
         EXPECT(0, "init: %s", dl_error_message());
         return;
     }

@@ -5,12 +5,14 @@
  * n_trainable is the layers' sum.  The padding between layers stays exactly
  * zero in parameters, gradients and momentum through training steps with
  * momentum and weight decay (plain and Nesterov), and the two padding
- * helpers find and clear a value planted there. */
+ * helpers find and clear a value planted there.  dl_net_grad_matrices gives
+ * each conv and fc layer's weights as one matrix. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../models/models.h"
+#include "../runtime/grad_matrix.h"
 #include "../runtime/optim.h"
 
 static int failures;
@@ -108,6 +110,35 @@ static void train_steps(const char *model, dl_net *net, const shape *s, int nest
     dl_sgd_free(&opt);
 }
 
+/* dl_net_grad_matrices: one matrix per conv and fc layer, its weights
+ * (the layer's slice less the bias) as out-channels x the rest, in
+ * ascending offset. */
+static void check_grad_matrices(const char *model, const dl_net *net)
+{
+    int count = 0, weighted = 0;
+    dl_grad_matrix *m = dl_net_grad_matrices_new(net, &count);
+    for (int i = 0; m && i < net->n_layers; i++) {
+        const dl_layer *l = &net->layers[i];
+        int conv = l->kind == &dl_layer_conv, fc = l->kind == &dl_layer_fc;
+        if (!conv && !fc)
+            continue;
+        weighted++;
+        size_t rows = conv ? (size_t)l->cfg.conv.cout : (size_t)l->cfg.fc.out;
+        int bias = conv ? l->cfg.conv.bias : l->cfg.fc.bias;
+        int found = 0;
+        for (int j = 0; j < count; j++)
+            found += m[j].off == l->param_off && m[j].rows == rows &&
+                     m[j].rows * m[j].cols == l->n_params - (bias ? rows : 0);
+        CHECK(found == 1, "%s %s: no matrix of %zu rows over its weights", model, l->name, rows);
+    }
+    CHECK(m && count == weighted, "%s: %d matrices for %d conv and fc layers", model, count,
+          weighted);
+    for (int j = 1; m && j < count; j++)
+        CHECK(m[j - 1].off + m[j - 1].rows * m[j - 1].cols <= m[j].off,
+              "%s: matrices %d and %d out of order or overlapping", model, j - 1, j);
+    free(m);
+}
+
 /* The helpers themselves: a planted value is found, then cleared. */
 static void check_helpers(const char *model, dl_net *net)
 {
@@ -148,6 +179,7 @@ int main(void)
             for (int nesterov = 0; nesterov <= 1; nesterov++)
                 train_steps(m->name, net, s, nesterov);
             check_helpers(m->name, net);
+            check_grad_matrices(m->name, net);
         }
         dl_net_free(net);
         free(net);

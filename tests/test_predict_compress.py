@@ -3,7 +3,9 @@
 The wire factor is worked out here from the formats' byte counts and the
 collectives' ring costs, independently of the C code; the step model must
 charge exactly that many bytes, the given compression time, and nothing
-else.
+else.  PowerSGD with --model goes per layer over lenet's weight matrices
+(their layout written out here by hand); with --grad-mb alone each bucket
+is folded into one matrix.
 
 usage: test_predict_compress.py DLTRAIN"""
 import json
@@ -19,6 +21,11 @@ DLTRAIN = sys.argv[1]
 LENET_PARAMS = 857738
 BUCKET_MB = 1.0  # 262144 floats: 3 full buckets and one of 71306
 BLOCK = 256
+# lenet's flat gradients, last layer first, each layer on 64 floats:
+# fc2 10 x 256 (+ 10 bias) at 0, fc1 256 x 3136 at 2624, conv2 64 x 800 at
+# 805696, conv1 32 x 25 at 856960, 857792 floats with padding.
+LENET_MATRICES = [(0, 10, 256), (2624, 256, 3136), (805696, 64, 800), (856960, 32, 25)]
+LENET_LAYOUT = 857792
 
 
 def run(*args):
@@ -46,6 +53,21 @@ def payload(kind, n, rank=4):
     return 4 * n
 
 
+def per_layer_floats(lo, n, rank):
+    """Floats one rank sends for bucket [lo, lo + n) of lenet with per-layer
+    PowerSGD: a matrix with (rows + cols) rank 2 < rows cols goes as its P
+    and Q, whole, with the bucket it starts in (its values in later buckets
+    are not sent again); everything else as plain floats."""
+    sent = n
+    for off, rows, cols in LENET_MATRICES:
+        inside = min(off + rows * cols, lo + n) - max(off, lo)
+        if inside > 0 and (rows + cols) * rank * 2 < rows * cols:
+            sent -= inside
+            if lo <= off:
+                sent += (rows + cols) * rank
+    return sent
+
+
 def wire(kind, world, sizes):
     gathers = kind in ("fp16", "bf16", "int8", "onebit")
     total = sum(payload(kind, n) for n in sizes)
@@ -69,6 +91,8 @@ def check_wire():
     bucket = int(BUCKET_MB * 1048576 / 4)
     sizes = [bucket] * (LENET_PARAMS // bucket) + [LENET_PARAMS % bucket]
     plain = rows_by_gpus(predict_json())
+    bucket_layout = [bucket] * (LENET_LAYOUT // bucket) + [LENET_LAYOUT % bucket]
+    lows = [sum(bucket_layout[:i]) for i in range(len(bucket_layout))]
     for kind in ("fp16", "bf16", "int8", "onebit", "powersgd"):
         doc = predict_json("--compress", kind, "--compress-ms", "0")
         if not doc:
@@ -79,6 +103,9 @@ def check_wire():
         rows = rows_by_gpus(doc)
         for n in (2, 4, 8):
             want = wire(kind, n, sizes) / wire("none", n, sizes)
+            if kind == "powersgd":  # per layer; both all-reduces, so floats over floats
+                want = sum(per_layer_floats(lo, b, 4) for lo, b in zip(lows, bucket_layout)) \
+                    / LENET_LAYOUT
             got = rows[n]["wire_factor"]
             check(f"{kind} at {n} GPUs: wire factor {got:.6f} = {want:.6f}", close(got, want))
             # alpha 0: the comm time is the bytes over the link, so it scales exactly
@@ -89,6 +116,22 @@ def check_wire():
         check(f"{kind}: one GPU sends nothing and pays nothing",
               rows[1]["wire_factor"] == 1 and rows[1]["compress_ms"] == 0 and
               rows[1]["step_ms"] == plain[1]["step_ms"])
+    check("powersgd with --model: per layer", doc and doc.get("powersgd") == "per_layer")
+    # --grad-mb alone has no layers: each bucket folded into one matrix
+    grad_mb = repr(LENET_PARAMS * 4 / 1048576)  # exact: a binary fraction
+    r = run("--grad-mb", grad_mb, "--batch", 64, "--step-ms", 40, "--link", "eth-10g",
+            "--alpha-us", 0, "--bucket-mb", BUCKET_MB, "--gpus", "1,2,4,8", "--json", "-",
+            "--compress", "powersgd", "--compress-ms", "0")
+    check("predict --grad-mb --compress powersgd runs", r.returncode == 0, r.stderr.strip())
+    if r.returncode == 0:
+        doc = json.loads(r.stdout)
+        rows = rows_by_gpus(doc)
+        check("powersgd with --grad-mb: folded", doc.get("powersgd") == "folded")
+        for n in (2, 4, 8):
+            want = wire("powersgd", n, sizes) / wire("none", n, sizes)
+            got = rows[n]["wire_factor"]
+            check(f"folded powersgd at {n} GPUs: wire factor {got:.6f} = {want:.6f}",
+                  close(got, want))
 
 
 def check_compute():
