@@ -80,6 +80,22 @@ static int sends_nothing(const dl_compressor *c, int i)
     return c->spec.kind == DL_COMPRESS_POWERSGD && c->plans[i].round1 == 0;
 }
 
+dl_status dl_compressor_reserve(const dl_compressor *c, dl_comm *comm)
+{
+    for (int i = 0; comm->reserve && i < c->n_buckets; i++) {
+        const dl_psgd_plan *pl = &c->plans[i];
+        size_t f = sizeof(float);
+        dl_status st =
+            c->spec.kind != DL_COMPRESS_POWERSGD
+                ? comm->reserve(comm, i, dl_codec_bytes(c->spec.kind, c->bucket_n[i]), 1)
+            : is_plain(c, i) ? comm->reserve(comm, i, c->bucket_n[i] * f, 0)
+                             : comm->reserve(comm, i, DL_MAX(pl->round1, pl->q_floats) * f, 0);
+        if (st != DL_OK)
+            return st;
+    }
+    return DL_OK;
+}
+
 dl_status dl_compressor_check_rank(const dl_compressor *c)
 {
     if (c->spec.kind != DL_COMPRESS_POWERSGD)

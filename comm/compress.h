@@ -230,6 +230,10 @@ dl_status dl_compressor_init_on(dl_compressor *c, dl_compress_spec spec, size_t 
                                 const size_t *bucket_lo, const size_t *bucket_n, int n_buckets,
                                 int world, uint64_t seed, dl_device *dev,
                                 const dl_grad_matrix *mats, int n_mats);
+/* Makes what c's exchanges will need of comm's slots now (dl_comm.reserve:
+ * the staged backend's pinned buffers), so the first step allocates
+ * nothing; a no-op for backends without reserve. */
+dl_status dl_compressor_reserve(const dl_compressor *c, dl_comm *comm);
 /* Where a compressor for gradients on `dev` runs: "host" (NULL or a CPU
  * device), "cuda" (a CUDA device), or NULL where this build cannot (a CUDA
  * device in a build without the CUDA kernels). */

@@ -101,7 +101,8 @@ static dl_status setup_compression(scale_run *r, dl_buckets *b, dl_compressor *c
                                       (uint64_t)r->o->seed, r->ctx->dev, mats, n_mats)
               : DL_ERR_OOM;
     free(lo), free(n), free(mats);
-    if (st == DL_OK && (st = dl_compressor_check_rank(comp)) == DL_OK)
+    if (st == DL_OK && (st = dl_compressor_check_rank(comp)) == DL_OK &&
+        (st = dl_compressor_reserve(comp, b->comm)) == DL_OK)
         b->compress = comp;
     return st;
 }

@@ -76,7 +76,8 @@ dl_status dl_train_compress_setup(dl_train_compress *tc, dl_buckets *b, dl_ctx *
     st = dl_compressor_init_on(&tc->comp, tc->spec, b->n_params, lo, n, b->count, ctx->world,
                                seed, ctx->dev, tc->mats, tc->n_mats);
     free(lo), free(n);
-    if (st != DL_OK || (st = dl_compressor_check_rank(&tc->comp)) != DL_OK)
+    if (st != DL_OK || (st = dl_compressor_check_rank(&tc->comp)) != DL_OK ||
+        (st = dl_compressor_reserve(&tc->comp, ctx->comm)) != DL_OK)
         return st;
     b->compress = &tc->comp;
     size_t want = (size_t)ctx->world * tc->comp.n + tc->comp.n_shared;
