@@ -29,8 +29,9 @@ dl_status dl_buckets_init(dl_buckets *b, dl_comm *comm, float *grads, size_t n_p
         size_t e = (i + 1) * bucket_floats;
         b->end[i] = e < n_params ? e : n_params;
         size_t floats = b->end[i] - i * bucket_floats; /* the staged backend pins them now */
-        dl_status st = comm->reserve ? comm->reserve(comm, (int)i, floats * sizeof(float), 0)
-                                     : DL_OK;
+        dl_status st = DL_OK;
+        if (comm && comm->reserve)
+            st = comm->reserve(comm, (int)i, floats * sizeof(float), 0);
         if (st != DL_OK) {
             dl_buckets_free(b);
             return st;
