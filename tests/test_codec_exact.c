@@ -16,15 +16,7 @@
 
 static int failures;
 
-#define EXPECT(cond, ...)                                                \
-    do {                                                                 \
-        if (!(cond)) {                                                   \
-            fprintf(stderr, "test_codec_exact: line %d: ", __LINE__);    \
-            fprintf(stderr, __VA_ARGS__);                                \
-            fputc('\n', stderr);                                         \
-            failures++;                                                  \
-        }                                                                \
-    } while (0)
+#include "expect.h"
 
 #define BLOCK DL_COMPRESS_BLOCK
 

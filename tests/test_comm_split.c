@@ -13,15 +13,7 @@
 
 static int failures;
 
-#define EXPECT(cond, ...)                                                    \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "test_comm_split: line %d: ", __LINE__);         \
-            fprintf(stderr, __VA_ARGS__);                                    \
-            fputc('\n', stderr);                                             \
-            failures++;                                                      \
-        }                                                                    \
-    } while (0)
+#include "expect.h"
 
 #define OK(call) EXPECT((call) == DL_OK, "%s failed: %s", #call, dl_error_message())
 

@@ -21,15 +21,7 @@
 
 static int failures;
 
-#define EXPECT(cond, ...)                                                \
-    do {                                                                 \
-        if (!(cond)) {                                                   \
-            fprintf(stderr, "test_compress: line %d: ", __LINE__);       \
-            fprintf(stderr, __VA_ARGS__);                                \
-            fputc('\n', stderr);                                         \
-            failures++;                                                  \
-        }                                                                \
-    } while (0)
+#include "expect.h"
 
 enum { N = 1000 }; /* not a multiple of the block: a partial last block */
 

@@ -23,15 +23,7 @@
 
 static int failures;
 
-#define EXPECT(cond, ...)                                                    \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "test_compress_cuda: line %d: ", __LINE__);      \
-            fprintf(stderr, __VA_ARGS__);                                    \
-            fputc('\n', stderr);                                             \
-            failures++;                                                      \
-        }                                                                    \
-    } while (0)
+#include "expect.h"
 
 #define CUDA_OK(call) EXPECT((call) == cudaSuccess, "%s failed", #call)
 #define DL_OK_(call) EXPECT((call) == DL_OK, "%s: %s", #call, dl_error_message())

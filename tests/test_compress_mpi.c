@@ -36,15 +36,7 @@
 
 static int failures;
 
-#define EXPECT(cond, ...)                                                  \
-    do {                                                                   \
-        if (!(cond)) {                                                     \
-            fprintf(stderr, "test_compress_mpi: line %d: ", __LINE__);     \
-            fprintf(stderr, __VA_ARGS__);                                  \
-            fputc('\n', stderr);                                           \
-            failures++;                                                    \
-        }                                                                  \
-    } while (0)
+#include "expect.h"
 
 enum { LEN = 5000, BUCKETS = 3, STEPS = 2 };
 static const size_t bucket_lo[BUCKETS] = {0, 2000, 4000}, bucket_n[BUCKETS] = {2000, 2000, 1000};

@@ -13,15 +13,7 @@
 
 static int failures;
 
-#define EXPECT(cond, ...)                                                      \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "test_compress_place: line %d: ", __LINE__);       \
-            fprintf(stderr, __VA_ARGS__);                                      \
-            fputc('\n', stderr);                                               \
-            failures++;                                                        \
-        }                                                                      \
-    } while (0)
+#include "expect.h"
 
 enum { LEN = 700, BUCKETS = 2 };
 static const size_t lo[BUCKETS] = {0, 512}, len[BUCKETS] = {512, 188};

@@ -27,15 +27,7 @@
 
 static int failures;
 
-#define EXPECT(cond, ...)                                                \
-    do {                                                                 \
-        if (!(cond)) {                                                   \
-            fprintf(stderr, "test_compress_plan: line %d: ", __LINE__);  \
-            fprintf(stderr, __VA_ARGS__);                                \
-            fputc('\n', stderr);                                         \
-            failures++;                                                  \
-        }                                                                \
-    } while (0)
+#include "expect.h"
 
 enum { LEN = 4000, BUCKETS = 3, MATS = 3 };
 static const size_t lo[BUCKETS] = {0, 1500, 3000}, len[BUCKETS] = {1500, 1500, 1000};
