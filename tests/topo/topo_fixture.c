@@ -315,7 +315,13 @@ static int add_pci(const char *dir, char **tok, int n, const char *default_cpus,
 
 /* ---- cpus ----------------------------------------------------------------------- */
 
-static int add_packages(const char *dir, const char *list, const char *id)
+/* The package lines of one fixture name at most this many CPUs in all: a
+ * fixture is a machine described by hand (the largest has 80), and a fuzzed
+ * "0-99999999", or many lines of thousands, would otherwise make a directory
+ * per CPU for minutes (fuzz_topo_tree's timeout). */
+#define FIXTURE_MAX_CPUS 1024
+
+static int add_packages(const char *dir, const char *list, const char *id, long *cpus_left)
 {
     const char *s = list;
     while (*s) {
@@ -328,6 +334,9 @@ static int add_packages(const char *dir, const char *list, const char *id)
             b = strtol(s + 1, &end, 10);
             s = end;
         }
+        if (a < 0 || b < a || b - a >= *cpus_left)
+            return -1;
+        *cpus_left -= b - a + 1;
         for (long c = a; c <= b; c++) {
             char rel[128];
             pfmt(rel, sizeof rel, "devices/system/cpu/cpu%ld/topology/physical_package_id", c);
@@ -340,7 +349,8 @@ static int add_packages(const char *dir, const char *list, const char *id)
     return 0;
 }
 
-static int do_line(const char *dir, char **tok, int n, char *cpus, size_t cpus_cap, char *err, size_t cap)
+static int do_line(const char *dir, char **tok, int n, char *cpus, size_t cpus_cap,
+                   long *cpus_left, char *err, size_t cap)
 {
     const char *cmd = tok[0];
     if (strcmp(cmd, "expect") == 0)
@@ -353,7 +363,7 @@ static int do_line(const char *dir, char **tok, int n, char *cpus, size_t cpus_c
                write_text(dir, "devices/system/cpu/online", tok[2]);
     }
     if (strcmp(cmd, "package") == 0 && n == 3)
-        return add_packages(dir, tok[1], tok[2]);
+        return add_packages(dir, tok[1], tok[2], cpus_left);
     if (strcmp(cmd, "iommu") == 0 && n == 2) {
         char rel[256], target[256], path[PATHLEN];
         pfmt(path, sizeof path, "%s/devices/virtual/iommu/%s", dir, tok[1]);
@@ -405,6 +415,7 @@ int topo_fixture_build(const char *spec_path, const char *dir, char *err, size_t
     }
     char line[2048];
     int lineno = 0, rc = 0;
+    long cpus_left = FIXTURE_MAX_CPUS;
     while (rc == 0 && fgets(line, sizeof line, f)) {
         lineno++;
         char *tok[MAX_TOKENS];
@@ -412,7 +423,7 @@ int topo_fixture_build(const char *spec_path, const char *dir, char *err, size_t
         err[0] = '\0';
         if (n < 0) {
             rc = fail(err, cap, "%s:%d: bad quoting", spec_path, lineno);
-        } else if (n > 0 && do_line(dir, tok, n, cpus, sizeof cpus, err, cap) != 0) {
+        } else if (n > 0 && do_line(dir, tok, n, cpus, sizeof cpus, &cpus_left, err, cap) != 0) {
             char why[256];
             pfmt(why, sizeof why, "%s", err[0] ? err : "cannot write the files");
             rc = fail(err, cap, "%s:%d: %s", spec_path, lineno, why);
