@@ -3,14 +3,19 @@
 
 #include <stdlib.h>
 
+size_t dl_bucket_stride(size_t bucket_floats)
+{
+    return (bucket_floats + DL_BUCKET_ALIGN_FLOATS - 1) / DL_BUCKET_ALIGN_FLOATS *
+           DL_BUCKET_ALIGN_FLOATS;
+}
+
 dl_status dl_buckets_init(dl_buckets *b, dl_comm *comm, float *grads, size_t n_params,
                           size_t bucket_floats)
 {
     if (bucket_floats == 0)
         return dl_fail(DL_ERR_ARG, "bucket size must be positive");
     /* every boundary on 256 bytes (the buffer itself is allocated so) */
-    bucket_floats = (bucket_floats + DL_BUCKET_ALIGN_FLOATS - 1) / DL_BUCKET_ALIGN_FLOATS *
-                    DL_BUCKET_ALIGN_FLOATS;
+    bucket_floats = dl_bucket_stride(bucket_floats);
     size_t count = (n_params + bucket_floats - 1) / bucket_floats;
     if (count == 0)
         count = 1;
@@ -95,6 +100,25 @@ void dl_buckets_free(dl_buckets *b)
     free(b->done_at);
     b->end = NULL;
     b->start_at = b->done_at = NULL;
+}
+
+dl_status dl_buckets_compress(dl_buckets *b, dl_compressor *c, dl_compress_spec spec,
+                              uint64_t seed, dl_device *dev, const dl_grad_matrix *mats,
+                              int n_mats)
+{
+    size_t *lo = malloc((size_t)b->count * sizeof *lo), *n = malloc((size_t)b->count * sizeof *n);
+    if (!lo || !n) {
+        free(lo), free(n);
+        return dl_fail(DL_ERR_OOM, "out of memory for the bucket layout");
+    }
+    dl_buckets_layout(b, lo, n);
+    dl_status st = dl_compressor_init_on(c, spec, b->n_params, lo, n, b->count, b->comm->world,
+                                         seed, dev, mats, n_mats);
+    free(lo), free(n);
+    if (st == DL_OK && (st = dl_compressor_check_rank(c)) == DL_OK &&
+        (st = dl_compressor_reserve(c, b->comm)) == DL_OK)
+        b->compress = c;
+    return st;
 }
 
 void dl_buckets_layout(const dl_buckets *b, size_t *lo, size_t *n)

@@ -32,6 +32,9 @@ typedef struct dl_buckets {
  * kernels reading a bucket can use 16-byte vector loads. */
 #define DL_BUCKET_ALIGN_FLOATS 64
 
+/* bucket_floats rounded up to DL_BUCKET_ALIGN_FLOATS: where dl_buckets_init
+ * puts each bucket boundary (what models of the buckets cut by). */
+size_t dl_bucket_stride(size_t bucket_floats);
 /* Splits n_params into buckets of at most bucket_floats rounded up to
  * DL_BUCKET_ALIGN_FLOATS (at least one bucket): every bucket but the last
  * starts and ends on a 256-byte boundary of grads. */
@@ -45,6 +48,13 @@ dl_status dl_buckets_finish(dl_buckets *b, double *last_done);
 void dl_buckets_free(dl_buckets *b);
 /* Buckets i's offset and length, for dl_compressor_init (arrays of b->count). */
 void dl_buckets_layout(const dl_buckets *b, size_t *lo, size_t *n);
+/* Makes c a compressor of b's buckets over b's comm (dl_compressor_init_on
+ * with the net's weight matrices, its rank check and dl_compressor_reserve)
+ * and hands it to b (b->compress).  On failure c may hold what was made:
+ * dl_compressor_free it. */
+dl_status dl_buckets_compress(dl_buckets *b, dl_compressor *c, dl_compress_spec spec,
+                              uint64_t seed, dl_device *dev, const dl_grad_matrix *mats,
+                              int n_mats);
 
 /* The default bucket size for n_params gradients, in MiB: an eighth of them,
  * at least 0.25 and at most 25 MiB.  With one bucket nothing can overlap

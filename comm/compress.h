@@ -135,9 +135,6 @@ size_t dl_psgd_bucket_floats(size_t lo, size_t n, const dl_grad_matrix *mats, in
  * products cost in proportion to. */
 size_t dl_psgd_low_rank_floats(size_t lo, size_t n, const dl_grad_matrix *mats, int n_mats,
                                int rank);
-/* Where bucket boundaries fall: bucket_floats rounded up to
- * DL_BUCKET_ALIGN_FLOATS, as dl_buckets_init cuts them. */
-size_t dl_psgd_bucket_step(size_t bucket_floats);
 
 /* Orthonormalizes the r columns of p (m x r, row-major) by Gram-Schmidt. */
 void dl_powersgd_orthonormalize(float *p, size_t m, int r);

@@ -9,6 +9,7 @@
  * and decode, then one decode-and-add per rank; PowerSGD: M Q, M^T P and
  * P Q^T, whatever the rank count), so one timed bucket per compressor,
  * scaled, gives every world size and model without timing each. */
+#include "bucket.h"
 #include "compress.h"
 #include "compress_ops.h"
 
@@ -142,7 +143,7 @@ double dl_compress_cpu_ms(dl_compress_spec s, int world, size_t n_params, size_t
     if (s.kind == DL_COMPRESS_NONE || world <= 1 || n_params == 0 || bucket_floats == 0)
         return 0.0;
     if (mats && s.kind == DL_COMPRESS_POWERSGD) { /* where buckets cut layers matters */
-        size_t step = dl_psgd_bucket_step(bucket_floats);
+        size_t step = dl_bucket_stride(bucket_floats);
         double ms = 0.0;
         for (size_t lo = 0; lo < n_params; lo += step)
             ms += bucket_ms(s, world, lo, DL_MIN(step, n_params - lo), mats, n_mats);

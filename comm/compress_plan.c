@@ -173,12 +173,6 @@ size_t dl_psgd_low_rank_floats(size_t lo, size_t n, const dl_grad_matrix *mats, 
     return low;
 }
 
-size_t dl_psgd_bucket_step(size_t bucket_floats)
-{
-    return (bucket_floats + DL_BUCKET_ALIGN_FLOATS - 1) / DL_BUCKET_ALIGN_FLOATS *
-           DL_BUCKET_ALIGN_FLOATS;
-}
-
 /* ---- the wire model ------------------------------------------------------- */
 
 /* Bytes one rank contributes for bucket [lo, lo + n). */
@@ -234,7 +228,7 @@ double dl_compress_wire_bytes_params(dl_compress_spec s, int world, size_t n_par
     if (bucket_floats == 0 || n_params == 0)
         return 0.0;
     if (mats && s.kind == DL_COMPRESS_POWERSGD) {
-        size_t step = dl_psgd_bucket_step(bucket_floats);
+        size_t step = dl_bucket_stride(bucket_floats);
         double payload = 0.0;
         for (size_t lo = 0; lo < n_params; lo += step)
             payload += bucket_payload(s, lo, DL_MIN(step, n_params - lo), mats, n_mats);

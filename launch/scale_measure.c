@@ -83,27 +83,17 @@ static void label_group(const scale_run *r, const dl_comm *g, scale_point *p)
 }
 
 /* --compress: a compressor over this group's buckets (none: nothing to do). */
-static dl_status setup_compression(scale_run *r, dl_buckets *b, dl_compressor *comp, int world)
+static dl_status setup_compression(scale_run *r, dl_buckets *b, dl_compressor *comp)
 {
     dl_compress_spec spec;
     dl_status st = dl_compress_parse(r->o->compress, &spec);
     if (st != DL_OK || spec.kind == DL_COMPRESS_NONE)
         return st;
-    size_t *lo = malloc((size_t)b->count * sizeof *lo), *n = malloc((size_t)b->count * sizeof *n);
-    if (!lo || !n) {
-        free(lo), free(n);
-        return dl_fail(DL_ERR_OOM, "out of memory for the bucket layout");
-    }
-    dl_buckets_layout(b, lo, n);
     int n_mats;
     dl_grad_matrix *mats = dl_net_grad_matrices_new(&r->net, &n_mats);
-    st = mats ? dl_compressor_init_on(comp, spec, b->n_params, lo, n, b->count, world,
-                                      (uint64_t)r->o->seed, r->ctx->dev, mats, n_mats)
+    st = mats ? dl_buckets_compress(b, comp, spec, (uint64_t)r->o->seed, r->ctx->dev, mats, n_mats)
               : DL_ERR_OOM;
-    free(lo), free(n), free(mats);
-    if (st == DL_OK && (st = dl_compressor_check_rank(comp)) == DL_OK &&
-        (st = dl_compressor_reserve(comp, b->comm)) == DL_OK)
-        b->compress = comp;
+    free(mats);
     return st;
 }
 
@@ -120,7 +110,7 @@ static dl_status measure_group(scale_run *r, dl_comm *g, scale_point *p)
         st = dl_buckets_init(&buckets, g, r->net.grads, r->net.n_params,
                              (size_t)(r->bucket_mb * 1048576.0 / sizeof(float)));
     if (st == DL_OK && n > 1)
-        st = setup_compression(r, &buckets, &comp, n);
+        st = setup_compression(r, &buckets, &comp);
     size_t n_shared = (size_t)(reps * n + 5);
     double *shared = st == DL_OK ? dl_alloc_zero(sizeof(double) * n_shared, "group timings") : NULL;
     if (!shared) {

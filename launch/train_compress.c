@@ -67,19 +67,9 @@ dl_status dl_train_compress_setup(dl_train_compress *tc, dl_buckets *b, dl_ctx *
     if (ctx->dev->kind != DL_DEVICE_CPU && !ctx->comm->device_memory && ctx->world > 1)
         return dl_fail(DL_ERR_ARG, "--compress on GPU gradients needs the NCCL or staged MPI "
                        "backend; the %s backend exchanges host memory", ctx->comm->name);
-    size_t *lo = malloc((size_t)b->count * sizeof *lo), *n = malloc((size_t)b->count * sizeof *n);
-    if (!lo || !n) {
-        free(lo), free(n);
-        return dl_fail(DL_ERR_OOM, "out of memory for the bucket layout");
-    }
-    dl_buckets_layout(b, lo, n);
-    st = dl_compressor_init_on(&tc->comp, tc->spec, b->n_params, lo, n, b->count, ctx->world,
-                               seed, ctx->dev, tc->mats, tc->n_mats);
-    free(lo), free(n);
-    if (st != DL_OK || (st = dl_compressor_check_rank(&tc->comp)) != DL_OK ||
-        (st = dl_compressor_reserve(&tc->comp, ctx->comm)) != DL_OK)
+    st = dl_buckets_compress(b, &tc->comp, tc->spec, seed, ctx->dev, tc->mats, tc->n_mats);
+    if (st != DL_OK)
         return st;
-    b->compress = &tc->comp;
     size_t want = (size_t)ctx->world * tc->comp.n + tc->comp.n_shared;
     if (tc->loaded.data && tc->loaded.count != want)
         return dl_fail(DL_ERR_ARG, "the checkpoint's compression state has %llu values, this run "
