@@ -10,15 +10,7 @@
 #include "nccl_log.h"
 
 static int failures;
-#define CHECK(cond, ...)                                                       \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);               \
-            fprintf(stderr, __VA_ARGS__);                                      \
-            fprintf(stderr, "\n");                                             \
-            failures++;                                                        \
-        }                                                                      \
-    } while (0)
+#include "expect.h"
 
 static const struct {
     const char *line;
@@ -50,9 +42,9 @@ static void test_lines(void)
         dl_nccl_route r;
         memset(&r, 0, sizeof r);
         int ok = dl_nccl_parse_route(cases[i].line, &r);
-        CHECK(ok == cases[i].ok, "line %zu: parsed %d, expected %d", i, ok, cases[i].ok);
+        EXPECT(ok == cases[i].ok, "line %zu: parsed %d, expected %d", i, ok, cases[i].ok);
         if (ok && cases[i].ok)
-            CHECK(r.src == cases[i].src && r.dst == cases[i].dst &&
+            EXPECT(r.src == cases[i].src && r.dst == cases[i].dst &&
                       strcmp(r.transport, cases[i].transport) == 0,
                   "line %zu: %d->%d '%s', expected %d->%d '%s'", i, r.src, r.dst, r.transport,
                   cases[i].src, cases[i].dst, cases[i].transport);
@@ -64,7 +56,7 @@ static void test_file(const char *dir)
     char path[1024];
     snprintf(path, sizeof path, "%s/nccl-log-test.log", dir);
     FILE *f = fopen(path, "w");
-    CHECK(f != NULL, "cannot write %s", path);
+    EXPECT(f != NULL, "cannot write %s", path);
     if (!f)
         return;
     /* 2 channels each way on a 2-GPU ring: one line per pair and transport remains */
@@ -79,13 +71,13 @@ static void test_file(const char *dir)
     int n = dl_nccl_read_routes(path, routes, DL_NCCL_MAX_ROUTES);
     char text[512];
     dl_nccl_routes_text(routes, n, text, sizeof text);
-    CHECK(strcmp(text, "0->1 P2P/IPC; 1->0 P2P/IPC; 0->1 SHM/direct/direct") == 0, "routes: %s",
+    EXPECT(strcmp(text, "0->1 P2P/IPC; 1->0 P2P/IPC; 0->1 SHM/direct/direct") == 0, "routes: %s",
           text);
     char small[12];
     dl_nccl_routes_text(routes, n, small, sizeof small);
-    CHECK(strlen(small) < sizeof small, "text fits its buffer");
+    EXPECT(strlen(small) < sizeof small, "text fits its buffer");
     unlink(path);
-    CHECK(dl_nccl_read_routes(path, routes, DL_NCCL_MAX_ROUTES) == 0, "missing file: no routes");
+    EXPECT(dl_nccl_read_routes(path, routes, DL_NCCL_MAX_ROUTES) == 0, "missing file: no routes");
 }
 
 /* The log followed while NCCL writes it: a line in two writes is read once,
@@ -97,39 +89,39 @@ static void test_tail(const char *dir)
     snprintf(path, sizeof path, "%s/nccl-tail-test.log", dir);
     FILE *w = fopen(path, "w");
     FILE *warn = tmpfile();
-    CHECK(w && warn, "cannot write %s or a temporary file", path);
+    EXPECT(w && warn, "cannot write %s or a temporary file", path);
     if (!w || !warn)
         return;
     dl_nccl_tail t;
-    CHECK(dl_nccl_tail_open(&t, path) == 0, "open %s", path);
+    EXPECT(dl_nccl_tail_open(&t, path) == 0, "open %s", path);
     unlink(path); /* as the backend does: the open handles keep it */
     fputs("h:1:1 [0] NCCL INFO NCCL version 2.28.3+cuda13.0\n"
           "h:1:1 [0] NCCL WARN NET/Socket : no usable interface found\n"
           "h:1:1 [0] NCCL INFO Channel 00/0 : 0[0] -> 1[1] via P2", w);
     fflush(w);
-    CHECK(dl_nccl_tail_pump(&t, warn) == 2, "two complete lines, the third is unfinished");
-    CHECK(t.n_routes == 0 && t.warnings == 1, "no route yet (%d), one warning (%d)", t.n_routes,
+    EXPECT(dl_nccl_tail_pump(&t, warn) == 2, "two complete lines, the third is unfinished");
+    EXPECT(t.n_routes == 0 && t.warnings == 1, "no route yet (%d), one warning (%d)", t.n_routes,
           t.warnings);
-    CHECK(dl_nccl_tail_pump(&t, warn) == 0, "nothing new");
+    EXPECT(dl_nccl_tail_pump(&t, warn) == 0, "nothing new");
     fputs("P/IPC\nh:1:1 [0] NCCL INFO Channel 00/0 : 1[1] -> 0[0] via P2P/IPC\n"
           "h:1:1 [0] NCCL WARN Cuda failure 'out of memory'\n", w);
     fflush(w);
-    CHECK(dl_nccl_tail_pump(&t, warn) == 3, "the finished line and two more");
+    EXPECT(dl_nccl_tail_pump(&t, warn) == 3, "the finished line and two more");
     char text[256];
     dl_nccl_routes_text(t.routes, t.n_routes, text, sizeof text);
-    CHECK(strcmp(text, "0->1 P2P/IPC; 1->0 P2P/IPC") == 0, "late routes: %s", text);
-    CHECK(t.warnings == 2, "two warnings copied (%d)", t.warnings);
+    EXPECT(strcmp(text, "0->1 P2P/IPC; 1->0 P2P/IPC") == 0, "late routes: %s", text);
+    EXPECT(t.warnings == 2, "two warnings copied (%d)", t.warnings);
     /* an overlong line is cut, and the next one is still read whole */
     for (int i = 0; i < 300; i++)
         fputs("xxxxxxxxxx", w);
     fputs("\nh:1:1 [0] NCCL WARN last\n", w);
     fflush(w);
-    CHECK(dl_nccl_tail_pump(&t, warn) == 2 && t.warnings == 3, "overlong line, then a warning");
+    EXPECT(dl_nccl_tail_pump(&t, warn) == 2 && t.warnings == 3, "overlong line, then a warning");
     rewind(warn);
     char got[1024] = "";
     size_t len = fread(got, 1, sizeof got - 1, warn);
     got[len] = 0;
-    CHECK(strcmp(got, "h:1:1 [0] NCCL WARN NET/Socket : no usable interface found\n"
+    EXPECT(strcmp(got, "h:1:1 [0] NCCL WARN NET/Socket : no usable interface found\n"
                       "h:1:1 [0] NCCL WARN Cuda failure 'out of memory'\n"
                       "h:1:1 [0] NCCL WARN last\n") == 0,
           "warnings copied as written: '%s'", got);
@@ -142,18 +134,18 @@ static void test_capture(void)
 {
     char path[512];
     setenv("NCCL_DEBUG", "WARN", 1);
-    CHECK(dl_nccl_log_capture(path, sizeof path) == 0 && !dl_nccl_log_owned(),
+    EXPECT(dl_nccl_log_capture(path, sizeof path) == 0 && !dl_nccl_log_owned(),
           "the user's NCCL_DEBUG stands");
-    CHECK(strcmp(getenv("NCCL_DEBUG"), "WARN") == 0, "NCCL_DEBUG untouched");
+    EXPECT(strcmp(getenv("NCCL_DEBUG"), "WARN") == 0, "NCCL_DEBUG untouched");
     unsetenv("NCCL_DEBUG");
-    CHECK(dl_nccl_log_capture(path, sizeof path) == 1 && dl_nccl_log_owned(), "taken over");
-    CHECK(strcmp(getenv("NCCL_DEBUG"), "INFO") == 0 &&
+    EXPECT(dl_nccl_log_capture(path, sizeof path) == 1 && dl_nccl_log_owned(), "taken over");
+    EXPECT(strcmp(getenv("NCCL_DEBUG"), "INFO") == 0 &&
               strcmp(getenv("NCCL_DEBUG_SUBSYS"), "INIT") == 0 &&
               strcmp(getenv("NCCL_DEBUG_FILE"), path) == 0,
           "INFO for INIT into %s", path);
-    CHECK(dl_nccl_record_version()[0] == 0, "nothing recorded before NCCL ran");
+    EXPECT(dl_nccl_record_version()[0] == 0, "nothing recorded before NCCL ran");
     dl_nccl_record_set("2.21.5", "0->1 P2P/IPC");
-    CHECK(strcmp(dl_nccl_record_version(), "2.21.5") == 0 &&
+    EXPECT(strcmp(dl_nccl_record_version(), "2.21.5") == 0 &&
               strcmp(dl_nccl_record_routes(), "0->1 P2P/IPC") == 0, "record kept");
 }
 
@@ -161,9 +153,9 @@ static void test_version(void)
 {
     char v[32];
     dl_nccl_version_text(22805, v, sizeof v);
-    CHECK(strcmp(v, "2.28.5") == 0, "22805 -> %s", v);
+    EXPECT(strcmp(v, "2.28.5") == 0, "22805 -> %s", v);
     dl_nccl_version_text(2708, v, sizeof v);
-    CHECK(strcmp(v, "2.7.8") == 0, "2708 -> %s", v);
+    EXPECT(strcmp(v, "2.7.8") == 0, "2708 -> %s", v);
 }
 
 /* One rank over the local backend: its own routes are the record. */
@@ -172,19 +164,19 @@ static void test_share(const char *dir)
     char path[512];
     snprintf(path, sizeof path, "%s/nccl_share.log", dir);
     FILE *f = fopen(path, "w");
-    CHECK(f != NULL, "cannot write %s", path);
+    EXPECT(f != NULL, "cannot write %s", path);
     if (!f)
         return;
     fputs("h:1:2 [0] NCCL INFO Channel 00/0 : 0[0] -> 1[1] via P2P/IPC\n", f);
     fclose(f);
     dl_nccl_tail t;
-    CHECK(dl_nccl_tail_open(&t, path) == 0, "tail_open");
+    EXPECT(dl_nccl_tail_open(&t, path) == 0, "tail_open");
     dl_nccl_share_routes(dl_comm_local(), &t, "2.28.5");
     dl_nccl_tail_close(&t);
     remove(path);
-    CHECK(strcmp(dl_nccl_record_version(), "2.28.5") == 0, "version %s",
+    EXPECT(strcmp(dl_nccl_record_version(), "2.28.5") == 0, "version %s",
           dl_nccl_record_version());
-    CHECK(strstr(dl_nccl_record_routes(), "P2P") != NULL, "routes '%s'", dl_nccl_record_routes());
+    EXPECT(strstr(dl_nccl_record_routes(), "P2P") != NULL, "routes '%s'", dl_nccl_record_routes());
 }
 
 int main(int argc, char **argv)

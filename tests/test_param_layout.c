@@ -17,14 +17,7 @@
 
 static int failures;
 
-#define CHECK(cond, ...)                                                                         \
-    do {                                                                                         \
-        if (!(cond)) {                                                                           \
-            fprintf(stderr, "FAIL " __VA_ARGS__);                                                \
-            fputc('\n', stderr);                                                                 \
-            failures++;                                                                          \
-        }                                                                                        \
-    } while (0)
+#include "expect.h"
 
 typedef struct shape {
     const char *model;
@@ -52,15 +45,15 @@ static size_t check_offsets(const char *model, const dl_net *net)
         const dl_layer *l = &net->layers[i];
         if (!l->n_params)
             continue;
-        CHECK(l->param_off % DL_NET_PARAM_ALIGN == 0, "%s %s: parameters at float %zu", model,
+        EXPECT(l->param_off % DL_NET_PARAM_ALIGN == 0, "%s %s: parameters at float %zu", model,
               l->name, l->param_off);
-        CHECK(l->param_off >= end && l->param_off - end < DL_NET_PARAM_ALIGN,
+        EXPECT(l->param_off >= end && l->param_off - end < DL_NET_PARAM_ALIGN,
               "%s %s: at %zu after the last slice's end %zu", model, l->name, l->param_off, end);
         end = l->param_off + l->n_params;
         sum += l->n_params;
     }
-    CHECK(end == net->n_params, "%s: slices end at %zu, n_params %zu", model, end, net->n_params);
-    CHECK(sum == net->n_trainable, "%s: layers hold %zu, n_trainable %zu", model, sum,
+    EXPECT(end == net->n_params, "%s: slices end at %zu, n_params %zu", model, end, net->n_params);
+    EXPECT(sum == net->n_trainable, "%s: layers hold %zu, n_trainable %zu", model, sum,
           net->n_trainable);
     return net->n_params - net->n_trainable;
 }
@@ -84,7 +77,7 @@ static void check_padding_zero(const char *model, const char *what, const dl_net
                                const float *flat, int step)
 {
     long long at = dl_net_padding_nonzero(net, flat);
-    CHECK(at < 0, "%s step %d: %s padding float %lld is %g", model, step, what, at,
+    EXPECT(at < 0, "%s step %d: %s padding float %lld is %g", model, step, what, at,
           at >= 0 ? (double)flat[at] : 0.0);
 }
 
@@ -92,7 +85,7 @@ static void train_steps(const char *model, dl_net *net, const shape *s, int nest
 {
     dl_sgd opt;
     if (dl_sgd_init(&opt, net->dev, net->n_params, 0.9f, 5e-2f, nesterov) != DL_OK) {
-        CHECK(0, "%s: dl_sgd_init: %s", model, dl_error_message());
+        EXPECT(0, "%s: dl_sgd_init: %s", model, dl_error_message());
         return;
     }
     for (int step = 1; step <= 3; step++) {
@@ -129,12 +122,12 @@ static void check_grad_matrices(const char *model, const dl_net *net)
         for (int j = 0; j < count; j++)
             found += m[j].off == l->param_off && m[j].rows == rows &&
                      m[j].rows * m[j].cols == l->n_params - (bias ? rows : 0);
-        CHECK(found == 1, "%s %s: no matrix of %zu rows over its weights", model, l->name, rows);
+        EXPECT(found == 1, "%s %s: no matrix of %zu rows over its weights", model, l->name, rows);
     }
-    CHECK(m && count == weighted, "%s: %d matrices for %d conv and fc layers", model, count,
+    EXPECT(m && count == weighted, "%s: %d matrices for %d conv and fc layers", model, count,
           weighted);
     for (int j = 1; m && j < count; j++)
-        CHECK(m[j - 1].off + m[j - 1].rows * m[j - 1].cols <= m[j].off,
+        EXPECT(m[j - 1].off + m[j - 1].rows * m[j - 1].cols <= m[j].off,
               "%s: matrices %d and %d out of order or overlapping", model, j - 1, j);
     free(m);
 }
@@ -148,10 +141,10 @@ static void check_helpers(const char *model, dl_net *net)
             continue;
         size_t gap = l->param_off - 1; /* the last padding float before this layer */
         net->grads[gap] = 1.0f;
-        CHECK(dl_net_padding_nonzero(net, net->grads) == (long long)gap,
+        EXPECT(dl_net_padding_nonzero(net, net->grads) == (long long)gap,
               "%s: a value planted at %zu not found", model, gap);
         dl_net_zero_padding(net, net->grads);
-        CHECK(net->grads[gap] == 0.0f && dl_net_padding_nonzero(net, net->grads) < 0,
+        EXPECT(net->grads[gap] == 0.0f && dl_net_padding_nonzero(net, net->grads) < 0,
               "%s: dl_net_zero_padding left %zu", model, gap);
         return;
     }
@@ -163,14 +156,14 @@ int main(void)
     size_t padded_models = 0;
     for (const dl_model *m = dl_models; m->name; m++) {
         const shape *s = shape_of(m->name);
-        CHECK(s != NULL, "model %s has no test input shape here: add one", m->name);
+        EXPECT(s != NULL, "model %s has no test input shape here: add one", m->name);
         if (!s)
             continue;
         dl_net *net = calloc(1, sizeof *net);
         dl_status st = dl_model_build(m, net, s->c, s->h, s->w, s->classes);
         if (st == DL_OK)
             st = dl_net_finalize(net, cpu, 2, 7);
-        CHECK(st == DL_OK, "%s: %s", m->name, dl_error_message());
+        EXPECT(st == DL_OK, "%s: %s", m->name, dl_error_message());
         if (st == DL_OK) {
             size_t pad = check_offsets(m->name, net);
             padded_models += pad > 0;
@@ -184,7 +177,7 @@ int main(void)
         dl_net_free(net);
         free(net);
     }
-    CHECK(padded_models > 0, "no model has any padding: the steps above tested nothing");
+    EXPECT(padded_models > 0, "no model has any padding: the steps above tested nothing");
     if (failures)
         fprintf(stderr, "%d failure(s)\n", failures);
     else

@@ -13,15 +13,7 @@
 
 static int failures;
 
-#define CHECK(cond, ...)                                   \
-    do {                                                   \
-        if (!(cond)) {                                     \
-            failures++;                                    \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
-            printf(__VA_ARGS__);                           \
-            printf("\n");                                  \
-        }                                                  \
-    } while (0)
+#include "expect.h"
 
 typedef struct scan {
     int begins, ends, worst_depth, min_depth, has_row2, has_row3;
@@ -35,7 +27,7 @@ static scan scan_file(const char *dir, int rank)
     char path[600], line[512];
     snprintf(path, sizeof path, "%s/trace-rank-%d.json", dir, rank);
     FILE *f = fopen(path, "r");
-    CHECK(f != NULL, "cannot open %s", path);
+    EXPECT(f != NULL, "cannot open %s", path);
     if (!f)
         return s;
     int depth[64] = {0};
@@ -67,14 +59,14 @@ static void null_tracer(void)
     dl_trace_begin_args(t, DL_TRACK_COMPUTE, "step", "x", "\"n\":%d", 1);
     dl_trace_end(t, DL_TRACK_COMPUTE);
     dl_trace_bucket(t, 0, 0.0, 1.0, 10);
-    CHECK(dl_trace_write(t, "/nonexistent/never") == DL_OK, "NULL tracer writes nothing");
-    CHECK(dl_trace_events(t) == 0 && dl_trace_dropped(t) == 0, "NULL tracer counts nothing");
+    EXPECT(dl_trace_write(t, "/nonexistent/never") == DL_OK, "NULL tracer writes nothing");
+    EXPECT(dl_trace_events(t) == 0 && dl_trace_dropped(t) == 0, "NULL tracer counts nothing");
 }
 
 static void window(const char *root)
 {
     dl_tracer *t;
-    CHECK(dl_trace_init(&t, 0, 2, 1, 8) == DL_OK, "init");
+    EXPECT(dl_trace_init(&t, 0, 2, 1, 8) == DL_OK, "init");
     dl_trace_begin(t, DL_TRACK_COMPUTE, "step", "before any step");
     dl_trace_end(t, DL_TRACK_COMPUTE);
     for (int s = 0; s < 5; s++) {
@@ -82,21 +74,21 @@ static void window(const char *root)
         dl_trace_begin_args(t, DL_TRACK_COMPUTE, "step", "step", "\"step\":%d", s);
         dl_trace_end(t, DL_TRACK_COMPUTE);
     }
-    CHECK(dl_trace_events(t) == 4, "steps 1 and 2 of 0..4 kept: %zu events", dl_trace_events(t));
+    EXPECT(dl_trace_events(t) == 4, "steps 1 and 2 of 0..4 kept: %zu events", dl_trace_events(t));
     char dir[600];
     snprintf(dir, sizeof dir, "%s/window/a/b", root);
-    CHECK(dl_trace_write(t, dir) == DL_OK, "write into new nested directories");
+    EXPECT(dl_trace_write(t, dir) == DL_OK, "write into new nested directories");
     scan s = scan_file(dir, 0);
-    CHECK(s.begins == 2 && s.ends == 2 && s.min_depth == 0, "%d begins, %d ends", s.begins, s.ends);
+    EXPECT(s.begins == 2 && s.ends == 2 && s.min_depth == 0, "%d begins, %d ends", s.begins, s.ends);
     dl_trace_free(t);
-    CHECK(dl_trace_init(&t, 0, 0, 1, 8) != DL_OK, "an empty window is refused");
+    EXPECT(dl_trace_init(&t, 0, 0, 1, 8) != DL_OK, "an empty window is refused");
 }
 
 /* A span that began before the window closed still ends in the file. */
 static void span_across_window(const char *root)
 {
     dl_tracer *t;
-    CHECK(dl_trace_init(&t, 3, 1, 0, 8) == DL_OK, "init");
+    EXPECT(dl_trace_init(&t, 3, 1, 0, 8) == DL_OK, "init");
     dl_trace_next_step(t);                                /* step 0: open */
     dl_trace_begin(t, DL_TRACK_DATA, "data", "load");    /* kept */
     dl_trace_next_step(t);                                /* step 1: closed */
@@ -106,9 +98,9 @@ static void span_across_window(const char *root)
     dl_trace_end(t, DL_TRACK_DATA);                       /* no begin: ignored */
     char dir[600];
     snprintf(dir, sizeof dir, "%s/across", root);
-    CHECK(dl_trace_write(t, dir) == DL_OK, "write");
+    EXPECT(dl_trace_write(t, dir) == DL_OK, "write");
     scan s = scan_file(dir, 3);
-    CHECK(s.begins == 1 && s.ends == 1 && s.min_depth == 0, "%d begins, %d ends, min depth %d",
+    EXPECT(s.begins == 1 && s.ends == 1 && s.min_depth == 0, "%d begins, %d ends, min depth %d",
           s.begins, s.ends, s.min_depth);
     dl_trace_free(t);
 }
@@ -116,7 +108,7 @@ static void span_across_window(const char *root)
 static void full_buffer(const char *root)
 {
     dl_tracer *t;
-    CHECK(dl_trace_init(&t, 0, 1, 0, 0) == DL_OK, "init"); /* room for about 1024 events */
+    EXPECT(dl_trace_init(&t, 0, 1, 0, 0) == DL_OK, "init"); /* room for about 1024 events */
     dl_trace_next_step(t);
     for (int i = 0; i < 1000; i++) {
         dl_trace_begin(t, DL_TRACK_COMPUTE, "step", "outer");
@@ -128,13 +120,13 @@ static void full_buffer(const char *root)
     }
     dl_trace_begin(t, DL_TRACK_COMPUTE, "step", "left open");
     size_t kept = dl_trace_events(t);
-    CHECK(kept <= 1024 + 1 && dl_trace_dropped(t) > 0, "%zu kept, %zu dropped", kept,
+    EXPECT(kept <= 1024 + 1 && dl_trace_dropped(t) > 0, "%zu kept, %zu dropped", kept,
           dl_trace_dropped(t));
     char dir[600];
     snprintf(dir, sizeof dir, "%s/full", root);
-    CHECK(dl_trace_write(t, dir) == DL_OK, "write");
+    EXPECT(dl_trace_write(t, dir) == DL_OK, "write");
     scan s = scan_file(dir, 0);
-    CHECK(s.begins == s.ends && s.min_depth == 0 && s.begins > 400,
+    EXPECT(s.begins == s.ends && s.min_depth == 0 && s.begins > 400,
           "%d begins, %d ends, min depth %d", s.begins, s.ends, s.min_depth);
     dl_trace_free(t);
 }
@@ -142,7 +134,7 @@ static void full_buffer(const char *root)
 static void bucket_rows(const char *root)
 {
     dl_tracer *t;
-    CHECK(dl_trace_init(&t, 1, 1, 0, 16) == DL_OK, "init");
+    EXPECT(dl_trace_init(&t, 1, 1, 0, 16) == DL_OK, "init");
     dl_trace_next_step(t);
     dl_trace_bucket(t, 0, 100.0, 110.0, 1000); /* row 1 */
     dl_trace_bucket(t, 1, 101.0, 105.0, 1000); /* overlaps bucket 0: row 2 */
@@ -150,11 +142,11 @@ static void bucket_rows(const char *root)
     dl_trace_bucket(t, 3, 112.0, 113.0, 10);   /* row 1 free at 110 */
     char dir[600];
     snprintf(dir, sizeof dir, "%s/buckets", root);
-    CHECK(dl_trace_write(t, dir) == DL_OK, "write");
+    EXPECT(dl_trace_write(t, dir) == DL_OK, "write");
     scan s = scan_file(dir, 1);
-    CHECK(s.begins == 4 && s.ends == 4 && s.min_depth == 0 && s.worst_depth == 1,
+    EXPECT(s.begins == 4 && s.ends == 4 && s.min_depth == 0 && s.worst_depth == 1,
           "%d begins, %d ends, depth %d..%d", s.begins, s.ends, s.min_depth, s.worst_depth);
-    CHECK(s.has_row2 && !s.has_row3, "two rows for at most two buckets in flight");
+    EXPECT(s.has_row2 && !s.has_row3, "two rows for at most two buckets in flight");
     dl_trace_free(t);
 }
 

@@ -7,15 +7,7 @@
 #include "topo_fixture.h"
 
 static int failures;
-#define CHECK(cond, ...)                                                       \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);               \
-            fprintf(stderr, __VA_ARGS__);                                      \
-            fprintf(stderr, "\n");                                             \
-            failures++;                                                        \
-        }                                                                      \
-    } while (0)
+#include "../expect.h"
 
 static int load(const char *fixtures, const char *work, const char *name, dl_topo *t)
 {
@@ -23,11 +15,11 @@ static int load(const char *fixtures, const char *work, const char *name, dl_top
     snprintf(spec, sizeof spec, "%s/%s.topo", fixtures, name);
     snprintf(dir, sizeof dir, "%s/scale_subsets/%s", work, name);
     if (topo_fixture_build(spec, dir, err, sizeof err) != 0) {
-        CHECK(0, "%s: %s", name, err);
+        EXPECT(0, "%s: %s", name, err);
         return -1;
     }
     if (dl_topo_discover(dir, t) != DL_OK) {
-        CHECK(0, "%s: discovery failed", name);
+        EXPECT(0, "%s: discovery failed", name);
         return -1;
     }
     return 0;
@@ -45,7 +37,7 @@ static void expect_pairs(const dl_topo *t, const int *gpu_of_rank, int world, co
         snprintf(got + len, sizeof got - len, "%s%d-%d %s", i ? "; " : "", p[i].rank_a, p[i].rank_b,
                  dl_topo_rel_name(p[i].rel));
     }
-    CHECK(strcmp(got, want) == 0, "%s\n  got:      %s\n  expected: %s", what, got, want);
+    EXPECT(strcmp(got, want) == 0, "%s\n  got:      %s\n  expected: %s", what, got, want);
 }
 
 int main(int argc, char **argv)
@@ -67,7 +59,7 @@ int main(int argc, char **argv)
         dl_scale_distinct_pairs(&t, identity, 2, p, 1);
         char label[160];
         dl_scale_pair_label(&t, p, label, sizeof label);
-        CHECK(strcmp(label, "GPU0,GPU1 via PIX, bottleneck x8 gen3 (7.9 GB/s)") == 0, "label: %s",
+        EXPECT(strcmp(label, "GPU0,GPU1 via PIX, bottleneck x8 gen3 (7.9 GB/s)") == 0, "label: %s",
               label);
         dl_topo_free(&t);
     }

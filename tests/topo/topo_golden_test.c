@@ -21,14 +21,7 @@
 
 static int failures;
 
-#define CHECK(cond, ...)                                  \
-    do {                                                  \
-        if (!(cond)) {                                    \
-            fprintf(stderr, "FAIL: " __VA_ARGS__);        \
-            fputc('\n', stderr);                          \
-            failures++;                                   \
-        }                                                 \
-    } while (0)
+#include "../expect.h"
 
 static char *slurp(const char *path, size_t *len)
 {
@@ -74,7 +67,7 @@ static void compare(const char *what, const char *golden_path, const char *actua
     size_t glen = 0;
     char *golden = slurp(golden_path, &glen);
     if (!golden) {
-        CHECK(0, "%s: golden file %s missing (run with DLTRAIN_UPDATE_GOLDEN=1 to create it)",
+        EXPECT(0, "%s: golden file %s missing (run with DLTRAIN_UPDATE_GOLDEN=1 to create it)",
               what, golden_path);
         return;
     }
@@ -90,7 +83,7 @@ static void compare(const char *what, const char *golden_path, const char *actua
         int gl = ge ? (int)(ge - golden - (long)start) : (int)(glen - start);
         int al = ae ? (int)(ae - actual - (long)start) : (int)(alen - start);
         spill(actual_path, actual, alen);
-        CHECK(0, "%s differs from %s at line %d\n  golden: %.*s\n  actual: %.*s\n  (full output in %s)",
+        EXPECT(0, "%s differs from %s at line %d\n  golden: %.*s\n  actual: %.*s\n  (full output in %s)",
               what, golden_path, line, gl, golden + start, al, actual + start, actual_path);
     }
     free(golden);
@@ -104,29 +97,29 @@ static int pair_index(const dl_topo *t, const char *s)
 
 static void check_pair(const dl_topo *t, char **tok, int n)
 {
-    CHECK(n >= 5, "expect pair needs: A B REL GBPS [P2P|SHM]");
+    EXPECT(n >= 5, "expect pair needs: A B REL GBPS [P2P|SHM]");
     if (n < 5)
         return;
     int a = pair_index(t, tok[2]), b = pair_index(t, tok[3]);
-    CHECK(a >= 0 && b >= 0, "expect pair %s %s: no such GPUs", tok[2], tok[3]);
+    EXPECT(a >= 0 && b >= 0, "expect pair %s %s: no such GPUs", tok[2], tok[3]);
     if (a < 0 || b < 0)
         return;
     const dl_topo_pair *p = dl_topo_pair_get(t, a, b);
     char cell[16];
     dl_topo_rel_cell(p->rel, p->nvlinks, cell, sizeof cell);
-    CHECK(strcmp(cell, tok[4]) == 0, "GPU%d-GPU%d relationship %s, expected %s", a, b, cell, tok[4]);
-    CHECK(dl_topo_pair_rel(t, b, a) == p->rel, "GPU%d-GPU%d matrix not symmetric", a, b);
+    EXPECT(strcmp(cell, tok[4]) == 0, "GPU%d-GPU%d relationship %s, expected %s", a, b, cell, tok[4]);
+    EXPECT(dl_topo_pair_rel(t, b, a) == p->rel, "GPU%d-GPU%d matrix not symmetric", a, b);
     if (n >= 6) {
         if (strcmp(tok[5], "?") == 0)
-            CHECK(p->gbps == 0, "GPU%d-GPU%d bandwidth %.3f, expected unknown", a, b, p->gbps);
+            EXPECT(p->gbps == 0, "GPU%d-GPU%d bandwidth %.3f, expected unknown", a, b, p->gbps);
         else
-            CHECK(fabs(p->gbps - atof(tok[5])) < 0.01, "GPU%d-GPU%d bandwidth %.3f GB/s, expected %s",
+            EXPECT(fabs(p->gbps - atof(tok[5])) < 0.01, "GPU%d-GPU%d bandwidth %.3f GB/s, expected %s",
                   a, b, p->gbps, tok[5]);
-        CHECK(fabs(dl_topo_pair_gbps(t, a, b) - dl_topo_pair_gbps(t, b, a)) < 1e-9,
+        EXPECT(fabs(dl_topo_pair_gbps(t, a, b) - dl_topo_pair_gbps(t, b, a)) < 1e-9,
               "GPU%d-GPU%d bandwidth not symmetric", a, b);
     }
     if (n >= 7)
-        CHECK(strcmp(tok[6], p->nccl_p2p ? "P2P" : "SHM") == 0, "GPU%d-GPU%d NCCL %s, expected %s",
+        EXPECT(strcmp(tok[6], p->nccl_p2p ? "P2P" : "SHM") == 0, "GPU%d-GPU%d NCCL %s, expected %s",
               a, b, p->nccl_p2p ? "P2P" : "SHM", tok[6]);
 }
 
@@ -151,25 +144,25 @@ static void check_expectations(const char *spec, const dl_topo *t)
         checked++;
         int want = n > 2 ? atoi(tok[2]) : -1;
         if (strcmp(tok[1], "gpus") == 0)
-            CHECK(t->n_gpus == want, "%d GPUs, expected %d", t->n_gpus, want);
+            EXPECT(t->n_gpus == want, "%d GPUs, expected %d", t->n_gpus, want);
         else if (strcmp(tok[1], "nvidia") == 0)
-            CHECK(t->n_nvidia == want, "%d NVIDIA GPUs, expected %d", t->n_nvidia, want);
+            EXPECT(t->n_nvidia == want, "%d NVIDIA GPUs, expected %d", t->n_nvidia, want);
         else if (strcmp(tok[1], "compute") == 0)
-            CHECK(t->n_compute == want, "%d compute GPUs, expected %d", t->n_compute, want);
+            EXPECT(t->n_compute == want, "%d compute GPUs, expected %d", t->n_compute, want);
         else if (strcmp(tok[1], "switches") == 0)
-            CHECK(t->n_switches == want, "%d switches, expected %d", t->n_switches, want);
+            EXPECT(t->n_switches == want, "%d switches, expected %d", t->n_switches, want);
         else if (strcmp(tok[1], "pair") == 0)
             check_pair(t, tok, n);
         else if (strcmp(tok[1], "warning") == 0 && n > 2)
-            CHECK(has_warning(t, tok[2]), "no warning containing \"%s\"", tok[2]);
+            EXPECT(has_warning(t, tok[2]), "no warning containing \"%s\"", tok[2]);
         else if (strcmp(tok[1], "nowarning") == 0 && n > 2)
-            CHECK(!has_warning(t, tok[2]), "unexpected warning containing \"%s\"", tok[2]);
+            EXPECT(!has_warning(t, tok[2]), "unexpected warning containing \"%s\"", tok[2]);
         else
-            CHECK(0, "unknown expectation '%s'", tok[1]);
+            EXPECT(0, "unknown expectation '%s'", tok[1]);
     }
     if (f)
         fclose(f);
-    CHECK(checked > 0, "%s has no expect lines", spec);
+    EXPECT(checked > 0, "%s has no expect lines", spec);
 }
 
 static int update_requested(void)
@@ -226,7 +219,7 @@ int main(int argc, char **argv)
     snprintf(actual_txt, sizeof actual_txt, "%s.actual.txt", name);
     snprintf(actual_json, sizeof actual_json, "%s.actual.json", name);
     if (update_requested()) {
-        CHECK(spill(golden_txt, report, rlen) == 0 && spill(golden_json, json, jlen) == 0,
+        EXPECT(spill(golden_txt, report, rlen) == 0 && spill(golden_json, json, jlen) == 0,
               "cannot write golden files in %s", golden_dir);
         printf("updated %s and %s\n", golden_txt, golden_json);
     } else {
