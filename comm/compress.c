@@ -87,7 +87,7 @@ dl_status dl_compressor_reserve(const dl_compressor *c, dl_comm *comm)
         size_t f = sizeof(float);
         dl_status st =
             c->spec.kind != DL_COMPRESS_POWERSGD
-                ? comm->reserve(comm, i, dl_codec_bytes(c->spec.kind, c->bucket_n[i]), 1)
+                ? comm->reserve(comm, i, c->enc_bytes[i], 1)
             : is_plain(c, i) ? comm->reserve(comm, i, c->bucket_n[i] * f, 0)
                              : comm->reserve(comm, i, DL_MAX(pl->round1, pl->q_floats) * f, 0);
         if (st != DL_OK)
@@ -117,15 +117,33 @@ dl_status dl_compressor_check_rank(const dl_compressor *c)
                    "or larger buckets (--bucket-mb)", c->spec.rank, largest, m, k, c->spec.rank);
 }
 
-/* Each bucket's plan, the offsets of its Qs after the residual, and the
- * state's size. */
+/* An element-wise codec's runs of bucket i (dl_codec_segments) and its
+ * encoded size. */
+static dl_status make_segments(dl_compressor *c, int i, const dl_grad_matrix *mats, int n_mats)
+{
+    dl_compress_kind kind = c->spec.kind;
+    size_t lo = c->bucket_lo[i], n = c->bucket_n[i];
+    size_t count = dl_codec_segments(kind, lo, n, c->n, mats, n_mats, NULL, 0, &c->enc_bytes[i]);
+    c->segs[i] = dl_alloc((count + 1) * sizeof *c->segs[i], "a bucket's codec runs");
+    if (!c->segs[i])
+        return DL_ERR_OOM;
+    c->n_segs[i] = dl_codec_segments(kind, lo, n, c->n, mats, n_mats, c->segs[i], count, NULL);
+    return DL_OK;
+}
+
+/* Each bucket's plan (PowerSGD) or runs (the element-wise codecs), the
+ * offsets of its Qs after the residual, and the state's size. */
 static dl_status make_plans(dl_compressor *c, const dl_grad_matrix *mats, int n_mats)
 {
     size_t off = c->n;
     for (int i = 0; i < c->n_buckets; i++) {
         c->q_off[i] = off;
-        if (c->spec.kind != DL_COMPRESS_POWERSGD)
+        if (c->spec.kind != DL_COMPRESS_POWERSGD) {
+            dl_status st = make_segments(c, i, mats, n_mats);
+            if (st != DL_OK)
+                return st;
             continue;
+        }
         dl_status st = dl_psgd_plan_make(&c->plans[i], c->bucket_lo[i], c->bucket_n[i], mats,
                                          n_mats, c->spec.rank);
         if (st != DL_OK)
@@ -173,7 +191,7 @@ static dl_status alloc_buffers(dl_compressor *c, int world)
             if (!c->work[i])
                 return DL_ERR_OOM;
         } else {
-            size_t bytes = dl_codec_bytes(c->spec.kind, n);
+            size_t bytes = c->enc_bytes[i];
             c->send[i] = o->alloc(c, bytes, "compressed bucket");
             c->recv[i] = o->alloc(c, bytes * (size_t)world, "compressed buckets of every rank");
             if (!c->send[i] || !c->recv[i])
@@ -222,14 +240,18 @@ dl_status dl_compressor_init_on(dl_compressor *c, dl_compress_spec spec, size_t 
     c->recv = calloc(nb, sizeof *c->recv);
     c->work = calloc(nb, sizeof *c->work);
     c->plans = calloc(nb, sizeof *c->plans);
+    c->segs = calloc(nb, sizeof *c->segs);
+    c->n_segs = calloc(nb, sizeof *c->n_segs);
+    c->enc_bytes = calloc(nb, sizeof *c->enc_bytes);
     if (!c->bucket_lo || !c->bucket_n || !c->q_off || !c->send || !c->recv || !c->work ||
-        !c->plans) {
+        !c->plans || !c->segs || !c->n_segs || !c->enc_bytes) {
         dl_compressor_free(c);
         return dl_fail(DL_ERR_OOM, "out of memory for compression of %d buckets", n_buckets);
     }
     memcpy(c->bucket_lo, bucket_lo, nb * sizeof *bucket_lo);
     memcpy(c->bucket_n, bucket_n, nb * sizeof *bucket_n);
-    c->per_layer = spec.kind == DL_COMPRESS_POWERSGD && mats != NULL;
+    c->per_layer = mats != NULL &&
+                   (spec.kind == DL_COMPRESS_POWERSGD || spec.kind == DL_COMPRESS_ONEBIT);
     dl_status st = make_plans(c, mats, n_mats);
     if (st == DL_OK)
         c->state = ops->alloc(c, (c->n_state + 1) * sizeof *c->state, "error-feedback residual");
@@ -262,6 +284,9 @@ void dl_compressor_free(dl_compressor *c)
         o->release(c, c->state), o->release(c, c->scratch);
     for (int i = 0; c->plans && i < c->n_buckets; i++)
         dl_psgd_plan_free(&c->plans[i]);
+    for (int i = 0; c->segs && i < c->n_buckets; i++)
+        free(c->segs[i]);
+    free(c->segs), free(c->n_segs), free(c->enc_bytes);
     free(c->bucket_lo), free(c->bucket_n), free(c->q_off), free(c->plans);
     free(c->send), free(c->recv), free(c->work);
     memset(c, 0, sizeof *c);
@@ -323,12 +348,19 @@ static dl_status exchange_wait(dl_compressor *c, dl_comm *comm, int i, double *d
     return DL_OK;
 }
 
+/* Error feedback and encoding run by run into the bucket's send buffer,
+ * then one all-gather of it. */
 static dl_status codec_start(dl_compressor *c, dl_comm *comm, float *x, int i)
 {
-    size_t n = c->bucket_n[i], bytes = dl_codec_bytes(c->spec.kind, n);
-    dl_status st = c->ops->feedback(c, x, c->state + c->bucket_lo[i], n, c->send[i]);
-    if (st != DL_OK)
-        return st;
+    size_t bytes = c->enc_bytes[i];
+    float *res = c->state + c->bucket_lo[i];
+    for (size_t j = 0; j < c->n_segs[i]; j++) {
+        const dl_codec_seg *sg = &c->segs[i][j];
+        dl_status st = c->ops->feedback(c, sg->kind, x + sg->off, res + sg->off, sg->n,
+                                        c->send[i] + sg->at);
+        if (st != DL_OK)
+            return st;
+    }
     if (one_rank_alone(c, comm)) {
         c->ops->copy(c, c->recv[i], c->send[i], bytes);
         return DL_OK;
@@ -413,5 +445,10 @@ dl_status dl_compressor_wait(dl_compressor *c, dl_comm *comm, float *x, int i, d
         return st;
     if (c->spec.kind == DL_COMPRESS_POWERSGD)
         return powersgd_finish(c, comm, x, i, done_at);
-    return c->ops->mean(c, c->recv[i], c->bucket_n[i], comm->world, x);
+    for (size_t j = 0; j < c->n_segs[i] && st == DL_OK; j++) {
+        const dl_codec_seg *sg = &c->segs[i][j];
+        st = c->ops->mean(c, sg->kind, c->recv[i] + sg->at, c->enc_bytes[i], sg->n, comm->world,
+                          x + sg->off);
+    }
+    return st;
 }

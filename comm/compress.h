@@ -66,6 +66,35 @@ float dl_half_to_float(uint16_t h);
 uint16_t dl_float_to_bf16(float x);
 float dl_bf16_to_float(uint16_t b);
 
+/* ---- onebit per layer ------------------------------------------------------ */
+
+/* With the net's weight matrices, onebit codes each tensor on its own: a
+ * weight matrix, or the vectors (biases, batch-norm scales and shifts)
+ * between two matrices, taken as one tensor.  Blocks start at the tensor's
+ * first value (or the bucket's, where a bucket cuts it), so no block mixes
+ * two layers' scales, and a tensor of fewer than DL_ONEBIT_EXACT_BELOW
+ * values goes as exact fp32: those are few bytes, and one sign and two
+ * means per block cost them the most accuracy (docs/compression.md).
+ * Without matrices (`bench allreduce`) a bucket is one run of blocks. */
+#define DL_ONEBIT_EXACT_BELOW 4096
+
+/* A run of a bucket's values coded with one codec: x[off, off + n) encoded
+ * at byte `at` of the bucket's encoding (a multiple of 8). */
+typedef struct dl_codec_seg {
+    size_t off, n, at;
+    dl_compress_kind kind; /* the compressor's, or DL_COMPRESS_NONE: exact fp32 */
+} dl_codec_seg;
+
+/* The runs of bucket [lo, lo + n) of `total` gradients for an element-wise
+ * codec: with matrices and onebit, tensor by tensor as above (adjacent exact
+ * runs merged); otherwise the whole bucket in `kind`.  Writes up to max runs
+ * to out (NULL, 0 to count), returns how many there are, and sets *bytes to
+ * the bucket's encoded size, the sum of the runs' codec bytes each rounded
+ * up to 8. */
+size_t dl_codec_segments(dl_compress_kind kind, size_t lo, size_t n, size_t total,
+                         const dl_grad_matrix *mats, int n_mats, dl_codec_seg *out, size_t max,
+                         size_t *bytes);
+
 /* ---- PowerSGD ------------------------------------------------------------ */
 
 /* Per layer (PyTorch's powerSGD_hook): each layer's weight gradient is its
@@ -205,7 +234,10 @@ typedef struct dl_compressor {
     size_t n_state, n_shared; /* n_shared: the Q part, identical across ranks */
     size_t *q_off;            /* [n_buckets] offset of bucket i's Qs in state */
     dl_psgd_plan *plans;      /* [n_buckets] powersgd: how each bucket goes */
-    int per_layer;            /* powersgd: made with the net's matrices (else folded) */
+    int per_layer;            /* made with the net's matrices (powersgd: else folded;
+                                 onebit: else one run of blocks per bucket) */
+    dl_codec_seg **segs;      /* [n_buckets] element-wise codecs: each bucket's runs */
+    size_t *n_segs, *enc_bytes; /* [n_buckets] how many runs, the encoded bucket's bytes */
     unsigned char **send;     /* [n_buckets] encoded bucket (element-wise codecs) */
     unsigned char **recv;     /* [n_buckets] every rank's encoded bucket */
     float **work;             /* [n_buckets] powersgd: the pieces' Ms [mat_floats],

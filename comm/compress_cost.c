@@ -68,11 +68,11 @@ static void time_codec(dl_compress_kind kind, size_t n, codec_cost *cost)
     if (!x || !residual || !shards || !c.scratch)
         goto out;
     fill_gradients(x, n);
-    TIME_MS(cost->start_ms, ops->feedback(&c, x, residual, n, shards));
+    TIME_MS(cost->start_ms, ops->feedback(&c, kind, x, residual, n, shards));
     for (int r = 1; r < TIMED_SHARDS; r++)
         memcpy(shards + (size_t)r * bytes, shards, bytes);
     double mean_ms;
-    TIME_MS(mean_ms, ops->mean(&c, shards, n, TIMED_SHARDS, x));
+    TIME_MS(mean_ms, ops->mean(&c, kind, shards, bytes, n, TIMED_SHARDS, x));
     cost->per_rank_ms = mean_ms / TIMED_SHARDS;
     cost->floats = n, cost->timed = 1;
 out:

@@ -166,6 +166,7 @@ __device__ static float decode_at(dl_compress_kind kind, const unsigned char *in
     case DL_COMPRESS_FP16: return __half2float(__ushort_as_half(h[i]));
     case DL_COMPRESS_BF16: return __bfloat162float(__ushort_as_bfloat16(h[i]));
     case DL_COMPRESS_INT8: return (float)((const int8_t *)(f + nb))[i] * f[i / BLOCK];
+    case DL_COMPRESS_NONE: return f[i]; /* a run sent exact */
     default: {
         const unsigned char *bits = (const unsigned char *)(f + 2 * nb);
         (void)n;
@@ -200,6 +201,9 @@ extern "C" dl_status dl_codec_encode_cuda(dl_compress_kind kind, const float *x,
     if (n == 0)
         return DL_OK;
     switch (kind) {
+    case DL_COMPRESS_NONE:
+        CUDA_TRY(cudaMemcpyAsync(out, x, n * sizeof *x, cudaMemcpyDeviceToDevice, st));
+        break;
     case DL_COMPRESS_FP16:
     case DL_COMPRESS_BF16:
         k_encode16<<<grid_of(n, 256), 256, 0, st>>>(x, n, (uint16_t *)out,
@@ -229,6 +233,9 @@ extern "C" dl_status dl_codec_decode_cuda(dl_compress_kind kind, const void *in,
         return DL_OK;
     const float *f = (const float *)in;
     switch (kind) {
+    case DL_COMPRESS_NONE:
+        CUDA_TRY(cudaMemcpyAsync(y, in, n * sizeof *y, cudaMemcpyDeviceToDevice, st));
+        break;
     case DL_COMPRESS_FP16:
     case DL_COMPRESS_BF16:
         k_decode16<<<grid_of(n, 256), 256, 0, st>>>((const uint16_t *)in, n, y,
@@ -266,17 +273,15 @@ extern "C" dl_status dl_codec_feedback_cuda(dl_compress_kind kind, float *x, flo
     return DL_OK;
 }
 
-extern "C" dl_status dl_codec_mean_cuda(dl_compress_kind kind, const void *shards, size_t n,
-                                        int world, float *x, void *stream)
+extern "C" dl_status dl_codec_mean_cuda(dl_compress_kind kind, const void *shards, size_t stride,
+                                        size_t n, int world, float *x, void *stream)
 {
-    if (kind != DL_COMPRESS_FP16 && kind != DL_COMPRESS_BF16 && kind != DL_COMPRESS_INT8 &&
-        kind != DL_COMPRESS_ONEBIT)
+    if (kind > DL_COMPRESS_ONEBIT)
         return dl_fail(DL_ERR_ARG, "no CUDA decoder for compressor %d", (int)kind);
     if (n == 0)
         return DL_OK;
     k_mean<<<grid_of(n, 256), 256, 0, (cudaStream_t)stream>>>(kind, (const unsigned char *)shards,
-                                                   dl_codec_bytes(kind, n), n, world,
-                                                   1.0f / (float)world, x);
+                                                   stride, n, world, 1.0f / (float)world, x);
     CUDA_TRY(cudaGetLastError());
     return DL_OK;
 }

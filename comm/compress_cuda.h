@@ -21,11 +21,14 @@ dl_status dl_codec_decode_cuda(dl_compress_kind kind, const void *in, size_t n, 
 dl_status dl_codec_feedback_cuda(dl_compress_kind kind, float *x, float *residual, size_t n,
                                  void *enc, void *stream);
 /* x[0, n) = the mean of `world` encoded shards, shard r at
- * shards + r * dl_codec_bytes(kind, n): decoded, added in rank order from
- * zero and multiplied by 1/world, bit for bit what the C reference computes
- * (compress.c), so every rank holds the same bits. */
-dl_status dl_codec_mean_cuda(dl_compress_kind kind, const void *shards, size_t n, int world,
-                             float *x, void *stream);
+ * shards + r * stride (dl_codec_bytes(kind, n) for shards side by side, a
+ * bucket's encoded size for one run of it): decoded, added in rank order
+ * from zero and multiplied by 1/world, bit for bit what the C reference
+ * computes (compress.c), so every rank holds the same bits.  kind may be
+ * DL_COMPRESS_NONE (plain floats, a run of onebit's sent exact) in these
+ * three functions. */
+dl_status dl_codec_mean_cuda(dl_compress_kind kind, const void *shards, size_t stride, size_t n,
+                             int world, float *x, void *stream);
 
 /* PowerSGD on one piece of a bucket (compress.h's plan: a layer's rows, or
  * a folded bucket) of n values as the m x k matrix mat (row-major), rank

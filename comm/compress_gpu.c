@@ -49,15 +49,16 @@ static void gpu_copy(dl_compressor *c, void *dst, const void *src, size_t bytes)
         c->dev->copy(c->dev, dst, src, bytes / sizeof(float), 0);
 }
 
-static dl_status gpu_feedback(dl_compressor *c, float *x, float *residual, size_t n, void *enc)
+static dl_status gpu_feedback(dl_compressor *c, dl_compress_kind kind, float *x, float *residual,
+                              size_t n, void *enc)
 {
-    return dl_codec_feedback_cuda(c->spec.kind, x, residual, n, enc, stream_of(c));
+    return dl_codec_feedback_cuda(kind, x, residual, n, enc, stream_of(c));
 }
 
-static dl_status gpu_mean(dl_compressor *c, const unsigned char *shards, size_t n, int world,
-                          float *x)
+static dl_status gpu_mean(dl_compressor *c, dl_compress_kind kind, const unsigned char *shards,
+                          size_t stride, size_t n, int world, float *x)
 {
-    return dl_codec_mean_cuda(c->spec.kind, shards, n, world, x, stream_of(c));
+    return dl_codec_mean_cuda(kind, shards, stride, n, world, x, stream_of(c));
 }
 
 static dl_status gpu_project(dl_compressor *c, const float *x, const float *residual, size_t n,

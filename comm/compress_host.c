@@ -31,26 +31,26 @@ static dl_status host_zero(dl_compressor *c, float *x, size_t n)
     return DL_OK;
 }
 
-static dl_status host_feedback(dl_compressor *c, float *x, float *residual, size_t n, void *enc)
+static dl_status host_feedback(dl_compressor *c, dl_compress_kind kind, float *x,
+                               float *residual, size_t n, void *enc)
 {
     float *decoded = c->scratch;
     for (size_t j = 0; j < n; j++)
         x[j] += residual[j];
-    dl_codec_encode(c->spec.kind, x, n, enc);
-    dl_codec_decode(c->spec.kind, enc, n, decoded);
+    dl_codec_encode(kind, x, n, enc);
+    dl_codec_decode(kind, enc, n, decoded);
     for (size_t j = 0; j < n; j++)
         residual[j] = x[j] - decoded[j];
     return DL_OK;
 }
 
 /* Summed in rank order so every rank gets the same bits. */
-static dl_status host_mean(dl_compressor *c, const unsigned char *shards, size_t n, int world,
-                           float *x)
+static dl_status host_mean(dl_compressor *c, dl_compress_kind kind, const unsigned char *shards,
+                           size_t stride, size_t n, int world, float *x)
 {
-    size_t bytes = dl_codec_bytes(c->spec.kind, n);
     memset(x, 0, n * sizeof *x);
     for (int r = 0; r < world; r++) {
-        dl_codec_decode(c->spec.kind, shards + (size_t)r * bytes, n, c->scratch);
+        dl_codec_decode(kind, shards + (size_t)r * stride, n, c->scratch);
         for (size_t j = 0; j < n; j++)
             x[j] += c->scratch[j];
     }

@@ -27,12 +27,14 @@ struct dl_compress_ops {
     dl_status (*zero)(dl_compressor *c, float *x, size_t n);
     /* dst = src, `bytes` a multiple of 4, ordered with the table's other steps */
     void (*copy)(dl_compressor *c, void *dst, const void *src, size_t bytes);
-    /* x += residual; enc = encode(x); residual = x - decode(enc) */
-    dl_status (*feedback)(dl_compressor *c, float *x, float *residual, size_t n, void *enc);
+    /* With codec `kind` (the compressor's, or DL_COMPRESS_NONE for a run
+     * sent exact): x += residual; enc = encode(x); residual = x - decode(enc) */
+    dl_status (*feedback)(dl_compressor *c, dl_compress_kind kind, float *x, float *residual,
+                          size_t n, void *enc);
     /* x[0, n) = (the sum in rank order of the world shards decoded) / world;
-     * shard r starts at shards + r * dl_codec_bytes(kind, n) */
-    dl_status (*mean)(dl_compressor *c, const unsigned char *shards, size_t n, int world,
-                      float *x);
+     * shard r starts at shards + r * stride */
+    dl_status (*mean)(dl_compressor *c, dl_compress_kind kind, const unsigned char *shards,
+                      size_t stride, size_t n, int world, float *x);
     /* PowerSGD, one piece of a bucket's plan (a layer's rows, or a folded
      * bucket) of n values as the m x k matrix mat, rank r; called piece by
      * piece with x, residual, mat, p and q offset to the piece's own:

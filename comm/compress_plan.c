@@ -173,24 +173,109 @@ size_t dl_psgd_low_rank_floats(size_t lo, size_t n, const dl_grad_matrix *mats, 
     return low;
 }
 
+/* ---- onebit per layer: the runs of a bucket -------------------------------- */
+
+/* The runs found so far; the last is held back (pending) so that an exact
+ * run right after an exact run can join it. */
+typedef struct seg_list {
+    dl_codec_seg *out;
+    size_t max, count, bytes;
+    dl_codec_seg pending;
+} seg_list;
+
+static size_t seg_bytes(dl_compress_kind kind, size_t n)
+{
+    return (dl_codec_bytes(kind, n) + 7) & ~(size_t)7;
+}
+
+static void flush_run(seg_list *l)
+{
+    dl_codec_seg *p = &l->pending;
+    if (p->n == 0)
+        return;
+    p->at = l->bytes;
+    l->bytes += seg_bytes(p->kind, p->n);
+    if (l->out && l->count < l->max)
+        l->out[l->count] = *p;
+    l->count++;
+    p->n = 0;
+}
+
+static void add_run(seg_list *l, size_t off, size_t n, dl_compress_kind kind)
+{
+    dl_codec_seg *p = &l->pending;
+    if (n == 0)
+        return;
+    if (p->n && kind == DL_COMPRESS_NONE && p->kind == DL_COMPRESS_NONE && p->off + p->n == off) {
+        p->n += n;
+        return;
+    }
+    flush_run(l);
+    *p = (dl_codec_seg){.off = off, .n = n, .kind = kind};
+}
+
+/* The part of tensor [t_lo, t_hi) inside bucket [lo, hi), as one run. */
+static void add_tensor(seg_list *l, dl_compress_kind kind, size_t lo, size_t hi, size_t t_lo,
+                       size_t t_hi)
+{
+    size_t a = DL_MAX(t_lo, lo), b = DL_MIN(t_hi, hi);
+    if (a >= b)
+        return;
+    add_run(l, a - lo, b - a, t_hi - t_lo < DL_ONEBIT_EXACT_BELOW ? DL_COMPRESS_NONE : kind);
+}
+
+size_t dl_codec_segments(dl_compress_kind kind, size_t lo, size_t n, size_t total,
+                         const dl_grad_matrix *mats, int n_mats, dl_codec_seg *out, size_t max,
+                         size_t *bytes)
+{
+    seg_list l = {.out = out, .max = max};
+    size_t hi = lo + n, vectors_from = 0; /* where the vectors after the last matrix start */
+    if (!mats || kind != DL_COMPRESS_ONEBIT)
+        add_run(&l, 0, n, kind);
+    for (int i = 0; mats && kind == DL_COMPRESS_ONEBIT && i <= n_mats && vectors_from < hi; i++) {
+        size_t m_lo = i < n_mats ? mats[i].off : DL_MAX(total, vectors_from);
+        size_t m_hi = i < n_mats ? m_lo + mats[i].rows * mats[i].cols : m_lo;
+        add_tensor(&l, kind, lo, hi, vectors_from, m_lo);
+        add_tensor(&l, kind, lo, hi, m_lo, m_hi);
+        vectors_from = m_hi;
+    }
+    flush_run(&l);
+    if (bytes)
+        *bytes = l.bytes;
+    return l.count;
+}
+
 /* ---- the wire model ------------------------------------------------------- */
 
-/* Bytes one rank contributes for bucket [lo, lo + n). */
-static double bucket_payload(dl_compress_spec s, size_t lo, size_t n, const dl_grad_matrix *mats,
-                             int n_mats)
+/* Bytes one rank contributes for bucket [lo, lo + n) of `total` gradients. */
+static double bucket_payload(dl_compress_spec s, size_t lo, size_t n, size_t total,
+                             const dl_grad_matrix *mats, int n_mats)
 {
     if (s.kind == DL_COMPRESS_POWERSGD)
         return 4.0 * (double)dl_psgd_bucket_floats(lo, n, mats, n_mats, s.rank);
-    return (double)dl_codec_bytes(s.kind, n);
+    if (s.kind == DL_COMPRESS_NONE || !mats)
+        return (double)dl_codec_bytes(s.kind, n);
+    size_t bytes;
+    dl_codec_segments(s.kind, lo, n, total, mats, n_mats, NULL, 0, &bytes);
+    return (double)bytes;
+}
+
+/* Whether where buckets cut the layers changes the bytes (per-layer
+ * PowerSGD and onebit). */
+static int by_layer(dl_compress_spec s, const dl_grad_matrix *mats)
+{
+    return mats && (s.kind == DL_COMPRESS_POWERSGD || s.kind == DL_COMPRESS_ONEBIT);
 }
 
 double dl_compress_payload_bytes(dl_compress_spec s, const size_t *bucket_sizes, int n_buckets,
                                  const dl_grad_matrix *mats, int n_mats)
 {
     double bytes = 0.0;
-    size_t lo = 0;
+    size_t lo = 0, total = 0;
+    for (int i = 0; i < n_buckets; i++)
+        total += bucket_sizes[i];
     for (int i = 0; i < n_buckets; lo += bucket_sizes[i++])
-        bytes += bucket_payload(s, lo, bucket_sizes[i], mats, n_mats);
+        bytes += bucket_payload(s, lo, bucket_sizes[i], total, mats, n_mats);
     return bytes;
 }
 
@@ -227,17 +312,17 @@ double dl_compress_wire_bytes_params(dl_compress_spec s, int world, size_t n_par
 {
     if (bucket_floats == 0 || n_params == 0)
         return 0.0;
-    if (mats && s.kind == DL_COMPRESS_POWERSGD) {
+    if (by_layer(s, mats)) {
         size_t step = dl_bucket_stride(bucket_floats);
         double payload = 0.0;
         for (size_t lo = 0; lo < n_params; lo += step)
-            payload += bucket_payload(s, lo, DL_MIN(step, n_params - lo), mats, n_mats);
+            payload += bucket_payload(s, lo, DL_MIN(step, n_params - lo), n_params, mats, n_mats);
         return wire_of(s, world, payload);
     }
     size_t full = n_params / bucket_floats, rest = n_params % bucket_floats;
-    double payload = (double)full * bucket_payload(s, 0, bucket_floats, NULL, 0);
+    double payload = (double)full * bucket_payload(s, 0, bucket_floats, n_params, NULL, 0);
     if (rest)
-        payload += bucket_payload(s, 0, rest, NULL, 0);
+        payload += bucket_payload(s, 0, rest, n_params, NULL, 0);
     return wire_of(s, world, payload);
 }
 

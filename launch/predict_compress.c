@@ -30,10 +30,11 @@ void predict_compress_row(const prediction *p, int n, dl_step_inputs *in, predic
     size_t floats = gradient_floats(p), bucket = (size_t)(p->bucket_bytes / 4.0);
     if (bucket == 0)
         bucket = 1;
-    /* PowerSGD per layer over --model's matrices, in its padded layout;
-     * folded buckets with --grad-mb alone (no layers to go by) */
+    /* PowerSGD and onebit per layer over --model's matrices, in its padded
+     * layout; folded buckets (one run of onebit's blocks) with --grad-mb
+     * alone (no layers to go by) */
     const dl_grad_matrix *mats = p->n_mats ? p->mats : NULL;
-    if (mats && p->compress.kind == DL_COMPRESS_POWERSGD)
+    if (mats && (p->compress.kind == DL_COMPRESS_POWERSGD || p->compress.kind == DL_COMPRESS_ONEBIT))
         floats = p->layout_floats;
     row->wire_factor = dl_compress_wire_factor(p->compress, n, floats, bucket, mats, p->n_mats);
     row->compress_ms = p->compress_ms >= 0 ? p->compress_ms

@@ -50,6 +50,12 @@ static void print_compress(FILE *f, const prediction *p)
         fprintf(f, "  PowerSGD %s\n", p->n_mats ? "per layer, over the model's weight matrices"
                                                  : "folding each bucket into one matrix (--grad-mb "
                                                    "gives no layers; train runs it per layer)");
+    if (p->compress.kind == DL_COMPRESS_ONEBIT && p->n_mats)
+        fprintf(f, "  onebit per layer, over the model's tensors (those under %d values exact)\n",
+                DL_ONEBIT_EXACT_BELOW);
+    else if (p->compress.kind == DL_COMPRESS_ONEBIT)
+        fprintf(f, "  onebit in blocks across each bucket (--grad-mb gives no layers; train runs "
+                "it per layer)\n");
     for (int i = 0; i < p->n_rows; i++) {
         const predict_row *r = &p->rows[i];
         if (r->gpus > 1)
@@ -196,6 +202,8 @@ static void json_machine(FILE *f, const prediction *p)
     dl_json_string(f, p->compress.kind == DL_COMPRESS_NONE ? "" : predict_compress_source(p));
     fprintf(f, ",\"powersgd\":\"%s\"", p->compress.kind != DL_COMPRESS_POWERSGD ? ""
                                          : p->n_mats ? "per_layer" : "folded");
+    fprintf(f, ",\"onebit\":\"%s\"", p->compress.kind != DL_COMPRESS_ONEBIT ? ""
+                                       : p->n_mats ? "per_layer" : "blocks");
     fprintf(f, ",\"machine\":");
     if (!m) {
         fprintf(f, "null,\"fit\":null,\"whatifs\":[]");

@@ -146,6 +146,16 @@ static int low_rank_matrices(const dl_compressor *c)
     return count;
 }
 
+/* onebit per layer: the values of the tensors sent as exact fp32. */
+static size_t exact_values(const dl_compressor *c)
+{
+    size_t count = 0;
+    for (int i = 0; c->segs && i < c->n_buckets; i++)
+        for (size_t j = 0; j < c->n_segs[i]; j++)
+            count += c->segs[i][j].kind == DL_COMPRESS_NONE ? c->segs[i][j].n : 0;
+    return count;
+}
+
 void dl_train_compress_summary(const dl_train_compress *tc, const dl_buckets *b, dl_ctx *ctx,
                                dl_metrics *m)
 {
@@ -162,11 +172,15 @@ void dl_train_compress_summary(const dl_train_compress *tc, const dl_buckets *b,
     double fp32 = dl_compress_wire_bytes(none, ctx->world, n, b->count, NULL, 0);
     double ratio = dl_compress_ratio(tc->spec, n, b->count, tc->mats, tc->n_mats);
     free(n), free(lo);
-    char name[24], body[320], how[96] = "";
+    char name[24], body[360], how[128] = "";
     dl_compress_name(tc->spec, name, sizeof name);
     if (tc->spec.kind == DL_COMPRESS_POWERSGD)
         snprintf(how, sizeof how, " per layer (%d of %d weight matrices low-rank)",
                  low_rank_matrices(&tc->comp), tc->n_mats);
+    size_t exact = exact_values(&tc->comp);
+    if (tc->spec.kind == DL_COMPRESS_ONEBIT && tc->comp.per_layer)
+        snprintf(how, sizeof how, " per layer (%zu of %zu values exact: the tensors under %d)",
+                 exact, tc->comp.n, DL_ONEBIT_EXACT_BELOW);
     printf("  gradient compression %s%s with error feedback: %.3f MB on the wire per rank per "
            "step (fp32 all-reduce: %.3f MB), compression ratio %.2f\n", name, how, wire * 1e-6,
            fp32 * 1e-6, ratio);
@@ -175,8 +189,8 @@ void dl_train_compress_summary(const dl_train_compress *tc, const dl_buckets *b,
                (unsigned long long)tc->from_step);
     snprintf(body, sizeof body, "\"type\":\"compression\",\"compress\":\"%s\",\"ranks\":%d,"
              "\"wire_bytes_per_step\":%.0f,\"fp32_wire_bytes_per_step\":%.0f,"
-             "\"compression_ratio\":%.6g,\"uncompressed_steps\":%llu", name, ctx->world, wire,
-             fp32, ratio, (unsigned long long)tc->from_step);
+             "\"compression_ratio\":%.6g,\"uncompressed_steps\":%llu,\"exact_values\":%zu", name,
+             ctx->world, wire, fp32, ratio, (unsigned long long)tc->from_step, exact);
     dl_metrics_json_line(m, body);
 }
 

@@ -89,3 +89,8 @@ add_executable(test_codec_exact ${CMAKE_CURRENT_SOURCE_DIR}/test_codec_exact.c)
 target_link_libraries(test_codec_exact PRIVATE dlcomm m)
 add_test(NAME numerics_codec_exact COMMAND test_codec_exact)
 set_tests_properties(numerics_codec_exact PROPERTIES LABELS "cpu;numerics" TIMEOUT 120)
+
+add_executable(test_onebit_layers ${CMAKE_CURRENT_SOURCE_DIR}/test_onebit_layers.c)
+target_link_libraries(test_onebit_layers PRIVATE dlcomm m)
+add_test(NAME numerics_onebit_layers COMMAND test_onebit_layers)
+set_tests_properties(numerics_onebit_layers PROPERTIES LABELS "cpu;numerics")

@@ -151,8 +151,12 @@ def report(tmp):
     out = os.path.join(tmp, "rep")
     p = train(out, "onebit", 4, np=2)
     expect(p.returncode == 0, f"onebit run: {p.stderr.strip()[-300:]}")
-    expect("gradient compression onebit with error feedback" in p.stdout and
-           "compression ratio" in p.stdout, f"no compression line in: {p.stdout}")
+    # lenet's tensors under 4096 values go exact: fc2's 10 x 256 weights
+    # (2560), conv1's 32 x 25 (800), and the vectors between and after the
+    # matrices with their padding: 64 + 256 + 64 + 32
+    expect("gradient compression onebit per layer (3776 of 857792 values exact: the tensors "
+           "under 4096) with error feedback" in p.stdout and "compression ratio" in p.stdout,
+           f"no per-layer onebit compression line in: {p.stdout}")
     recs = [json.loads(line) for line in open(out + ".json")]
     comp = [r for r in recs if r["type"] == "compression"]
     expect(len(comp) == 1, "no compression JSON record")
@@ -162,6 +166,7 @@ def report(tmp):
         expect(r["ranks"] == 2 and 0 < r["wire_bytes_per_step"] < r["fp32_wire_bytes_per_step"] / 20,
                f"wire bytes {r}")
         expect(20 < r["compression_ratio"] < 26, f"onebit ratio {r['compression_ratio']}")
+        expect(r.get("exact_values") == 3776, f"exact values {r.get('exact_values')}")
 
 
 def powersgd(tmp):

@@ -65,13 +65,27 @@ static void gradient(int rank, int step, float *g)
         g[i] = (float)(0.01 * dl_rng_normal(&r)) + (i % 7 == 0 ? 0.5f * (float)rank : 0.0f);
 }
 
+/* Encodes and decodes bucket b run by run: one run of the whole bucket,
+ * or per layer (onebit over mats) the runs dl_codec_segments gives. */
+static void code_bucket(dl_compress_kind kind, int b, int per_layer, float *x, float *d,
+                        unsigned char *enc)
+{
+    dl_codec_seg runs[2 * MATS + 2];
+    size_t count = dl_codec_segments(kind, bucket_lo[b], bucket_n[b], LEN, per_layer ? mats : NULL,
+                                     per_layer ? MATS : 0, runs, 2 * MATS + 2, NULL);
+    for (size_t j = 0; j < count; j++) {
+        dl_codec_encode(runs[j].kind, x + runs[j].off, runs[j].n, enc);
+        dl_codec_decode(runs[j].kind, enc, runs[j].n, d + runs[j].off);
+    }
+}
+
 /* Replays an element-wise codec for every rank: want = the mean of the
  * ranks' decoded (gradient + residual) at the last step. */
-static void replay_codec(dl_compress_kind kind, int world, float *want)
+static void replay_codec(dl_compress_kind kind, int world, int per_layer, float *want)
 {
     float *res = calloc((size_t)world * LEN, sizeof *res), *g = malloc(LEN * sizeof *g);
     float *dec = malloc(LEN * sizeof *dec);
-    unsigned char *enc = malloc(dl_codec_bytes(kind, LEN) + 8);
+    unsigned char *enc = malloc(4 * LEN + 8);
     for (int s = 0; s < STEPS; s++) {
         memset(want, 0, LEN * sizeof *want);
         for (int r = 0; r < world; r++) {
@@ -81,8 +95,7 @@ static void replay_codec(dl_compress_kind kind, int world, float *want)
                 float *x = g + bucket_lo[b], *rb = rr + bucket_lo[b], *d = dec + bucket_lo[b];
                 for (size_t i = 0; i < bucket_n[b]; i++)
                     x[i] += rb[i];
-                dl_codec_encode(kind, x, bucket_n[b], enc);
-                dl_codec_decode(kind, enc, bucket_n[b], d);
+                code_bucket(kind, b, per_layer, x, d, enc);
                 for (size_t i = 0; i < bucket_n[b]; i++)
                     rb[i] = x[i] - d[i];
             }
@@ -256,13 +269,14 @@ static void check_kind(dl_comm *comm, dl_compress_spec spec, dl_device *dev, flo
            dl_compressor_where(&c));
     static float x[LEN], want[LEN], rank0[LEN], want_res[LEN];
     run_compressed(comm, &c, x, dev, grads);
-    if (per_layer)
+    int psgd = spec.kind == DL_COMPRESS_POWERSGD;
+    if (per_layer && psgd)
         replay_layers(spec.rank, comm->world, comm->rank, want, want_res);
-    else if (spec.kind == DL_COMPRESS_POWERSGD)
+    else if (psgd)
         replay_powersgd(spec.rank, comm->world, &c, want);
     else
-        replay_codec(spec.kind, comm->world, want);
-    if (per_layer)
+        replay_codec(spec.kind, comm->world, per_layer, want);
+    if (per_layer && psgd)
         check_residual(&c, comm->rank, name, want_res);
     int bad = 0;
     double worst = 0;
@@ -356,6 +370,10 @@ int main(int argc, char **argv)
         check_kind(comm, specs[i], dev, grads, 0);
     check_kind(comm, specs[4], dev, grads, 1); /* PowerSGD per layer, ranks 1 and 4 */
     check_kind(comm, specs[5], dev, grads, 1);
+    /* onebit per layer: these matrices are all under DL_ONEBIT_EXACT_BELOW,
+     * so every run goes exact (a run's shard inside the bucket's, read
+     * `stride` apart); test_onebit_layers has runs of blocks too */
+    check_kind(comm, specs[3], dev, grads, 1);
     double total = failures;
     comm->allreduce_sum_f64(comm, &total, 1);
     if (comm->rank == 0)

@@ -4,8 +4,9 @@ The wire factor is worked out here from the formats' byte counts and the
 collectives' ring costs, independently of the C code; the step model must
 charge exactly that many bytes, the given compression time, and nothing
 else.  PowerSGD with --model goes per layer over lenet's weight matrices
-(their layout written out here by hand); with --grad-mb alone each bucket
-is folded into one matrix.
+(their layout written out here by hand), and so does onebit (each tensor
+its own run of blocks, those under 4096 values exact); with --grad-mb alone
+each bucket is folded into one matrix, or one run of onebit's blocks.
 
 usage: test_predict_compress.py DLTRAIN"""
 import json
@@ -68,6 +69,41 @@ def per_layer_floats(lo, n, rank):
     return sent
 
 
+EXACT_BELOW = 4096
+
+
+def lenet_tensors():
+    """lenet's tensors in offset order: each weight matrix, and the vectors
+    (biases and padding) between two matrices or after the last, as one."""
+    tensors, vectors_from = [], 0
+    for off, rows, cols in LENET_MATRICES:
+        if off > vectors_from:
+            tensors.append((vectors_from, off))
+        tensors.append((off, off + rows * cols))
+        vectors_from = off + rows * cols
+    if vectors_from < LENET_LAYOUT:
+        tensors.append((vectors_from, LENET_LAYOUT))
+    return tensors
+
+
+def onebit_per_layer_bytes(lo, n):
+    """Bytes one rank sends for bucket [lo, lo + n) of lenet with per-layer
+    onebit: each tensor's part in the bucket is its own run of blocks, or
+    exact fp32 when the whole tensor has fewer than EXACT_BELOW values
+    (exact runs side by side are one run); each run's bytes rounded to 8."""
+    runs = []  # [exact, values]
+    for t_lo, t_hi in lenet_tensors():
+        inside = min(t_hi, lo + n) - max(t_lo, lo)
+        if inside <= 0:
+            continue
+        exact = t_hi - t_lo < EXACT_BELOW
+        if exact and runs and runs[-1][0]:
+            runs[-1][1] += inside
+        else:
+            runs.append([exact, inside])
+    return sum(round8(4 * v) if exact else payload("onebit", v) for exact, v in runs)
+
+
 def wire(kind, world, sizes):
     gathers = kind in ("fp16", "bf16", "int8", "onebit")
     total = sum(payload(kind, n) for n in sizes)
@@ -106,6 +142,9 @@ def check_wire():
             if kind == "powersgd":  # per layer; both all-reduces, so floats over floats
                 want = sum(per_layer_floats(lo, b, 4) for lo, b in zip(lows, bucket_layout)) \
                     / LENET_LAYOUT
+            if kind == "onebit":  # per layer; all-gather against fp32's all-reduce
+                sent = sum(onebit_per_layer_bytes(lo, b) for lo, b in zip(lows, bucket_layout))
+                want = (n - 1) * sent / (2 * (n - 1) / n * 4 * LENET_LAYOUT)
             got = rows[n]["wire_factor"]
             check(f"{kind} at {n} GPUs: wire factor {got:.6f} = {want:.6f}", close(got, want))
             # alpha 0: the comm time is the bytes over the link, so it scales exactly
@@ -117,6 +156,8 @@ def check_wire():
               rows[1]["wire_factor"] == 1 and rows[1]["compress_ms"] == 0 and
               rows[1]["step_ms"] == plain[1]["step_ms"])
     check("powersgd with --model: per layer", doc and doc.get("powersgd") == "per_layer")
+    doc = predict_json("--compress", "onebit", "--compress-ms", "0")
+    check("onebit with --model: per layer", doc and doc.get("onebit") == "per_layer")
     # --grad-mb alone has no layers: each bucket folded into one matrix
     grad_mb = repr(LENET_PARAMS * 4 / 1048576)  # exact: a binary fraction
     r = run("--grad-mb", grad_mb, "--batch", 64, "--step-ms", 40, "--link", "eth-10g",
@@ -131,6 +172,20 @@ def check_wire():
             want = wire("powersgd", n, sizes) / wire("none", n, sizes)
             got = rows[n]["wire_factor"]
             check(f"folded powersgd at {n} GPUs: wire factor {got:.6f} = {want:.6f}",
+                  close(got, want))
+    # and onebit in plain blocks across each bucket
+    r = run("--grad-mb", grad_mb, "--batch", 64, "--step-ms", 40, "--link", "eth-10g",
+            "--alpha-us", 0, "--bucket-mb", BUCKET_MB, "--gpus", "1,2,4,8", "--json", "-",
+            "--compress", "onebit", "--compress-ms", "0")
+    check("predict --grad-mb --compress onebit runs", r.returncode == 0, r.stderr.strip())
+    if r.returncode == 0:
+        doc = json.loads(r.stdout)
+        rows = rows_by_gpus(doc)
+        check("onebit with --grad-mb: blocks", doc.get("onebit") == "blocks")
+        for n in (2, 4, 8):
+            want = wire("onebit", n, sizes) / wire("none", n, sizes)
+            got = rows[n]["wire_factor"]
+            check(f"onebit in blocks at {n} GPUs: wire factor {got:.6f} = {want:.6f}",
                   close(got, want))
 
 
