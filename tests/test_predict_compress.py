@@ -158,35 +158,29 @@ def check_wire():
     check("powersgd with --model: per layer", doc and doc.get("powersgd") == "per_layer")
     doc = predict_json("--compress", "onebit", "--compress-ms", "0")
     check("onebit with --model: per layer", doc and doc.get("onebit") == "per_layer")
-    # --grad-mb alone has no layers: each bucket folded into one matrix
+    # --grad-mb alone has no layers: each bucket folded into one matrix, or
+    # one run of onebit's blocks
+    check_grad_mb("powersgd", "folded", sizes)
+    check_grad_mb("onebit", "blocks", sizes)
+
+
+def check_grad_mb(kind, how, sizes):
+    """predict --grad-mb (no layers): the JSON says `how` under the
+    compressor's name, and the wire factor is the whole-bucket formula's."""
     grad_mb = repr(LENET_PARAMS * 4 / 1048576)  # exact: a binary fraction
     r = run("--grad-mb", grad_mb, "--batch", 64, "--step-ms", 40, "--link", "eth-10g",
             "--alpha-us", 0, "--bucket-mb", BUCKET_MB, "--gpus", "1,2,4,8", "--json", "-",
-            "--compress", "powersgd", "--compress-ms", "0")
-    check("predict --grad-mb --compress powersgd runs", r.returncode == 0, r.stderr.strip())
-    if r.returncode == 0:
-        doc = json.loads(r.stdout)
-        rows = rows_by_gpus(doc)
-        check("powersgd with --grad-mb: folded", doc.get("powersgd") == "folded")
-        for n in (2, 4, 8):
-            want = wire("powersgd", n, sizes) / wire("none", n, sizes)
-            got = rows[n]["wire_factor"]
-            check(f"folded powersgd at {n} GPUs: wire factor {got:.6f} = {want:.6f}",
-                  close(got, want))
-    # and onebit in plain blocks across each bucket
-    r = run("--grad-mb", grad_mb, "--batch", 64, "--step-ms", 40, "--link", "eth-10g",
-            "--alpha-us", 0, "--bucket-mb", BUCKET_MB, "--gpus", "1,2,4,8", "--json", "-",
-            "--compress", "onebit", "--compress-ms", "0")
-    check("predict --grad-mb --compress onebit runs", r.returncode == 0, r.stderr.strip())
-    if r.returncode == 0:
-        doc = json.loads(r.stdout)
-        rows = rows_by_gpus(doc)
-        check("onebit with --grad-mb: blocks", doc.get("onebit") == "blocks")
-        for n in (2, 4, 8):
-            want = wire("onebit", n, sizes) / wire("none", n, sizes)
-            got = rows[n]["wire_factor"]
-            check(f"onebit in blocks at {n} GPUs: wire factor {got:.6f} = {want:.6f}",
-                  close(got, want))
+            "--compress", kind, "--compress-ms", "0")
+    check(f"predict --grad-mb --compress {kind} runs", r.returncode == 0, r.stderr.strip())
+    if r.returncode != 0:
+        return
+    doc = json.loads(r.stdout)
+    rows = rows_by_gpus(doc)
+    check(f"{kind} with --grad-mb: {how}", doc.get(kind) == how)
+    for n in (2, 4, 8):
+        want = wire(kind, n, sizes) / wire("none", n, sizes)
+        got = rows[n]["wire_factor"]
+        check(f"{kind} ({how}) at {n} GPUs: wire factor {got:.6f} = {want:.6f}", close(got, want))
 
 
 def check_compute():
