@@ -250,8 +250,7 @@ dl_status dl_compressor_init_on(dl_compressor *c, dl_compress_spec spec, size_t 
     }
     memcpy(c->bucket_lo, bucket_lo, nb * sizeof *bucket_lo);
     memcpy(c->bucket_n, bucket_n, nb * sizeof *bucket_n);
-    c->per_layer = mats != NULL &&
-                   (spec.kind == DL_COMPRESS_POWERSGD || spec.kind == DL_COMPRESS_ONEBIT);
+    c->per_layer = mats != NULL && dl_compress_by_layer(spec.kind);
     dl_status st = make_plans(c, mats, n_mats);
     if (st == DL_OK)
         c->state = ops->alloc(c, (c->n_state + 1) * sizeof *c->state, "error-feedback residual");

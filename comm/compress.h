@@ -85,6 +85,10 @@ typedef struct dl_codec_seg {
     dl_compress_kind kind; /* the compressor's, or DL_COMPRESS_NONE: exact fp32 */
 } dl_codec_seg;
 
+/* Whether compressor `kind` goes layer by layer when given the net's
+ * weight matrices (PowerSGD and onebit; the other codecs ignore them). */
+int dl_compress_by_layer(dl_compress_kind kind);
+
 /* The runs of bucket [lo, lo + n) of `total` gradients for an element-wise
  * codec: with matrices and onebit, tensor by tensor as above (adjacent exact
  * runs merged); otherwise the whole bucket in `kind`.  Writes up to max runs

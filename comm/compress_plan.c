@@ -224,15 +224,21 @@ static void add_tensor(seg_list *l, dl_compress_kind kind, size_t lo, size_t hi,
     add_run(l, a - lo, b - a, t_hi - t_lo < DL_ONEBIT_EXACT_BELOW ? DL_COMPRESS_NONE : kind);
 }
 
+int dl_compress_by_layer(dl_compress_kind kind)
+{
+    return kind == DL_COMPRESS_POWERSGD || kind == DL_COMPRESS_ONEBIT;
+}
+
 size_t dl_codec_segments(dl_compress_kind kind, size_t lo, size_t n, size_t total,
                          const dl_grad_matrix *mats, int n_mats, dl_codec_seg *out, size_t max,
                          size_t *bytes)
 {
     seg_list l = {.out = out, .max = max};
     size_t hi = lo + n, vectors_from = 0; /* where the vectors after the last matrix start */
-    if (!mats || kind != DL_COMPRESS_ONEBIT)
+    int by_layer = mats && kind == DL_COMPRESS_ONEBIT;
+    if (!by_layer)
         add_run(&l, 0, n, kind);
-    for (int i = 0; mats && kind == DL_COMPRESS_ONEBIT && i <= n_mats && vectors_from < hi; i++) {
+    for (int i = 0; by_layer && i <= n_mats && vectors_from < hi; i++) {
         size_t m_lo = i < n_mats ? mats[i].off : DL_MAX(total, vectors_from);
         size_t m_hi = i < n_mats ? m_lo + mats[i].rows * mats[i].cols : m_lo;
         add_tensor(&l, kind, lo, hi, vectors_from, m_lo);
@@ -253,18 +259,11 @@ static double bucket_payload(dl_compress_spec s, size_t lo, size_t n, size_t tot
 {
     if (s.kind == DL_COMPRESS_POWERSGD)
         return 4.0 * (double)dl_psgd_bucket_floats(lo, n, mats, n_mats, s.rank);
-    if (s.kind == DL_COMPRESS_NONE || !mats)
+    if (!mats || !dl_compress_by_layer(s.kind))
         return (double)dl_codec_bytes(s.kind, n);
     size_t bytes;
     dl_codec_segments(s.kind, lo, n, total, mats, n_mats, NULL, 0, &bytes);
     return (double)bytes;
-}
-
-/* Whether where buckets cut the layers changes the bytes (per-layer
- * PowerSGD and onebit). */
-static int by_layer(dl_compress_spec s, const dl_grad_matrix *mats)
-{
-    return mats && (s.kind == DL_COMPRESS_POWERSGD || s.kind == DL_COMPRESS_ONEBIT);
 }
 
 double dl_compress_payload_bytes(dl_compress_spec s, const size_t *bucket_sizes, int n_buckets,
@@ -312,7 +311,7 @@ double dl_compress_wire_bytes_params(dl_compress_spec s, int world, size_t n_par
 {
     if (bucket_floats == 0 || n_params == 0)
         return 0.0;
-    if (by_layer(s, mats)) {
+    if (mats && dl_compress_by_layer(s.kind)) { /* where buckets cut layers matters */
         size_t step = dl_bucket_stride(bucket_floats);
         double payload = 0.0;
         for (size_t lo = 0; lo < n_params; lo += step)

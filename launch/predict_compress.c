@@ -34,7 +34,7 @@ void predict_compress_row(const prediction *p, int n, dl_step_inputs *in, predic
      * layout; folded buckets (one run of onebit's blocks) with --grad-mb
      * alone (no layers to go by) */
     const dl_grad_matrix *mats = p->n_mats ? p->mats : NULL;
-    if (mats && (p->compress.kind == DL_COMPRESS_POWERSGD || p->compress.kind == DL_COMPRESS_ONEBIT))
+    if (mats && dl_compress_by_layer(p->compress.kind))
         floats = p->layout_floats;
     row->wire_factor = dl_compress_wire_factor(p->compress, n, floats, bucket, mats, p->n_mats);
     row->compress_ms = p->compress_ms >= 0 ? p->compress_ms

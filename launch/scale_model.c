@@ -70,8 +70,8 @@ double dl_scale_model_speedup(const scale_run *r, const scale_point *one, int ra
         spec.kind = DL_COMPRESS_NONE; /* refused at start-up already */
     size_t bucket_floats = (size_t)(r->bucket_mb * 1048576.0 / sizeof(float));
     int n_mats = 0;
-    int by_layer = spec.kind == DL_COMPRESS_POWERSGD || spec.kind == DL_COMPRESS_ONEBIT;
-    dl_grad_matrix *mats = by_layer ? dl_net_grad_matrices_new(&r->net, &n_mats) : NULL;
+    dl_grad_matrix *mats =
+        dl_compress_by_layer(spec.kind) ? dl_net_grad_matrices_new(&r->net, &n_mats) : NULL;
     /* PowerSGD and onebit per layer over the net's matrices, as the measured run */
     double wire = dl_compress_wire_factor(spec, ranks, r->net.n_params, bucket_floats, mats,
                                           n_mats);
