@@ -90,8 +90,9 @@ typedef struct dl_codec_seg {
 int dl_compress_by_layer(dl_compress_kind kind);
 
 /* The runs of bucket [lo, lo + n) of `total` gradients for an element-wise
- * codec: with matrices and onebit, tensor by tensor as above (adjacent exact
- * runs merged); otherwise the whole bucket in `kind`.  Writes up to max runs
+ * codec: with matrices (in any order, not overlapping) and onebit, tensor by
+ * tensor as above (adjacent exact runs merged); otherwise the whole bucket
+ * in `kind`.  Writes up to max runs
  * to out (NULL, 0 to count), returns how many there are, and sets *bytes to
  * the bucket's encoded size, the sum of the runs' codec bytes each rounded
  * up to 8. */

@@ -229,6 +229,18 @@ int dl_compress_by_layer(dl_compress_kind kind)
     return kind == DL_COMPRESS_POWERSGD || kind == DL_COMPRESS_ONEBIT;
 }
 
+/* The matrix with the lowest offset at or after `from` (NULL: none), so
+ * that callers may list matrices in any order; a net has a few hundred at
+ * most and this runs once per bucket at start-up. */
+static const dl_grad_matrix *next_matrix(const dl_grad_matrix *mats, int n_mats, size_t from)
+{
+    const dl_grad_matrix *next = NULL;
+    for (int i = 0; i < n_mats; i++)
+        if (mats[i].off >= from && mats[i].rows * mats[i].cols > 0 &&
+            (!next || mats[i].off < next->off))
+            next = &mats[i];
+    return next;
+}
 size_t dl_codec_segments(dl_compress_kind kind, size_t lo, size_t n, size_t total,
                          const dl_grad_matrix *mats, int n_mats, dl_codec_seg *out, size_t max,
                          size_t *bytes)
@@ -238,11 +250,14 @@ size_t dl_codec_segments(dl_compress_kind kind, size_t lo, size_t n, size_t tota
     int by_layer = mats && kind == DL_COMPRESS_ONEBIT;
     if (!by_layer)
         add_run(&l, 0, n, kind);
-    for (int i = 0; by_layer && i <= n_mats && vectors_from < hi; i++) {
-        size_t m_lo = i < n_mats ? mats[i].off : DL_MAX(total, vectors_from);
-        size_t m_hi = i < n_mats ? m_lo + mats[i].rows * mats[i].cols : m_lo;
+    while (by_layer && vectors_from < hi) {
+        const dl_grad_matrix *m = next_matrix(mats, n_mats, vectors_from);
+        size_t m_lo = m ? m->off : DL_MAX(total, vectors_from);
+        size_t m_hi = m ? m_lo + m->rows * m->cols : m_lo;
         add_tensor(&l, kind, lo, hi, vectors_from, m_lo);
         add_tensor(&l, kind, lo, hi, m_lo, m_hi);
+        if (!m)
+            break;
         vectors_from = m_hi;
     }
     flush_run(&l);

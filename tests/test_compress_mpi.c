@@ -46,6 +46,20 @@ static const size_t bucket_lo[BUCKETS] = {0, 2000, 4000}, bucket_n[BUCKETS] = {2
 enum { MATS = 3 };
 static const dl_grad_matrix mats[MATS] = {{4000, 20, 45}, {1536, 40, 60}, {0, 30, 50}};
 
+/* A net's weight matrices as the compressor gets them (count 0: none, so
+ * every bucket is folded or one run). */
+typedef struct layout {
+    const dl_grad_matrix *mats;
+    size_t count;
+} layout;
+static const layout folded = {NULL, 0}, small_layers = {mats, MATS};
+
+/* For onebit per layer with runs of both kinds over MPI: D [0, 4500)
+ * 50 x 90, over DL_ONEBIT_EXACT_BELOW, coded in blocks in all three
+ * buckets; E [4600, 4900) 10 x 30 and the vectors around it exact. */
+static const dl_grad_matrix big_mats[2] = {{4600, 10, 30}, {0, 50, 90}};
+static const layout big_layers = {big_mats, 2};
+
 /* The compressed matrices by hand ((rows + cols) rank 2 < rows cols holds
  * for all three at ranks 1 and 4), each whole in the bucket where it
  * starts: A and B in bucket 0 (B reaching to 3936 in bucket 1), C in
@@ -66,13 +80,13 @@ static void gradient(int rank, int step, float *g)
 }
 
 /* Encodes and decodes bucket b run by run: one run of the whole bucket,
- * or per layer (onebit over mats) the runs dl_codec_segments gives. */
-static void code_bucket(dl_compress_kind kind, int b, int per_layer, float *x, float *d,
+ * or per layer (onebit) the runs dl_codec_segments gives. */
+static void code_bucket(dl_compress_kind kind, int b, layout layers, float *x, float *d,
                         unsigned char *enc)
 {
     dl_codec_seg runs[2 * MATS + 2];
-    size_t count = dl_codec_segments(kind, bucket_lo[b], bucket_n[b], LEN, per_layer ? mats : NULL,
-                                     per_layer ? MATS : 0, runs, 2 * MATS + 2, NULL);
+    size_t count = dl_codec_segments(kind, bucket_lo[b], bucket_n[b], LEN, layers.mats,
+                                     layers.count, runs, 2 * MATS + 2, NULL);
     for (size_t j = 0; j < count; j++) {
         dl_codec_encode(runs[j].kind, x + runs[j].off, runs[j].n, enc);
         dl_codec_decode(runs[j].kind, enc, runs[j].n, d + runs[j].off);
@@ -81,7 +95,7 @@ static void code_bucket(dl_compress_kind kind, int b, int per_layer, float *x, f
 
 /* Replays an element-wise codec for every rank: want = the mean of the
  * ranks' decoded (gradient + residual) at the last step. */
-static void replay_codec(dl_compress_kind kind, int world, int per_layer, float *want)
+static void replay_codec(dl_compress_kind kind, int world, layout layers, float *want)
 {
     float *res = calloc((size_t)world * LEN, sizeof *res), *g = malloc(LEN * sizeof *g);
     float *dec = malloc(LEN * sizeof *dec);
@@ -95,7 +109,7 @@ static void replay_codec(dl_compress_kind kind, int world, int per_layer, float 
                 float *x = g + bucket_lo[b], *rb = rr + bucket_lo[b], *d = dec + bucket_lo[b];
                 for (size_t i = 0; i < bucket_n[b]; i++)
                     x[i] += rb[i];
-                code_bucket(kind, b, per_layer, x, d, enc);
+                code_bucket(kind, b, layers, x, d, enc);
                 for (size_t i = 0; i < bucket_n[b]; i++)
                     rb[i] = x[i] - d[i];
             }
@@ -255,13 +269,14 @@ static void check_residual(dl_compressor *c, int rank, const char *name, const f
 }
 
 static void check_kind(dl_comm *comm, dl_compress_spec spec, dl_device *dev, float *grads,
-                       int per_layer)
+                       layout layers)
 {
+    int per_layer = layers.count > 0;
     char name[24];
     dl_compress_name(spec, name, sizeof name);
     dl_compressor c;
     if (dl_compressor_init_on(&c, spec, LEN, bucket_lo, bucket_n, BUCKETS, comm->world, 9,
-                              dev, per_layer ? mats : NULL, per_layer ? MATS : 0) != DL_OK) {
+                              dev, layers.mats, layers.count) != DL_OK) {
         EXPECT(0, "%s: init: %s", name, dl_error_message());
         return;
     }
@@ -275,7 +290,7 @@ static void check_kind(dl_comm *comm, dl_compress_spec spec, dl_device *dev, flo
     else if (psgd)
         replay_powersgd(spec.rank, comm->world, &c, want);
     else
-        replay_codec(spec.kind, comm->world, per_layer, want);
+        replay_codec(spec.kind, comm->world, layers, want);
     if (per_layer && psgd)
         check_residual(&c, comm->rank, name, want_res);
     int bad = 0;
@@ -294,6 +309,22 @@ static void check_kind(dl_comm *comm, dl_compress_spec spec, dl_device *dev, flo
     EXPECT(memcmp(rank0, x, sizeof x) == 0, "rank %d, %s: result differs from rank 0's", comm->rank,
            name);
     dl_compressor_free(&c);
+}
+
+/* The big layout's last bucket must hold both a run of onebit blocks and
+ * an exact run, or its check would not test their mix. */
+static void check_mixed_runs(void)
+{
+    dl_codec_seg runs[2 * MATS + 2];
+    size_t count = dl_codec_segments(DL_COMPRESS_ONEBIT, bucket_lo[2], bucket_n[2], LEN,
+                                     big_layers.mats, big_layers.count, runs, 2 * MATS + 2, NULL);
+    int coded = 0, exact = 0;
+    for (size_t j = 0; j < count; j++) {
+        coded += runs[j].kind == DL_COMPRESS_ONEBIT;
+        exact += runs[j].kind == DL_COMPRESS_NONE;
+    }
+    EXPECT(coded > 0 && exact > 0, "big layout, bucket 2: %d onebit runs, %d exact (want both)",
+           coded, exact);
 }
 
 /* --device cuda --backend staged|nccl: the GPU (shared round-robin) and
@@ -367,13 +398,16 @@ int main(int argc, char **argv)
                                 {DL_COMPRESS_INT8, 0}, {DL_COMPRESS_ONEBIT, 0},
                                 {DL_COMPRESS_POWERSGD, 1}, {DL_COMPRESS_POWERSGD, 4}};
     for (int i = 0; i < 6; i++)
-        check_kind(comm, specs[i], dev, grads, 0);
-    check_kind(comm, specs[4], dev, grads, 1); /* PowerSGD per layer, ranks 1 and 4 */
-    check_kind(comm, specs[5], dev, grads, 1);
-    /* onebit per layer: these matrices are all under DL_ONEBIT_EXACT_BELOW,
-     * so every run goes exact (a run's shard inside the bucket's, read
-     * `stride` apart); test_onebit_layers has runs of blocks too */
-    check_kind(comm, specs[3], dev, grads, 1);
+        check_kind(comm, specs[i], dev, grads, folded);
+    check_kind(comm, specs[4], dev, grads, small_layers); /* PowerSGD per layer, ranks 1 and 4 */
+    check_kind(comm, specs[5], dev, grads, small_layers);
+    /* onebit per layer: the small matrices are all under
+     * DL_ONEBIT_EXACT_BELOW, so every run goes exact (a run's shard inside
+     * the bucket's, read `stride` apart); the big layout mixes blocks and
+     * exact runs in one bucket */
+    check_kind(comm, specs[3], dev, grads, small_layers);
+    check_mixed_runs();
+    check_kind(comm, specs[3], dev, grads, big_layers);
     double total = failures;
     comm->allreduce_sum_f64(comm, &total, 1);
     if (comm->rank == 0)

@@ -10,7 +10,8 @@
  * - the runs of each bucket are exactly the hand-computed ones (A's head
  *   a run of blocks from A's first value, its tail one from the bucket's
  *   start, the vectors and B exact runs), and so are the runs of one bucket
- *   over everything, of a bucket without matrices and of another codec;
+ *   over everything (with the matrices listed in either order), of a
+ *   bucket without matrices and of another codec;
  * - the wire model counts those bytes;
  * - over 20 steps: exact runs arrive unchanged with a zero residual, A's
  *   first block [64, 320) decodes to its own sign means (blocks start
@@ -80,6 +81,8 @@ static void check_runs(void)
                                                    {64, 5000, 256, DL_COMPRESS_ONEBIT},
                                                    {5064, 2104, 1048, DL_COMPRESS_NONE}}};
     expect_runs("one bucket over everything", 0, LEN, DL_COMPRESS_ONEBIT, mats, MATS, &whole);
+    const dl_grad_matrix reversed[MATS] = {mats[1], mats[0]};
+    expect_runs("matrices listed last first", 0, LEN, DL_COMPRESS_ONEBIT, reversed, MATS, &whole);
     const want_runs blocks = {1, dl_codec_bytes(DL_COMPRESS_ONEBIT, 3000),
                               {{0, 3000, 0, DL_COMPRESS_ONEBIT}}};
     expect_runs("no matrices", 3000, 3000, DL_COMPRESS_ONEBIT, NULL, 0, &blocks);
