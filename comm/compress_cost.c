@@ -121,20 +121,37 @@ static const codec_cost *cost_of(dl_compress_spec s)
     return c;
 }
 
-/* One bucket [lo, lo + n) at `world` ranks. */
-static double bucket_ms(dl_compress_spec s, int world, size_t lo, size_t n,
-                        const dl_grad_matrix *mats, int n_mats)
+/* n values coded with s at `world` ranks, scaled from the timed bucket. */
+static double floats_ms(dl_compress_spec s, int world, size_t n)
 {
-    if (s.kind == DL_COMPRESS_POWERSGD) /* plain floats cost a copy: not charged */
-        n = dl_psgd_low_rank_floats(lo, n, mats, n_mats, s.rank);
-    if (n == 0)
-        return 0.0;
-    const codec_cost *c = cost_of(s);
-    if (!c->timed)
+    const codec_cost *c = n ? cost_of(s) : NULL;
+    if (!c || !c->timed)
         return 0.0;
     /* per float: PowerSGD's products grow as m k r = n r, linear in n too
      * (per layer: each matrix's rows x cols x r, the same per value) */
     return (c->start_ms + world * c->per_rank_ms) * (double)n / (double)c->floats;
+}
+
+/* One bucket [lo, lo + n) of total at `world` ranks.  PowerSGD's plain
+ * floats cost a copy and are not charged; onebit per layer's exact runs go
+ * through the same feedback and mean as plain fp32 shards, so they are
+ * charged at that codec's timed cost, not at onebit's. */
+static double bucket_ms(dl_compress_spec s, int world, size_t lo, size_t n, size_t total,
+                        const dl_grad_matrix *mats, int n_mats)
+{
+    if (s.kind == DL_COMPRESS_POWERSGD)
+        return floats_ms(s, world, dl_psgd_low_rank_floats(lo, n, mats, n_mats, s.rank));
+    size_t count = dl_codec_segments(s.kind, lo, n, total, mats, n_mats, NULL, 0, NULL);
+    dl_codec_seg *runs = malloc((count + 1) * sizeof *runs);
+    if (!runs) /* a cost estimate: without memory for it, every value as coded */
+        return floats_ms(s, world, n);
+    dl_codec_segments(s.kind, lo, n, total, mats, n_mats, runs, count, NULL);
+    size_t exact = 0;
+    for (size_t j = 0; j < count; j++)
+        exact += runs[j].kind == DL_COMPRESS_NONE ? runs[j].n : 0;
+    free(runs);
+    dl_compress_spec plain = {DL_COMPRESS_NONE, 0};
+    return floats_ms(s, world, n - exact) + floats_ms(plain, world, exact);
 }
 
 double dl_compress_cpu_ms(dl_compress_spec s, int world, size_t n_params, size_t bucket_floats,
@@ -142,14 +159,15 @@ double dl_compress_cpu_ms(dl_compress_spec s, int world, size_t n_params, size_t
 {
     if (s.kind == DL_COMPRESS_NONE || world <= 1 || n_params == 0 || bucket_floats == 0)
         return 0.0;
-    if (mats && s.kind == DL_COMPRESS_POWERSGD) { /* where buckets cut layers matters */
+    if (mats && dl_compress_by_layer(s.kind)) { /* where buckets cut layers matters */
         size_t step = dl_bucket_stride(bucket_floats);
         double ms = 0.0;
         for (size_t lo = 0; lo < n_params; lo += step)
-            ms += bucket_ms(s, world, lo, DL_MIN(step, n_params - lo), mats, n_mats);
+            ms += bucket_ms(s, world, lo, DL_MIN(step, n_params - lo), n_params, mats, n_mats);
         return ms;
     }
     size_t full = n_params / bucket_floats, rest = n_params % bucket_floats;
-    double ms = full ? (double)full * bucket_ms(s, world, 0, bucket_floats, NULL, 0) : 0.0;
-    return rest ? ms + bucket_ms(s, world, 0, rest, NULL, 0) : ms;
+    double ms = full ? (double)full * bucket_ms(s, world, 0, bucket_floats, bucket_floats, NULL, 0)
+                     : 0.0;
+    return rest ? ms + bucket_ms(s, world, 0, rest, rest, NULL, 0) : ms;
 }

@@ -150,10 +150,33 @@ static void check_feedback(void)
     dl_compressor_free(&c);
 }
 
+/* What `predict --compress-ms cpu` charges (dl_compress_cpu_ms): a coded
+ * 64 x 128 matrix and a 10 x 100 one under DL_ONEBIT_EXACT_BELOW in one
+ * bucket cost the coded matrix alone plus the small one alone: each run
+ * at its own codec's timed cost (timed once per process, so the sums
+ * agree to rounding), and the exact run not at onebit's. */
+static void check_cpu_cost(void)
+{
+    dl_compress_spec onebit = {DL_COMPRESS_ONEBIT, 0};
+    const dl_grad_matrix both[2] = {{0, 64, 128}, {8192, 10, 100}}, small = {0, 10, 100};
+    size_t bucket = 16384;
+    double mixed = dl_compress_cpu_ms(onebit, 4, 9192, bucket, both, 2);
+    double coded = dl_compress_cpu_ms(onebit, 4, 8192, bucket, NULL, 0);
+    double exact = dl_compress_cpu_ms(onebit, 4, 1000, bucket, &small, 1);
+    double as_blocks = dl_compress_cpu_ms(onebit, 4, 1000, bucket, NULL, 0);
+    EXPECT(coded > 0 && exact > 0, "onebit cost %g ms coded, %g ms exact: want both > 0", coded,
+           exact);
+    EXPECT(fabs(mixed - (coded + exact)) <= 1e-9 * mixed, "onebit cost of a coded and an exact "
+           "tensor %.9g ms, want %.9g + %.9g", mixed, coded, exact);
+    EXPECT(exact != as_blocks, "an exact run costs %g ms, the same as coding it (%g)", exact,
+           as_blocks);
+}
+
 int main(void)
 {
     check_runs();
     check_feedback();
+    check_cpu_cost();
     if (failures) {
         fprintf(stderr, "test_onebit_layers: %d failure(s)\n", failures);
         return 1;
