@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Accuracy of gradient compression: Fashion-MNIST lenet, the same seed and
+# Accuracy of gradient compression: Fashion-MNIST, MODEL (lenet), the same seed and
 # settings with each --compress, on NP ranks (default 2), one after another.
-# Prints a markdown table of final test accuracy against --compress none.
+# Prints markdown tables of every run in OUT_DIR (not only this call's
+# KINDS, so calls with other KINDS or WARMUP add rows to one table): final
+# test accuracy against --compress none with the issue's goal, and the test
+# accuracy after each epoch.
 #   scripts/compress_accuracy.sh [OUT_DIR]
 # Environment: DLTRAIN (binary, default build/launch/dltrain), NP (2),
 # EPOCHS (5), MODEL (lenet), THREADS (threads per rank, 1),
@@ -29,26 +32,55 @@ for kind in $kinds; do
         --threads "$threads" --compress "$kind" "${extra[@]}" --no-progress --out "$out/run-$tag" \
         --json "$out/$tag.json" > "$out/$tag.log" 2>&1
 done
-python3 - "$out" "$model" "$np" "$epochs" "$warmup" $kinds <<'PY'
-import json, sys
-out, model, np_, epochs, warmup, kinds = sys.argv[1:6] + [sys.argv[6:]]
-def final(kind):
-    acc, comp = None, None
-    for line in open(f"{out}/{kind.replace(':', '-')}.json"):
+python3 - "$out" "$model" "$np" "$epochs" <<'PY'
+import json, os, sys
+out, model, np_, epochs = sys.argv[1:5]
+order = ["none", "fp16", "bf16", "int8", "onebit", "powersgd-1", "powersgd-2", "powersgd-3",
+         "powersgd-4"]
+goal = {"fp16": 0.5, "bf16": 0.5, "int8": 0.5, "onebit": 1.0, "powersgd-4": 0.5}
+
+def load(tag):
+    run = {"acc": None, "comp": None, "epochs": []}
+    for line in open(f"{out}/{tag}.json"):
         r = json.loads(line)
         if r.get("type") == "final":
-            acc = 100.0 * r["test_acc"]
-        if r.get("type") == "compression":
-            comp = r
-    return acc, comp
-base, _ = final("none")
-warm = f", first {warmup} uncompressed" if warmup != "0" else ""
-print(f"| --compress | test accuracy ({model}, {epochs} epochs{warm}, {np_} ranks) | vs none | "
-      "MB on the wire per rank per step | compression ratio |")
-print("|---|---|---|---|---|")
-for kind in kinds:
-    acc, comp = final(kind)
-    wire = f"{comp['wire_bytes_per_step'] / 1e6:.3f}" if comp else "(fp32 all-reduce)"
-    ratio = f"{comp['compression_ratio']:.2f}" if comp else "1"
-    print(f"| {kind} | {acc:.2f}% | {acc - base:+.2f} | {wire} | {ratio} |")
+            run["acc"] = 100.0 * r["test_acc"]
+        elif r.get("type") == "compression":
+            run["comp"] = r
+        elif r.get("type") == "epoch":
+            run["epochs"].append(100.0 * r["test_acc"])
+    return run
+
+runs = {t: load(t) for t in order if os.path.exists(f"{out}/{t}.json")}
+runs = {t: r for t, r in runs.items() if r["acc"] is not None}
+if "none" not in runs:
+    sys.exit(f"compress_accuracy: no finished --compress none run in {out}")
+base = runs["none"]["acc"]
+fp32 = next((r["comp"]["fp32_wire_bytes_per_step"] for r in runs.values() if r["comp"]), None)
+
+def label(tag, r):
+    name = tag.replace("-", ":")
+    steps = r["comp"]["uncompressed_steps"] if r["comp"] else 0
+    return f"{name}, first {steps} steps uncompressed" if steps else name
+
+print(f"{model}, {epochs} epochs, {np_} ranks, seed 1\n")
+print("| --compress | test accuracy | vs none | goal | MB on the wire per rank per step | "
+      "compression ratio |")
+print("|---|---|---|---|---|---|")
+for tag, r in runs.items():
+    gap = r["acc"] - base
+    if tag == "none":
+        wire = f"{fp32 / 1e6:.3f} (fp32 all-reduce)" if fp32 else "(fp32 all-reduce)"
+        print(f"| none | {r['acc']:.2f}% | | | {wire} | 1 |")
+        continue
+    g = goal.get(tag)
+    verdict = f"within {g:g}: {'met' if gap >= -g else 'missed'}" if g else ""
+    c = r["comp"]
+    print(f"| {label(tag, r)} | {r['acc']:.2f}% | {gap:+.2f} | {verdict} | "
+          f"{c['wire_bytes_per_step'] / 1e6:.3f} | {c['compression_ratio']:.2f} |")
+print("\n| epoch | " + " | ".join(t.replace("-", ":") for t in runs) + " |")
+print("|---|" + "---|" * len(runs))
+for e in range(max(len(r["epochs"]) for r in runs.values())):
+    cells = [f"{r['epochs'][e]:.2f}" if e < len(r["epochs"]) else "" for r in runs.values()]
+    print(f"| {e + 1} | " + " | ".join(cells) + " |")
 PY
