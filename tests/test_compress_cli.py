@@ -157,6 +157,8 @@ def report(tmp):
     expect("gradient compression onebit per layer (3776 of 857792 values exact: the tensors "
            "under 4096) with error feedback" in p.stdout and "compression ratio" in p.stdout,
            f"no per-layer onebit compression line in: {p.stdout}")
+    expect("note: onebit from the first step" in p.stdout and "--compress-warmup 1" in p.stdout,
+           f"no warm-up advice for onebit without one in: {p.stdout}")
     recs = [json.loads(line) for line in open(out + ".json")]
     comp = [r for r in recs if r["type"] == "compression"]
     expect(len(comp) == 1, "no compression JSON record")
@@ -225,8 +227,9 @@ def warmup(tmp):
     expect(a.returncode == 0 and b.returncode == 0, f"warm-up runs: {a.stderr} {b.stderr}")
     if FAILURES:
         return
-    expect("the first 8 steps uncompressed (--compress-warmup)" in b.stdout,
-           f"no warm-up line in: {b.stdout}")
+    expect("the first 8 steps uncompressed (--compress-warmup)" in b.stdout and
+           "note: onebit from the first step" not in b.stdout,
+           f"no warm-up line (or the advice for runs without one) in: {b.stdout}")
     ref, got = losses(plain + ".json"), losses(warm + ".json")
     # step s's loss comes before its update: the first compressed update is
     # step 9's, so step 10 is the first loss it can change
