@@ -1,7 +1,8 @@
 /* bench_train.c: `dltrain bench train` — training-step throughput of a model
  * on a fixed batch (data loading excluded, as in the PyTorch peer script
  * scripts/bench_torch.py), after warm-up steps.  Prints images/s, the time
- * per phase and the achieved GFLOP/s. */
+ * per phase and the achieved GFLOP/s; with --compress also the codecs'
+ * time per step on the same device (bench_codec.c). */
 #include <omp.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -19,7 +20,7 @@
 
 typedef struct bench_opts {
     char model[32], data[512], json[512], trace_dir[512];
-    char device[16], precision[16], gpus[16], conv[16];
+    char device[16], precision[16], gpus[16], conv[16], compress[24];
     int batch, steps, warmup, threads, repeats, trace_steps;
     long seed;
 } bench_opts;
@@ -50,6 +51,9 @@ static const dl_option bench_train_options[] = {
     {"conv", DL_OPT_STRING, O(conv), S(conv), "KIND", 0, 0,
      "CUDA convolutions: auto (default: cuDNN when it loads), cudnn or gemm (im2col + cuBLAS)"},
     {"gpus", DL_OPT_STRING, O(gpus), S(gpus), "I", 0, 0, "the GPU to use (default 0)"},
+    {"compress", DL_OPT_STRING, O(compress), S(compress), "KIND", 0, 0,
+     "also time gradient compression per step on this device (fp16, bf16, int8, onebit, "
+     "powersgd[:RANK]; default none): what to give `predict --compress-ms`"},
     DL_OPT_END,
 };
 
@@ -104,9 +108,30 @@ static int finish_trace(const bench_opts *o, dl_net *net, int rc)
     return st == DL_OK ? rc : DL_EXIT_ERROR;
 }
 
-static int report(const bench_opts *o, const dl_net *net, double *ips, const dl_phase_times *tm,
-                  long steps, const char *device_note)
+/* --compress: the codecs' line; compress_json gets the JSON's fields. */
+static void report_codec(const bench_opts *o, const dl_bench_codec *codec, char *compress_json,
+                         size_t size)
 {
+    compress_json[0] = '\0';
+    if (strcmp(o->compress, "none") == 0)
+        return;
+    const char *what = strncmp(o->compress, "powersgd", 8) == 0
+                           ? "error feedback, the products and Gram-Schmidt, the same at any "
+                             "rank count"
+                           : "error feedback, encoding and one shard decoded; each further rank "
+                             "adds a decode";
+    printf("  --compress %s: %.3f ms per step (median of %d; min %.3f, max %.3f) on this device, "
+           "%d buckets of %.2f MB, one rank: %s (predict --compress-ms)\n", o->compress,
+           codec->ms, o->repeats, codec->min_ms, codec->max_ms, codec->buckets, codec->bucket_mb,
+           what);
+    snprintf(compress_json, size, ",\"compress\":\"%s\",\"codec_ms\":%.4f,\"codec_min_ms\":%.4f,"
+             "\"codec_max_ms\":%.4f", o->compress, codec->ms, codec->min_ms, codec->max_ms);
+}
+
+static int report(const bench_opts *o, const dl_net *net, double *ips, const dl_phase_times *tm,
+                  long steps, const char *device_note, const dl_bench_codec *codec)
+{
+    char compress_json[160];
     qsort(ips, (size_t)o->repeats, sizeof *ips, cmp_double);
     double median = ips[o->repeats / 2], gflops = median * 6.0 * dl_net_macs_per_sample(net) * 1e-9;
     printf("bench train: model %s, data %dx%dx%d, batch %d, threads %d, precision %s\n", o->model,
@@ -116,6 +141,7 @@ static int report(const bench_opts *o, const dl_net *net, double *ips, const dl_
            median, o->repeats, ips[0], ips[o->repeats - 1], 1e3 * o->batch / median, gflops);
     printf("  per step (ms): forward %.2f  backward %.2f  optimizer %.2f\n",
            1e3 * tm->forward / steps, 1e3 * tm->backward / steps, 1e3 * tm->optimizer / steps);
+    report_codec(o, codec, compress_json, sizeof compress_json);
     if (o->json[0]) {
         FILE *f = fopen(o->json, "w");
         if (!f) {
@@ -124,9 +150,9 @@ static int report(const bench_opts *o, const dl_net *net, double *ips, const dl_
         }
         fprintf(f, "{\"bench\":\"train\",\"model\":\"%s\",\"batch\":%d,\"threads\":%d,"
                    "\"device\":\"%s\",\"precision\":\"%s\","
-                   "\"images_per_s\":%.2f,\"min\":%.2f,\"max\":%.2f,\"gflops\":%.2f}\n",
+                   "\"images_per_s\":%.2f,\"min\":%.2f,\"max\":%.2f,\"gflops\":%.2f%s}\n",
                 o->model, o->batch, o->threads, net->dev->name, o->precision, median, ips[0],
-                ips[o->repeats - 1], gflops);
+                ips[o->repeats - 1], gflops, compress_json);
         fclose(f);
     }
     return DL_EXIT_OK;
@@ -136,7 +162,7 @@ static int bench_train(int argc, char **argv)
 {
     bench_opts o = {.model = "lenet", .data = "synthetic:1x28x28:10", .batch = 128, .steps = 20,
                     .warmup = 3, .repeats = 3, .seed = 1, .trace_steps = 20, .device = "auto",
-                    .precision = "auto", .conv = "auto"};
+                    .precision = "auto", .conv = "auto", .compress = "none"};
     int r = dl_options_parse(bench_train_options, &o, argc, argv, "bench train",
                              "Training-step throughput on a fixed batch (compare: scripts/bench_compare.py).");
     if (r)
@@ -160,6 +186,11 @@ static int bench_train(int argc, char **argv)
     const dl_model *m = dl_model_find(o.model);
     if (!m) {
         fprintf(stderr, "dltrain bench: unknown model '%s' (choose from %s)\n", o.model, dl_model_names());
+        return DL_EXIT_USAGE;
+    }
+    dl_compress_spec spec;
+    if (dl_compress_parse(o.compress, &spec) != DL_OK) {
+        fprintf(stderr, "dltrain bench train: %s\n", dl_error_message());
         return DL_EXIT_USAGE;
     }
     dl_dataset train, test;
@@ -208,7 +239,19 @@ static int bench_train(int argc, char **argv)
         dev->sync(dev); /* a GPU may still be running the last optimizer step */
         ips[i] = (double)o.steps * o.batch / (dl_now() - t0);
     }
-    int rc = report(&o, &net, ips, &tm, (long)o.steps * o.repeats, ctx.device_note);
+    dl_bench_codec codec = {0};
+    dl_bench_codec_opts co = {.warmup = o.warmup, .steps = o.steps, .repeats = o.repeats,
+                              .seed = o.seed};
+    st = spec.kind == DL_COMPRESS_NONE ? DL_OK
+                                       : dl_bench_codec_time(&net, ctx.comm, spec, &co, &codec);
+    int rc = DL_EXIT_OK;
+    if (st != DL_OK) { /* e.g. a PowerSGD rank no layer of this model shrinks with */
+        fprintf(stderr, "dltrain bench train: --compress %s: %s\n", o.compress,
+                dl_error_message());
+        rc = st == DL_ERR_ARG ? DL_EXIT_USAGE : DL_EXIT_ERROR;
+    }
+    if (rc == DL_EXIT_OK)
+        rc = report(&o, &net, ips, &tm, (long)o.steps * o.repeats, ctx.device_note, &codec);
     rc = finish_trace(&o, &net, rc);
     dl_sgd_free(&opt);
     dl_net_free(&net);

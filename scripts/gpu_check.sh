@@ -266,9 +266,9 @@ fi
 # A dry run trains the CPU reference for a few steps only: the command line is what it checks.
 LENET_DRY=()
 [ "$DRY_RUN" = 1 ] && LENET_DRY=(--max-steps 3)
-DRY_STEPS_EXPECTED=9
+DRY_STEPS_EXPECTED=10
 if [ -f "$DATA/train-images-idx3-ubyte.gz" ] || [ -f "$DATA/train-images-idx3-ubyte" ]; then
-    DRY_STEPS_EXPECTED=11
+    DRY_STEPS_EXPECTED=12
     # The GPU run takes the defaults a user gets (--precision auto: TF32
     # convolutions, by cuDNN where it loads); the log's device and conv lines say which.
     step "lenet Fashion-MNIST 1 epoch on cuda (default precision and convolutions)" 120 \
@@ -353,6 +353,21 @@ step "scale --device cuda, one rank (GPU phase times from events)" 60 scale.log 
     "$DLTRAIN" scale --device cuda --model resnet20 --data synthetic:3x32x32:10 --batch 128 \
     --steps 10 --repeats 2 --json "$WORK/scale.json"
 grep -E "images/s|ms" "$WORK/scale.log" | head -6 | indent >/dev/null
+
+# ---- the codecs' time per step on the GPU (bench train --compress), ResNet-50's
+# layers: onebit per layer launches its kernels run by run, which only a GPU can price
+# shellcheck disable=SC2016  # expanded by the inner shell
+CODEC_LOOP='rc=0
+work=$1
+shift
+for kind in onebit int8 powersgd:4; do
+    "$@" --compress "$kind" --json "$work/codec-${kind/:/-}.json" || rc=1
+done
+exit $rc'
+step "bench train --device cuda --compress onebit, int8, powersgd:4 (resnet50 b64: codec ms per step)" \
+    90 codec.log bash -c "$CODEC_LOOP" codec "$WORK" "$DLTRAIN" bench train --device cuda \
+    --model resnet50 --data synthetic:3x224x224:1000 --batch 64 --steps 5 --repeats 3 --warmup 2
+grep -E "images/s|--compress" "$WORK/codec.log" | indent >/dev/null
 
 # ---- whatever time is left: whole training runs vs the CPU (tests/test_gpu_train.py)
 if [ "$DRY_RUN" = 1 ]; then

@@ -27,6 +27,12 @@ add_test(NAME learn_fashion_mnist
          COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_learn.py ${DLTRAIN_BIN})
 set_tests_properties(learn_fashion_mnist PROPERTIES LABELS "cpu;cli;slow" TIMEOUT 1800)
 
+# bench train --compress: the codecs' time per step (no MPI needed; the
+# script's other cases are in mpi.cmake).
+add_test(NAME compress_bench
+         COMMAND ${DLTRAIN_PYTHON} ${DLTRAIN_TESTS}/test_compress_cli.py unused ${DLTRAIN_BIN} bench)
+set_tests_properties(compress_bench PROPERTIES LABELS "cpu;cli" TIMEOUT 600)
+
 add_test(NAME cli_help_version COMMAND ${CMAKE_COMMAND} -DDLTRAIN=${DLTRAIN_BIN}
          -P ${DLTRAIN_TESTS}/check_help.cmake)
 set_tests_properties(cli_help_version PROPERTIES LABELS "cpu;cli")

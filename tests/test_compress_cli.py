@@ -21,6 +21,10 @@
     warmup     --compress-warmup: the uncompressed steps give the losses of a
                run without --compress, bit for bit, and compression starts
                at the step it says; resume across the switch is exact
+    bench      bench train --compress times the codecs per step (the line,
+               the JSON's codec_ms within its min and max), says how the
+               time grows with ranks for each kind, and adds nothing
+               without --compress (MPIEXEC unused)
 """
 import hashlib
 import json
@@ -75,6 +79,7 @@ def bad_input(tmp):
         (["train", "--compress", "int8:2"], "takes no ':RANK'", None),
         (["scale", "--compress", "1bit"], "unknown --compress '1bit'", names),
         (["bench", "allreduce", "--compress", "topk"], "unknown --compress 'topk'", names),
+        (["bench", "train", "--compress", "2bit"], "unknown --compress '2bit'", names),
     ]
     for args, message, listed in cases:
         p = run([DLTRAIN] + args + (["--out", tmp] if args[0] == "train" else []), timeout=60)
@@ -248,9 +253,32 @@ def warmup(tmp):
         expect(p.returncode == 2 and words in p.stderr, f"{extra}: {p.returncode} {p.stderr}")
 
 
+def bench(tmp):
+    runs = (("int8", "one shard decoded; each further rank adds a decode"),
+            ("powersgd:2", "the products and Gram-Schmidt, the same at any rank count"),
+            ("none", None))
+    for kind, words in runs:
+        out = os.path.join(tmp, f"bench-{kind}.json")
+        p = run([DLTRAIN, "bench", "train", "--model", "lenet", "--compress", kind, "--steps", "2",
+                 "--repeats", "3", "--warmup", "1", "--threads", "1", "--json", out], timeout=300)
+        expect(p.returncode == 0, f"bench train --compress {kind}: {p.stderr.strip()[-300:]}")
+        if p.returncode:
+            continue
+        doc = json.load(open(out))
+        if words is None:
+            expect("codec_ms" not in doc and "--compress" not in p.stdout,
+                   f"--compress none still times codecs: {doc}")
+            continue
+        expect(f"--compress {kind}: " in p.stdout and words in p.stdout,
+               f"no codec line ({words}) in: {p.stdout}")
+        expect(doc.get("compress") == kind and
+               0 < doc["codec_min_ms"] <= doc["codec_ms"] <= doc["codec_max_ms"],
+               f"JSON codec time: {doc}")
+
+
 with tempfile.TemporaryDirectory() as tmp:
     {"bad_input": bad_input, "resume": resume, "mismatch": mismatch, "report": report,
-     "powersgd": powersgd, "warmup": warmup}[CASE](tmp)
+     "powersgd": powersgd, "warmup": warmup, "bench": bench}[CASE](tmp)
 if FAILURES:
     sys.exit(f"{len(FAILURES)} failure(s)")
 print("ok")
