@@ -190,10 +190,10 @@ void dl_powersgd_outer(const float *p, const float *q, float *out, size_t m, siz
  * all-gather of B bytes per rank (W-1) B.  0 on one rank. */
 double dl_compress_wire_bytes(dl_compress_spec s, int world, const size_t *bucket_sizes,
                               int n_buckets, const dl_grad_matrix *mats, int n_mats);
-/* The same for n_params gradients cut as dl_buckets_init cuts them (buckets
- * of bucket_floats, the last one shorter; with matrices bucket_floats is
- * rounded up to DL_BUCKET_ALIGN_FLOATS first, as dl_buckets_init does, since
- * where a bucket ends decides which rows of a layer go plain). */
+/* The same for n_params gradients cut as dl_buckets_init cuts them: buckets
+ * of bucket_floats rounded up to DL_BUCKET_ALIGN_FLOATS, the last one
+ * shorter (where a bucket ends decides which rows of a layer go plain, and
+ * how many blocks and block headers a codec sends). */
 double dl_compress_wire_bytes_params(dl_compress_spec s, int world, size_t n_params,
                                      size_t bucket_floats, const dl_grad_matrix *mats,
                                      int n_mats);

@@ -263,6 +263,11 @@ static void check_wire_model(void)
     EXPECT(dl_compress_wire_bytes_params(int8, 4, 2058, 1024, NULL, 0) ==
            dl_compress_wire_bytes(int8, 4, three, 3, NULL, 0),
            "wire bytes from the parameter count");
+    /* 1000 floats a bucket: dl_buckets_init cuts at 1024 (its 256-byte
+     * stride), so the model must too, not at 1000, 2000 */
+    EXPECT(dl_compress_wire_bytes_params(int8, 4, 2058, 1000, NULL, 0) ==
+           dl_compress_wire_bytes(int8, 4, three, 3, NULL, 0),
+           "wire bytes of unaligned buckets: cut where dl_buckets_init cuts");
     size_t two[2] = {1024, 10}; /* the small bucket goes as plain floats */
     EXPECT(dl_compress_payload_bytes(psgd, two, 2, NULL, 0) == 4.0 * 64 * 2 + 40,
            "powersgd plain bucket");
