@@ -188,8 +188,9 @@ void dl_train_compress_summary(const dl_train_compress *tc, const dl_buckets *b,
         printf("  the first %llu steps uncompressed (--compress-warmup)\n",
                (unsigned long long)tc->from_step);
     else if (tc->spec.kind == DL_COMPRESS_ONEBIT) /* the one compressor measured to need it */
-        printf("  note: onebit from the first step; in docs/compression.md's runs only "
-               "--compress-warmup 1 (one uncompressed epoch) kept it within 1 point of none\n");
+        printf("  note: onebit from the first step; on lenet (docs/compression.md) it stayed "
+               "within 1 point of none only with --compress-warmup 1 (one uncompressed epoch "
+               "first)\n");
     snprintf(body, sizeof body, "\"type\":\"compression\",\"compress\":\"%s\",\"ranks\":%d,"
              "\"wire_bytes_per_step\":%.0f,\"fp32_wire_bytes_per_step\":%.0f,"
              "\"compression_ratio\":%.6g,\"uncompressed_steps\":%llu,\"exact_values\":%zu", name,
