@@ -8,12 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 double dl_sweep_bus_factor(int ranks) { return ranks > 1 ? 2.0 * (ranks - 1) / ranks : 0.0; }
 
 /* The value rank r puts at index i: small integers, so the sum over ranks is
@@ -72,7 +66,7 @@ static dl_status time_size(dl_comm *c, const dl_sweep_opts *o, const sweep_mem *
     }
     if (st != DL_OK)
         return st;
-    qsort(times, (size_t)o->iters, sizeof *times, cmp_double);
+    dl_sort_doubles(times, (size_t)o->iters);
     int k = o->iters / 2;
     *median = o->iters % 2 ? times[k] : 0.5 * (times[k - 1] + times[k]);
     return DL_OK;

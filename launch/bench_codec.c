@@ -18,12 +18,6 @@
 #include "../runtime/common.h"
 #include "bench.h"
 
-static int cmp_ms(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* `iters` compressed averages of every bucket, as one step makes them. */
 static dl_status run_codecs(dl_buckets *b, dl_device *dev, int iters)
 {
@@ -52,7 +46,7 @@ static dl_status time_codecs(dl_buckets *b, dl_device *dev, const dl_bench_codec
     }
     if (st != DL_OK)
         return st;
-    qsort(ms, (size_t)repeats, sizeof *ms, cmp_ms);
+    dl_sort_doubles(ms, (size_t)repeats);
     out->ms = ms[repeats / 2], out->min_ms = ms[0], out->max_ms = ms[repeats - 1];
     return DL_OK;
 }

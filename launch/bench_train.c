@@ -57,12 +57,6 @@ static const dl_option bench_train_options[] = {
     DL_OPT_END,
 };
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static void run_steps(dl_net *net, dl_sgd *opt, int steps, dl_phase_times *tm)
 {
     dl_tracer *tr = net->trace;
@@ -132,7 +126,7 @@ static int report(const bench_opts *o, const dl_net *net, double *ips, const dl_
                   long steps, const char *device_note, const dl_bench_codec *codec)
 {
     char compress_json[160];
-    qsort(ips, (size_t)o->repeats, sizeof *ips, cmp_double);
+    dl_sort_doubles(ips, (size_t)o->repeats);
     double median = ips[o->repeats / 2], gflops = median * 6.0 * dl_net_macs_per_sample(net) * 1e-9;
     printf("bench train: model %s, data %dx%dx%d, batch %d, threads %d, precision %s\n", o->model,
            net->in_c, net->in_h, net->in_w, o->batch, o->threads, o->precision);

@@ -15,12 +15,6 @@
 #include "scale.h"
 #include "step.h"
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static dl_status run_steps(scale_run *r, dl_stepper *s, int steps, dl_phase_times *tm)
 {
     for (int i = 0; i < steps; i++) {
@@ -51,7 +45,7 @@ static void summarize(const scale_run *r, const dl_comm *g, const double *shared
     p->n_repeats = reps;
     double sorted[DL_SCALE_MAX_REPEATS];
     memcpy(sorted, p->ips, sizeof(double) * (size_t)reps);
-    qsort(sorted, (size_t)reps, sizeof *sorted, cmp_double);
+    dl_sort_doubles(sorted, (size_t)reps);
     p->ips_median = reps % 2 ? sorted[reps / 2] : 0.5 * (sorted[reps / 2 - 1] + sorted[reps / 2]);
     p->ips_min = sorted[0], p->ips_max = sorted[reps - 1];
     double per_step = 1e3 / ((double)o->steps * reps), per_member = per_step / n;

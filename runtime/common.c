@@ -53,6 +53,17 @@ double dl_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+void dl_sort_doubles(double *x, size_t n)
+{
+    qsort(x, n, sizeof *x, cmp_double);
+}
+
 /* --out runs/exp1 and --trace runs/exp1/trace work without preparing runs/ first. */
 dl_status dl_make_dirs(const char *dir)
 {

@@ -44,6 +44,8 @@ void *dl_alloc_zero(size_t bytes, const char *what);
 
 /* Wall-clock seconds from a monotonic clock. */
 double dl_now(void);
+/* Sorts x[0..n) ascending (medians and spreads of timings). */
+void dl_sort_doubles(double *x, size_t n);
 
 /* mkdir -p: creates dir and its missing parents; fails if dir is not a directory. */
 dl_status dl_make_dirs(const char *dir);
