@@ -159,14 +159,11 @@ double dl_compress_cpu_ms(dl_compress_spec s, int world, size_t n_params, size_t
 {
     if (s.kind == DL_COMPRESS_NONE || world <= 1 || n_params == 0 || bucket_floats == 0)
         return 0.0;
-    size_t step = dl_bucket_stride(bucket_floats); /* where dl_buckets_init cuts */
-    if (mats && dl_compress_by_layer(s.kind)) { /* where buckets cut layers matters */
-        double ms = 0.0;
-        for (size_t lo = 0; lo < n_params; lo += step)
-            ms += bucket_ms(s, world, lo, DL_MIN(step, n_params - lo), n_params, mats, n_mats);
-        return ms;
-    }
-    size_t full = n_params / step, rest = n_params % step;
-    double ms = full ? (double)full * bucket_ms(s, world, 0, step, step, NULL, 0) : 0.0;
-    return rest ? ms + bucket_ms(s, world, 0, rest, rest, NULL, 0) : ms;
+    /* bucket by bucket where dl_buckets_init cuts (per layer, where a cut
+     * falls in a layer matters; the codecs that do not go by layer ignore mats) */
+    size_t step = dl_bucket_stride(bucket_floats);
+    double ms = 0.0;
+    for (size_t lo = 0; lo < n_params; lo += step)
+        ms += bucket_ms(s, world, lo, DL_MIN(step, n_params - lo), n_params, mats, n_mats);
+    return ms;
 }

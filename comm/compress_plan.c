@@ -326,17 +326,12 @@ double dl_compress_wire_bytes_params(dl_compress_spec s, int world, size_t n_par
 {
     if (bucket_floats == 0 || n_params == 0)
         return 0.0;
-    size_t step = dl_bucket_stride(bucket_floats); /* where dl_buckets_init cuts */
-    if (mats && dl_compress_by_layer(s.kind)) { /* where buckets cut layers matters */
-        double payload = 0.0;
-        for (size_t lo = 0; lo < n_params; lo += step)
-            payload += bucket_payload(s, lo, DL_MIN(step, n_params - lo), n_params, mats, n_mats);
-        return wire_of(s, world, payload);
-    }
-    size_t full = n_params / step, rest = n_params % step;
-    double payload = (double)full * bucket_payload(s, 0, step, n_params, NULL, 0);
-    if (rest)
-        payload += bucket_payload(s, 0, rest, n_params, NULL, 0);
+    /* bucket by bucket where dl_buckets_init cuts (per layer, where a cut
+     * falls in a layer matters; bucket_payload ignores mats otherwise) */
+    size_t step = dl_bucket_stride(bucket_floats);
+    double payload = 0.0;
+    for (size_t lo = 0; lo < n_params; lo += step)
+        payload += bucket_payload(s, lo, DL_MIN(step, n_params - lo), n_params, mats, n_mats);
     return wire_of(s, world, payload);
 }
 
