@@ -17,6 +17,7 @@ typedef struct dl_bench_codec_opts {
     long seed;
 } dl_bench_codec_opts;
 typedef struct dl_bench_codec {
+    dl_compress_kind kind;     /* what was timed (DL_COMPRESS_NONE: nothing) */
     double ms, min_ms, max_ms; /* per step: median, min and max of the repeats */
     double bucket_mb;
     int buckets;

@@ -69,7 +69,7 @@ dl_status dl_bench_codec_time(dl_net *net, dl_comm *comm, dl_compress_spec spec,
     if (st == DL_OK)
         st = dl_buckets_compress(&b, &c, spec, (uint64_t)o->seed, net->dev, mats, n_mats);
     if (st == DL_OK) {
-        out->buckets = b.count, out->bucket_mb = mb;
+        out->kind = spec.kind, out->buckets = b.count, out->bucket_mb = mb;
         st = time_codecs(&b, net->dev, o, out);
     }
     free(mats);

@@ -107,9 +107,9 @@ static void report_codec(const bench_opts *o, const dl_bench_codec *codec, char 
                          size_t size)
 {
     compress_json[0] = '\0';
-    if (strcmp(o->compress, "none") == 0)
+    if (codec->kind == DL_COMPRESS_NONE)
         return;
-    const char *what = strncmp(o->compress, "powersgd", 8) == 0
+    const char *what = codec->kind == DL_COMPRESS_POWERSGD
                            ? "error feedback, the products and Gram-Schmidt, the same at any "
                              "rank count"
                            : "error feedback, encoding and one shard decoded; each further rank "
